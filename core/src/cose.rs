@@ -1,0 +1,152 @@
+//! COSE_Sign1 statements (RFC 9052 §4.2) with ES256 (RFC 9053 §2.1), built and
+//! parsed with `coset`. docs/PROTOCOL.md §3.2.
+//!
+//! The protected header holds `alg` (1) = ES256 (-7) and, for key
+//! attestations only, `x5chain` (33, RFC 9360), leaf first. No other header
+//! parameter is allowed and the unprotected header is empty. External AAD is
+//! empty. The whole statement must be deterministically encoded.
+
+use crate::cbor::{self, CborError};
+use ciborium::value::Value;
+use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, Label, TaggedCborSerializable};
+
+/// Length of an ES256 signature in COSE's fixed form (r || s).
+pub const ES256_SIG_LEN: usize = 64;
+
+/// Why bytes are not an acceptable COSE_Sign1 statement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoseError {
+    /// Not deterministic CBOR.
+    #[error("statement: {0}")]
+    Cbor(#[from] CborError),
+    /// Not a tagged (18) COSE_Sign1 structure.
+    #[error("not a tagged COSE_Sign1")]
+    NotCoseSign1,
+    /// The payload is detached or empty.
+    #[error("COSE_Sign1 payload missing")]
+    MissingPayload,
+    /// `alg` is absent or not ES256.
+    #[error("alg must be ES256 (-7)")]
+    UnsupportedAlgorithm,
+    /// A header parameter other than `alg` and `x5chain`, or a non-empty unprotected header.
+    #[error("unexpected COSE header parameter")]
+    UnexpectedHeader,
+    /// `x5chain` is present where not allowed, absent where required, or malformed.
+    #[error("x5chain missing, malformed or not allowed")]
+    X5Chain,
+    /// The signature is not 64 bytes.
+    #[error("ES256 signature must be 64 bytes")]
+    SignatureLength,
+}
+
+/// A parsed statement whose signature has not been checked yet.
+#[derive(Debug, Clone)]
+pub struct Sign1 {
+    /// The payload bytes (a protocol message).
+    pub payload: Vec<u8>,
+    /// The `x5chain` certificates, leaf first (empty when absent).
+    pub x5chain: Vec<Vec<u8>>,
+    /// r || s.
+    pub signature: Vec<u8>,
+    /// The Sig_structure bytes the signature covers (RFC 9052 §4.4).
+    pub to_be_signed: Vec<u8>,
+}
+
+/// Builds a tagged COSE_Sign1 over `payload`. `sign` receives the
+/// Sig_structure and returns the 64-byte ES256 signature.
+pub fn sign1<E>(
+    payload: Vec<u8>,
+    x5chain: &[Vec<u8>],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, E> {
+    let mut header = HeaderBuilder::new().algorithm(iana::Algorithm::ES256);
+    match x5chain {
+        [] => {}
+        [one] => header = header.value(iana::HeaderParameter::X5Chain as i64, Value::Bytes(one.clone())),
+        many => {
+            header = header.value(
+                iana::HeaderParameter::X5Chain as i64,
+                Value::Array(many.iter().map(|c| Value::Bytes(c.clone())).collect()),
+            )
+        }
+    }
+    let sign1 = CoseSign1Builder::new()
+        .protected(header.build())
+        .payload(payload)
+        .try_create_signature(b"", sign)?
+        .build();
+    // Serialising a structure built above cannot fail.
+    Ok(sign1.to_tagged_vec().unwrap_or_default())
+}
+
+/// Parses a statement. `x5chain_required` says whether the statement kind
+/// carries an attestation chain (key attestations) or must not (all others).
+pub fn parse_sign1(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseError> {
+    let value = cbor::from_deterministic_slice(bytes)?;
+    if !matches!(value, Value::Tag(18, _)) {
+        return Err(CoseError::NotCoseSign1);
+    }
+    let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|_| CoseError::NotCoseSign1)?;
+    cbor::from_deterministic_slice(&sign1.protected.original_data.clone().unwrap_or_default())
+        .map_err(|_| CoseError::UnexpectedHeader)?;
+    let h = &sign1.protected.header;
+    if h.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::ES256)) {
+        return Err(CoseError::UnsupportedAlgorithm);
+    }
+    if !sign1.unprotected.is_empty()
+        || !h.crit.is_empty()
+        || h.content_type.is_some()
+        || !h.key_id.is_empty()
+        || !h.iv.is_empty()
+        || !h.partial_iv.is_empty()
+        || !h.counter_signatures.is_empty()
+    {
+        return Err(CoseError::UnexpectedHeader);
+    }
+    let mut x5chain = Vec::new();
+    for (label, v) in &h.rest {
+        match (label, v) {
+            (Label::Int(33), Value::Bytes(one)) => x5chain.push(one.clone()),
+            (Label::Int(33), Value::Array(items)) if items.len() >= 2 => {
+                for item in items {
+                    let Value::Bytes(cert) = item else { return Err(CoseError::X5Chain) };
+                    x5chain.push(cert.clone());
+                }
+            }
+            (Label::Int(33), _) => return Err(CoseError::X5Chain),
+            _ => return Err(CoseError::UnexpectedHeader),
+        }
+    }
+    if x5chain.is_empty() == x5chain_required {
+        return Err(CoseError::X5Chain);
+    }
+    let to_be_signed = sign1.tbs_data(b"");
+    let payload = match sign1.payload {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err(CoseError::MissingPayload),
+    };
+    if sign1.signature.len() != ES256_SIG_LEN {
+        return Err(CoseError::SignatureLength);
+    }
+    Ok(Sign1 { payload, x5chain, signature: sign1.signature, to_be_signed })
+}
+
+/// Reads the payload of a tagged COSE_Sign1 without checking headers or
+/// signature (for `biopay decode` and diagnostics only).
+pub fn peek_payload(bytes: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let sign1 = CoseSign1::from_tagged_slice(bytes).ok()?;
+    let chain = sign1
+        .protected
+        .header
+        .rest
+        .iter()
+        .find(|(l, _)| *l == Label::Int(33))
+        .map(|(_, v)| match v {
+            Value::Bytes(b) => vec![b.clone()],
+            Value::Array(items) => items.iter().filter_map(|i| i.as_bytes().cloned()).collect(),
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
+    Some((sign1.payload?, chain))
+}

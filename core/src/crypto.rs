@@ -1,0 +1,165 @@
+//! The narrow crypto seam of the verifier: every signature check and digest in
+//! biopay-core goes through this module (ring), so it can be audited in one place.
+
+use crate::messages::{DecodeError, Digest};
+use ciborium::value::Value;
+use coset::{iana, AsCborValue, CoseKey, CoseKeyBuilder, KeyType, Label};
+use ring::signature::{self, UnparsedPublicKey};
+
+/// Length of a SEC1 uncompressed P-256 point (0x04 || x || y).
+pub const P256_SEC1_LEN: usize = 65;
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> Digest {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// SHA-256 over the concatenation of `parts`.
+pub fn sha256_parts(parts: &[&[u8]]) -> Digest {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Constant-time equality for secrets and digests.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// How an ECDSA signature is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFormat {
+    /// r || s, 32 bytes each (IEEE P1363; COSE's form, RFC 9053 §2.1).
+    Fixed,
+    /// ASN.1 DER `Ecdsa-Sig-Value` (what Android's and Java's `Signature` return).
+    Der,
+}
+
+/// Verifies an ECDSA P-256 / SHA-256 signature with a SEC1 public key.
+pub fn verify_es256(public_key_sec1: &[u8], message: &[u8], sig: &[u8], format: SignatureFormat) -> bool {
+    let alg = match format {
+        SignatureFormat::Fixed => &signature::ECDSA_P256_SHA256_FIXED,
+        SignatureFormat::Der => &signature::ECDSA_P256_SHA256_ASN1,
+    };
+    UnparsedPublicKey::new(alg, public_key_sec1).verify(message, sig).is_ok()
+}
+
+/// Checks that `sec1` is an uncompressed point on P-256 (not the identity).
+pub fn is_valid_p256_point(sec1: &[u8]) -> bool {
+    sec1.len() == P256_SEC1_LEN && p256::PublicKey::from_sec1_bytes(sec1).is_ok()
+}
+
+/// Encodes a SEC1 uncompressed P-256 point as a COSE_Key (RFC 9053 §7.1.1):
+/// `{1: 2, 3: -7, -1: 1, -2: x, -3: y}`.
+pub fn cose_key_from_sec1(sec1: &[u8]) -> Value {
+    let (x, y) = match sec1 {
+        [0x04, rest @ ..] if rest.len() == 64 => (rest[..32].to_vec(), rest[32..].to_vec()),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let key = CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_256, x, y)
+        .algorithm(iana::Algorithm::ES256)
+        .build();
+    key.to_cbor_value().unwrap_or(Value::Null)
+}
+
+/// Decodes a COSE_Key that must be exactly an EC2 P-256 ES256 public key, and
+/// returns its SEC1 uncompressed form. The point is validated.
+pub fn sec1_from_cose_key(value: Value) -> Result<Vec<u8>, DecodeError> {
+    const F: &str = "credential_public_key";
+    let bad = |reason| DecodeError::InvalidField { field: F, reason };
+    let key = CoseKey::from_cbor_value(value).map_err(|_| bad("not a COSE_Key"))?;
+    if key.kty != KeyType::Assigned(iana::KeyType::EC2) {
+        return Err(bad("kty must be EC2"));
+    }
+    if key.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::ES256)) {
+        return Err(bad("alg must be ES256"));
+    }
+    if !key.key_id.is_empty() || !key.key_ops.is_empty() || !key.base_iv.is_empty() {
+        return Err(bad("unexpected COSE_Key parameters"));
+    }
+    let mut crv = None;
+    let mut x = None;
+    let mut y = None;
+    for (label, v) in key.params {
+        match (label, v) {
+            (Label::Int(-1), Value::Integer(c)) => crv = Some(i128::from(c)),
+            (Label::Int(-2), Value::Bytes(b)) if b.len() == 32 => x = Some(b),
+            (Label::Int(-3), Value::Bytes(b)) if b.len() == 32 => y = Some(b),
+            _ => return Err(bad("unexpected or malformed EC2 parameter")),
+        }
+    }
+    if crv != Some(i128::from(iana::EllipticCurve::P_256 as i64)) {
+        return Err(bad("crv must be P-256"));
+    }
+    let (Some(x), Some(y)) = (x, y) else { return Err(bad("x and y are required")) };
+    let mut sec1 = Vec::with_capacity(P256_SEC1_LEN);
+    sec1.push(0x04);
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    if !is_valid_p256_point(&sec1) {
+        return Err(bad("not a point on P-256"));
+    }
+    Ok(sec1)
+}
+
+/// The signature algorithms accepted in X.509 attestation chains.
+pub(crate) fn verify_x509_signature(
+    sig_alg_oid: &str,
+    spki_alg_oid: &str,
+    spki_curve_oid: Option<&str>,
+    spki_key: &[u8],
+    message: &[u8],
+    sig: &[u8],
+) -> Result<(), &'static str> {
+    const P256: &str = "1.2.840.10045.3.1.7";
+    const P384: &str = "1.2.840.10045.3.1.34";
+    const EC_KEY: &str = "1.2.840.10045.2.1";
+    const RSA_KEY: &str = "1.2.840.113549.1.1.1";
+    let alg: &dyn signature::VerificationAlgorithm = match (sig_alg_oid, spki_alg_oid, spki_curve_oid) {
+        ("1.2.840.10045.4.3.2", EC_KEY, Some(P256)) => &signature::ECDSA_P256_SHA256_ASN1,
+        ("1.2.840.10045.4.3.3", EC_KEY, Some(P256)) => &signature::ECDSA_P256_SHA384_ASN1,
+        ("1.2.840.10045.4.3.2", EC_KEY, Some(P384)) => &signature::ECDSA_P384_SHA256_ASN1,
+        ("1.2.840.10045.4.3.3", EC_KEY, Some(P384)) => &signature::ECDSA_P384_SHA384_ASN1,
+        ("1.2.840.113549.1.1.11", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        ("1.2.840.113549.1.1.12", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        ("1.2.840.113549.1.1.13", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA512,
+        _ => return Err("unsupported signature algorithm or key type"),
+    };
+    UnparsedPublicKey::new(alg, spki_key).verify(message, sig).map_err(|_| "bad signature")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cose_key_round_trip_and_rejects_off_curve() {
+        // Generator point of P-256.
+        let g = hex::decode(concat!(
+            "04",
+            "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+            "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
+        ))
+        .unwrap();
+        let v = cose_key_from_sec1(&g);
+        assert_eq!(sec1_from_cose_key(v).unwrap(), g);
+        let mut off = g.clone();
+        off[64] ^= 1;
+        assert!(sec1_from_cose_key(cose_key_from_sec1(&off)).is_err());
+    }
+
+    #[test]
+    fn ct_eq_compares_content_and_length() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,312 @@
+//! Verification errors. Every rejection names the step of docs/PROTOCOL.md §6
+//! that caught it ([`Step`]) and says why ([`Reason`]).
+
+use crate::{
+    cose::CoseError,
+    messages::{DecodeError, VerifiedBootState},
+    store::{CredentialStatus, StoreError},
+    verifier::{HighValueRequirement, ModelStatus},
+    x509::ChainError,
+};
+
+macro_rules! steps {
+    ($($(#[$m:meta])* $variant:ident = ($code:literal, $name:literal)),+ $(,)?) => {
+        /// A numbered verification step of docs/PROTOCOL.md §6.
+        ///
+        /// `R` steps verify a [`crate::KeyAttestation`] (§6.3), `P` steps a
+        /// [`crate::PaymentAssertion`] (§6.4), `D` steps a
+        /// [`crate::Deregistration`] (§6.5) and `E` steps an
+        /// [`crate::EnrollmentChange`] (§6.6).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Step { $($(#[$m])* $variant),+ }
+
+        impl Step {
+            /// The step's code as in docs/PROTOCOL.md, e.g. `"P12"`.
+            pub fn code(self) -> &'static str {
+                match self { $(Self::$variant => $code),+ }
+            }
+            /// The step's stable name, e.g. `"transaction-hash"`.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+            /// Every step, in order.
+            pub const ALL: &'static [Step] = &[$(Self::$variant),+];
+        }
+    };
+}
+
+steps! {
+    /// R1: the statement is a deterministic, tagged COSE_Sign1.
+    R1Statement = ("R1", "statement"),
+    /// R2: protected header is exactly alg ES256 + x5chain.
+    R2Header = ("R2", "header"),
+    /// R3: the payload is a well-formed KeyAttestation.
+    R3Payload = ("R3", "payload"),
+    /// R4: the device model is known and active.
+    R4DeviceModel = ("R4", "device-model"),
+    /// R5: the x5chain verifies to a trust root of the model at the current time.
+    R5AttestationChain = ("R5", "attestation-chain"),
+    /// R6: the statement is signed by the attestation leaf's key.
+    R6Signature = ("R6", "signature"),
+    /// R7: rp_id_hash is SHA-256 of this verifier's rp id.
+    R7RpId = ("R7", "rp-id"),
+    /// R8: the challenge was issued as a registration challenge and is unused.
+    R8Challenge = ("R8", "challenge"),
+    /// R9: the challenge has not expired.
+    R9ChallengeExpiry = ("R9", "challenge-expiry"),
+    /// R10: the account handle is the one the challenge was issued for.
+    R10Account = ("R10", "account"),
+    /// R11: the bound modalities are accepted by the challenge and the device model.
+    R11Modality = ("R11", "modality"),
+    /// R12: the key's security level meets the challenge and policy and does not exceed the model's.
+    R12SecurityLevel = ("R12", "security-level"),
+    /// R13: the verified-boot state is acceptable.
+    R13BootState = ("R13", "boot-state"),
+    /// R14: the TEE clock is within the allowed skew.
+    R14TeeClock = ("R14", "tee-clock"),
+    /// R15: the credential id is not registered yet.
+    R15CredentialId = ("R15", "credential-id"),
+    /// R16: the challenge is consumed and the credential stored atomically.
+    R16Commit = ("R16", "commit"),
+
+    /// P1: the statement is a deterministic, tagged COSE_Sign1.
+    P1Statement = ("P1", "statement"),
+    /// P2: protected header is exactly alg ES256.
+    P2Header = ("P2", "header"),
+    /// P3: the payload is a well-formed PaymentAssertion.
+    P3Payload = ("P3", "payload"),
+    /// P4: the credential is registered.
+    P4Credential = ("P4", "credential"),
+    /// P5: the statement is signed by the credential key.
+    P5Signature = ("P5", "signature"),
+    /// P6: the credential is active.
+    P6CredentialStatus = ("P6", "credential-status"),
+    /// P7: the credential's device model is active.
+    P7DeviceModel = ("P7", "device-model"),
+    /// P8: rp_id_hash is SHA-256 of this verifier's rp id.
+    P8RpId = ("P8", "rp-id"),
+    /// P9: the challenge was issued as a payment challenge and is unused.
+    P9Challenge = ("P9", "challenge"),
+    /// P10: the challenge has not expired.
+    P10ChallengeExpiry = ("P10", "challenge-expiry"),
+    /// P11: the challenge was issued for this account and credential.
+    P11ChallengeBinding = ("P11", "challenge-binding"),
+    /// P12: transaction_hash matches the transaction stored with the challenge.
+    P12TransactionHash = ("P12", "transaction-hash"),
+    /// P13: display_hash matches the rendering of that transaction.
+    P13DisplayHash = ("P13", "display-hash"),
+    /// P14: the user confirmed on the trusted UI.
+    P14UserConfirmed = ("P14", "user-confirmed"),
+    /// P15: the enrollment epoch is the registered one.
+    P15EnrollmentEpoch = ("P15", "enrollment-epoch"),
+    /// P16: modality and liveness are accepted for this credential and challenge.
+    P16Modality = ("P16", "modality"),
+    /// P17: the policy for this amount is met.
+    P17Policy = ("P17", "policy"),
+    /// P18: the TEE clock is within the allowed skew.
+    P18TeeClock = ("P18", "tee-clock"),
+    /// P19: the counter is greater than the stored counter.
+    P19Counter = ("P19", "counter"),
+    /// P20: challenge consumed and counter advanced atomically.
+    P20Commit = ("P20", "commit"),
+
+    /// D1: the statement is a deterministic, tagged COSE_Sign1.
+    D1Statement = ("D1", "statement"),
+    /// D2: protected header is exactly alg ES256.
+    D2Header = ("D2", "header"),
+    /// D3: the payload is a well-formed Deregistration.
+    D3Payload = ("D3", "payload"),
+    /// D4: the credential is registered.
+    D4Credential = ("D4", "credential"),
+    /// D5: the statement is signed by the credential key.
+    D5Signature = ("D5", "signature"),
+    /// D6: rp_id_hash is SHA-256 of this verifier's rp id.
+    D6RpId = ("D6", "rp-id"),
+    /// D7: the credential is not deregistered already.
+    D7CredentialStatus = ("D7", "credential-status"),
+    /// D8: the counter is greater than the stored counter.
+    D8Counter = ("D8", "counter"),
+    /// D9: status and counter updated atomically.
+    D9Commit = ("D9", "commit"),
+
+    /// E1: the statement is a deterministic, tagged COSE_Sign1.
+    E1Statement = ("E1", "statement"),
+    /// E2: protected header is exactly alg ES256.
+    E2Header = ("E2", "header"),
+    /// E3: the payload is a well-formed EnrollmentChange.
+    E3Payload = ("E3", "payload"),
+    /// E4: the credential is registered.
+    E4Credential = ("E4", "credential"),
+    /// E5: the statement is signed by the credential key.
+    E5Signature = ("E5", "signature"),
+    /// E6: rp_id_hash is SHA-256 of this verifier's rp id.
+    E6RpId = ("E6", "rp-id"),
+    /// E7: the credential is not deregistered.
+    E7CredentialStatus = ("E7", "credential-status"),
+    /// E8: previous_epoch is the registered epoch and current_epoch differs.
+    E8Epoch = ("E8", "epoch"),
+    /// E9: the counter is greater than the stored counter.
+    E9Counter = ("E9", "counter"),
+    /// E10: status and counter updated atomically.
+    E10Commit = ("E10", "commit"),
+}
+
+impl core::fmt::Display for Step {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} {}", self.code(), self.name())
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The COSE_Sign1 statement is malformed or has unacceptable headers.
+    #[error("{0}")]
+    Statement(#[from] CoseError),
+    /// The payload is not a well-formed message of the expected kind.
+    #[error("{0}")]
+    Payload(#[from] DecodeError),
+    /// The device model is not in the trust configuration.
+    #[error("unknown device model")]
+    UnknownDeviceModel,
+    /// The device model is revoked or compromised.
+    #[error("device model is {0:?}")]
+    DeviceModelNotActive(ModelStatus),
+    /// The attestation chain did not verify.
+    #[error("{0}")]
+    Chain(#[from] ChainError),
+    /// The attestation leaf does not name the claimed device model (subject OU).
+    #[error("attestation certificate is not for the claimed device model")]
+    LeafModelMismatch,
+    /// The attestation leaf key is not a P-256 key.
+    #[error("attestation key is not an EC P-256 key")]
+    AttestationKeyType,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// rp_id_hash is not this relying party's.
+    #[error("statement is for another relying party")]
+    WrongRp,
+    /// No such challenge was issued (or it was collected after expiry).
+    #[error("unknown challenge")]
+    UnknownChallenge,
+    /// The challenge was issued for another kind of ceremony.
+    #[error("challenge was issued for another ceremony")]
+    WrongChallengeKind,
+    /// The challenge was already used (replay).
+    #[error("challenge already used")]
+    ChallengeAlreadyUsed,
+    /// The challenge expired.
+    #[error("challenge expired at {expires_at}, now {now}")]
+    ChallengeExpired {
+        /// Expiry time.
+        expires_at: u64,
+        /// Verification time.
+        now: u64,
+    },
+    /// The account handle is not the challenge's.
+    #[error("challenge was issued for another account")]
+    AccountMismatch,
+    /// The challenge was issued for another credential.
+    #[error("challenge was issued for another credential")]
+    CredentialMismatch,
+    /// The modality is not accepted.
+    #[error("modality not accepted")]
+    ModalityNotAccepted,
+    /// A passed liveness check was required.
+    #[error("liveness check required")]
+    LivenessRequired,
+    /// The key's security level is below what is required.
+    #[error("key security level too low")]
+    InsufficientSecurityLevel,
+    /// The device claims a security level its model does not have.
+    #[error("security level exceeds the device model's")]
+    SecurityLevelOverclaimed,
+    /// The verified-boot state is not acceptable.
+    #[error("verified boot state {0:?} not accepted")]
+    BootState(VerifiedBootState),
+    /// The TEE clock differs from the verifier's by more than the allowed skew.
+    #[error("TEE time {tee_time} differs from {now} by more than the allowed skew")]
+    ClockSkew {
+        /// TEE time in the statement.
+        tee_time: u64,
+        /// Verification time.
+        now: u64,
+    },
+    /// The credential id is registered already.
+    #[error("credential already registered")]
+    DuplicateCredential,
+    /// No credential with this id.
+    #[error("unknown credential")]
+    UnknownCredential,
+    /// The credential is not active.
+    #[error("credential is {0:?}")]
+    CredentialNotActive(CredentialStatus),
+    /// The signed transaction is not the one issued with the challenge.
+    #[error("signed transaction differs from the issued transaction")]
+    TransactionMismatch,
+    /// The displayed text is not the rendering of the issued transaction.
+    #[error("displayed text differs from the issued transaction")]
+    DisplayMismatch,
+    /// The user did not confirm on the trusted UI.
+    #[error("user did not confirm the transaction")]
+    NotConfirmed,
+    /// The enrolled biometrics changed since registration; re-registration needed.
+    #[error("biometric enrollment changed since registration")]
+    EnrollmentChanged,
+    /// `previous_epoch` is not the registered epoch, or the epoch did not change.
+    #[error("enrollment epochs do not match the registered epoch")]
+    EpochMismatch,
+    /// The policy requires stronger authentication for this amount.
+    #[error("policy requires {0:?} for this amount")]
+    PolicyRequires(HighValueRequirement),
+    /// Too many failed biometric attempts preceded this match.
+    #[error("{0} failed attempts before this match exceed the policy")]
+    TooManyFailedAttempts(u32),
+    /// The counter did not increase: a cloned or rolled-back device.
+    #[error("counter {received} is not greater than stored {stored}")]
+    CounterNotIncreased {
+        /// Stored counter.
+        stored: u64,
+        /// Counter in the statement.
+        received: u64,
+    },
+    /// The store failed; the statement was not accepted (fail closed).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A rejected statement: the step that caught it and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rejected at {step}: {reason}")]
+pub struct Rejection {
+    /// The verification step (docs/PROTOCOL.md §6).
+    pub step: Step,
+    /// Why it failed.
+    pub reason: Reason,
+}
+
+impl Rejection {
+    /// Builds a rejection.
+    pub fn new(step: Step, reason: impl Into<Reason>) -> Self {
+        Self { step, reason: reason.into() }
+    }
+}
+
+/// Shorthand for `Err(Rejection)` at `step`.
+pub(crate) fn reject<T>(step: Step, reason: impl Into<Reason>) -> Result<T, Rejection> {
+    Err(Rejection::new(step, reason))
+}
+
+/// Maps any error at a step into a [`Rejection`].
+pub(crate) trait AtStep<T> {
+    fn at(self, step: Step) -> Result<T, Rejection>;
+}
+
+impl<T, E: Into<Reason>> AtStep<T> for Result<T, E> {
+    fn at(self, step: Step) -> Result<T, Rejection> {
+        self.map_err(|e| Rejection::new(step, e))
+    }
+}

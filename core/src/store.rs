@@ -1,0 +1,371 @@
+//! What the verifier keeps between calls, behind the [`Store`] trait, and an
+//! in-memory implementation. The server crate implements the same trait on
+//! SQLite and PostgreSQL; every implementation must make each `commit_*`
+//! operation atomic (docs/PROTOCOL.md §7).
+
+use crate::messages::{Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel};
+use serde::Serialize;
+use std::{
+    collections::HashMap,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+/// A store backend failure. The verifier fails closed on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Lifecycle status of a credential (docs/PROTOCOL.md §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialStatus {
+    /// May approve payments.
+    Active,
+    /// Suspended by an operator.
+    Suspended,
+    /// A counter went backwards: the key may have been cloned.
+    SuspectedClone,
+    /// The enrolled biometrics changed; re-registration is needed.
+    EnrollmentChanged,
+    /// Removed by the user or the relying party.
+    Deregistered,
+}
+
+impl CredentialStatus {
+    /// Stable string form for storage and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::SuspectedClone => "suspected_clone",
+            Self::EnrollmentChanged => "enrollment_changed",
+            Self::Deregistered => "deregistered",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "suspended" => Self::Suspended,
+            "suspected_clone" => Self::SuspectedClone,
+            "enrollment_changed" => Self::EnrollmentChanged,
+            "deregistered" => Self::Deregistered,
+            _ => return None,
+        })
+    }
+}
+
+/// A registered credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialRecord {
+    /// The credential id.
+    pub credential_id: CredentialId,
+    /// The relying party.
+    pub rp_id: String,
+    /// The account.
+    #[serde(serialize_with = "ser_hex")]
+    pub account_handle: Vec<u8>,
+    /// SEC1 uncompressed P-256 public key.
+    #[serde(serialize_with = "ser_hex")]
+    pub public_key: Vec<u8>,
+    /// Modalities the key is bound to.
+    pub modalities: Vec<Modality>,
+    /// Enrollment epoch at registration.
+    #[serde(serialize_with = "ser_hex")]
+    pub enrollment_epoch: [u8; 32],
+    /// Where the key lives.
+    pub security_level: SecurityLevel,
+    /// The attested device model.
+    pub device_model: String,
+    /// Last accepted signature counter.
+    pub counter: u64,
+    /// Lifecycle status.
+    pub status: CredentialStatus,
+    /// Registration time, Unix seconds.
+    pub registered_at: u64,
+}
+
+fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(v.as_ref()))
+}
+
+/// A challenge the verifier issued, as stored until it is used or collected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuedChallenge {
+    /// For a registration.
+    Registration(RegistrationChallenge),
+    /// For a payment; holds the transaction the assertion must match.
+    Payment(PaymentChallenge),
+}
+
+impl IssuedChallenge {
+    /// The challenge bytes.
+    pub fn challenge(&self) -> &Challenge {
+        match self {
+            Self::Registration(c) => &c.challenge,
+            Self::Payment(c) => &c.challenge,
+        }
+    }
+    /// Expiry, Unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        match self {
+            Self::Registration(c) => c.expires_at,
+            Self::Payment(c) => c.expires_at,
+        }
+    }
+}
+
+/// A stored challenge and whether it has been used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeEntry {
+    /// The challenge as issued.
+    pub issued: IssuedChallenge,
+    /// Whether a statement has consumed it.
+    pub consumed: bool,
+}
+
+/// The accepted decision recorded in the same atomic operation as the state
+/// change (servers append it to their audit log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// What was accepted.
+    pub kind: DecisionKind,
+    /// The credential concerned.
+    pub credential_id: CredentialId,
+    /// SHA-256 of the whole signed statement.
+    #[serde(serialize_with = "ser_hex")]
+    pub statement_hash: [u8; 32],
+    /// Verification time, Unix seconds.
+    pub at: u64,
+}
+
+/// The kind of an accepted statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// A key attestation registered a credential.
+    Registration,
+    /// A payment assertion approved a payment.
+    Payment,
+    /// A deregistration removed a credential.
+    Deregistration,
+    /// An enrollment change blocked a credential.
+    EnrollmentChange,
+}
+
+/// Why an atomic commit did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// The challenge is unknown or was consumed (by a concurrent request).
+    #[error("challenge already used")]
+    ChallengeUsed,
+    /// The credential id exists already.
+    #[error("credential already exists")]
+    CredentialExists,
+    /// The credential is unknown.
+    #[error("unknown credential")]
+    UnknownCredential,
+    /// The stored counter changed since it was read (a concurrent statement).
+    #[error("counter changed concurrently")]
+    CounterConflict,
+    /// The backend failed.
+    #[error("{0}")]
+    Backend(#[from] StoreError),
+}
+
+/// Durable verifier state. Implementations must be safe to share between threads
+/// and must make each `commit_*` method atomic: either every effect happens or none.
+pub trait Store: Send + Sync {
+    /// Stores a newly issued challenge.
+    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError>;
+
+    /// Reads a challenge.
+    fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError>;
+
+    /// Reads a credential.
+    fn credential(&self, id: &CredentialId) -> Result<Option<CredentialRecord>, StoreError>;
+
+    /// Lists the credentials of an account.
+    fn credentials_for_account(&self, rp_id: &str, account_handle: &[u8]) -> Result<Vec<CredentialRecord>, StoreError>;
+
+    /// Atomically: marks `challenge` consumed (it must be unconsumed), inserts
+    /// `record` (its id must be new) and records `decision`.
+    fn commit_registration(&self, challenge: &Challenge, record: &CredentialRecord, decision: &Decision) -> Result<(), CommitError>;
+
+    /// Atomically: marks `challenge` consumed (it must be unconsumed), moves the
+    /// credential's counter from `expected_counter` to `new_counter` (it must
+    /// still be `expected_counter`) and records `decision`.
+    fn commit_payment(
+        &self,
+        challenge: &Challenge,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        decision: &Decision,
+    ) -> Result<(), CommitError>;
+
+    /// Atomically: moves the credential's counter from `expected_counter` to
+    /// `new_counter`, sets `status` and records `decision`.
+    fn commit_status(
+        &self,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        status: CredentialStatus,
+        decision: &Decision,
+    ) -> Result<(), CommitError>;
+
+    /// Sets a credential's status (operator action, or a security event such
+    /// as a suspected clone). No effect on the counter.
+    fn set_credential_status(&self, id: &CredentialId, status: CredentialStatus) -> Result<(), CommitError>;
+
+    /// Deletes challenges that expired before `now`. Returns how many.
+    fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError>;
+}
+
+/// A [`Store`] in memory, behind one mutex. For tests, examples and
+/// single-process embedders that do not need durability.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    challenges: HashMap<Challenge, ChallengeEntry>,
+    credentials: HashMap<CredentialId, CredentialRecord>,
+    decisions: Vec<Decision>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryInner> {
+        // A panic while holding the lock cannot leave a half-applied commit:
+        // every commit checks before it mutates.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The decisions recorded so far, oldest first.
+    pub fn decisions(&self) -> Vec<Decision> {
+        self.lock().decisions.clone()
+    }
+}
+
+impl MemoryInner {
+    fn check_unconsumed(&self, challenge: &Challenge) -> Result<(), CommitError> {
+        match self.challenges.get(challenge) {
+            Some(e) if !e.consumed => Ok(()),
+            _ => Err(CommitError::ChallengeUsed),
+        }
+    }
+    fn consume(&mut self, challenge: &Challenge) {
+        if let Some(e) = self.challenges.get_mut(challenge) {
+            e.consumed = true;
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.challenges.contains_key(issued.challenge()) {
+            return Err(StoreError("challenge collision".into()));
+        }
+        g.challenges.insert(*issued.challenge(), ChallengeEntry { issued, consumed: false });
+        Ok(())
+    }
+
+    fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError> {
+        Ok(self.lock().challenges.get(challenge).cloned())
+    }
+
+    fn credential(&self, id: &CredentialId) -> Result<Option<CredentialRecord>, StoreError> {
+        Ok(self.lock().credentials.get(id).cloned())
+    }
+
+    fn credentials_for_account(&self, rp_id: &str, account_handle: &[u8]) -> Result<Vec<CredentialRecord>, StoreError> {
+        let mut out: Vec<_> = self
+            .lock()
+            .credentials
+            .values()
+            .filter(|c| c.rp_id == rp_id && c.account_handle == account_handle)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.registered_at, &a.credential_id).cmp(&(b.registered_at, &b.credential_id)));
+        Ok(out)
+    }
+
+    fn commit_registration(&self, challenge: &Challenge, record: &CredentialRecord, decision: &Decision) -> Result<(), CommitError> {
+        let mut g = self.lock();
+        g.check_unconsumed(challenge)?;
+        if g.credentials.contains_key(&record.credential_id) {
+            return Err(CommitError::CredentialExists);
+        }
+        g.consume(challenge);
+        g.credentials.insert(record.credential_id.clone(), record.clone());
+        g.decisions.push(decision.clone());
+        Ok(())
+    }
+
+    fn commit_payment(
+        &self,
+        challenge: &Challenge,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let mut g = self.lock();
+        g.check_unconsumed(challenge)?;
+        let cred = g.credentials.get(id).ok_or(CommitError::UnknownCredential)?;
+        if cred.counter != expected_counter {
+            return Err(CommitError::CounterConflict);
+        }
+        g.consume(challenge);
+        if let Some(cred) = g.credentials.get_mut(id) {
+            cred.counter = new_counter;
+        }
+        g.decisions.push(decision.clone());
+        Ok(())
+    }
+
+    fn commit_status(
+        &self,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        status: CredentialStatus,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let mut g = self.lock();
+        let cred = g.credentials.get_mut(id).ok_or(CommitError::UnknownCredential)?;
+        if cred.counter != expected_counter {
+            return Err(CommitError::CounterConflict);
+        }
+        cred.counter = new_counter;
+        cred.status = status;
+        g.decisions.push(decision.clone());
+        Ok(())
+    }
+
+    fn set_credential_status(&self, id: &CredentialId, status: CredentialStatus) -> Result<(), CommitError> {
+        let mut g = self.lock();
+        let cred = g.credentials.get_mut(id).ok_or(CommitError::UnknownCredential)?;
+        cred.status = status;
+        Ok(())
+    }
+
+    fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
+        let mut g = self.lock();
+        let before = g.challenges.len();
+        g.challenges.retain(|_, e| e.issued.expires_at() >= now);
+        Ok(before - g.challenges.len())
+    }
+}

@@ -1,0 +1,651 @@
+//! The relying party's verifier (docs/PROTOCOL.md §6): issues challenges and
+//! verifies key attestations, payment assertions, deregistrations and
+//! enrollment changes against a [`Store`], a [`TrustConfig`] and a [`Policy`].
+//!
+//! Nothing in a statement is trusted before its signature verifies, and the
+//! state change that accepts a statement (consuming the challenge, advancing
+//! the counter) happens in one atomic store operation. Rejected statements
+//! change no stored state, with two deliberate exceptions that are security
+//! events on a correctly signed statement: a counter that did not increase
+//! marks the credential [`CredentialStatus::SuspectedClone`] (P19) and a changed
+//! enrollment epoch marks it [`CredentialStatus::EnrollmentChanged`] (P15).
+
+use crate::{
+    cose,
+    crypto::{self, SignatureFormat},
+    display::render_transaction,
+    env::{Clock, Random},
+    error::{reject, AtStep, Reason, Rejection, Step},
+    messages::{
+        Challenge, CredentialId, Deregistration, EnrollmentChange, KeyAttestation, Liveness, Message,
+        Modality, PaymentAssertion, PaymentChallenge, RegistrationChallenge, SecurityLevel, Transaction,
+        VerifiedBootState, CHALLENGE_LEN,
+    },
+    store::{
+        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, DecisionKind, IssuedChallenge,
+        Store, StoreError,
+    },
+    x509::{self, TrustAnchor},
+};
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    sync::{PoisonError, RwLock},
+};
+
+/// Status of a device model in the trust configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// Registrations and payments accepted.
+    Active,
+    /// Withdrawn by the vendor or the relying party: nothing accepted.
+    Revoked,
+    /// Known to be broken (e.g. an extracted attestation key): nothing accepted.
+    Compromised,
+}
+
+/// What the relying party trusts about one device model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceModel {
+    /// The model id (the attestation leaf's subject OU).
+    pub id: String,
+    /// Root keys the model's attestation chains must end at.
+    pub trust_anchors: Vec<TrustAnchor>,
+    /// Modalities the model's TEE can attest.
+    pub modalities: Vec<Modality>,
+    /// The strongest key storage the model has.
+    pub security_level: SecurityLevel,
+    /// Status.
+    pub status: ModelStatus,
+}
+
+/// Device-model metadata, keyed by model id.
+#[derive(Debug, Clone, Default)]
+pub struct TrustConfig {
+    models: BTreeMap<String, DeviceModel>,
+}
+
+impl TrustConfig {
+    /// An empty configuration (trusts nothing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds or replaces a model.
+    pub fn with_model(mut self, model: DeviceModel) -> Self {
+        self.models.insert(model.id.clone(), model);
+        self
+    }
+    /// Looks a model up.
+    pub fn model(&self, id: &str) -> Option<&DeviceModel> {
+        self.models.get(id)
+    }
+    /// All models.
+    pub fn models(&self) -> impl Iterator<Item = &DeviceModel> {
+        self.models.values()
+    }
+}
+
+/// What the policy requires of a high-value payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HighValueRequirement {
+    /// A face match with a passed liveness check.
+    FaceWithLiveness,
+    /// A credential key in StrongBox.
+    StrongBox,
+    /// Either of the above.
+    FaceWithLivenessOrStrongBox,
+}
+
+/// The relying party's acceptance policy. docs/PROTOCOL.md §6.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Lifetime of issued challenges, seconds.
+    pub challenge_ttl_secs: u64,
+    /// Weakest key storage accepted at registration.
+    pub min_security_level: SecurityLevel,
+    /// Accept only devices whose verified-boot state is `Verified`.
+    pub require_verified_boot: bool,
+    /// Largest accepted difference between TEE time and verifier time, seconds.
+    pub max_clock_skew_secs: u64,
+    /// Largest accepted number of failed match attempts before a successful one.
+    pub max_failed_attempts: u32,
+    /// Per currency, the amount (minor units) from which [`Self::high_value_requirement`] applies.
+    pub high_value_thresholds: BTreeMap<String, u64>,
+    /// What a high-value payment requires.
+    pub high_value_requirement: HighValueRequirement,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            challenge_ttl_secs: 120,
+            min_security_level: SecurityLevel::Tee,
+            require_verified_boot: true,
+            max_clock_skew_secs: 300,
+            max_failed_attempts: 4,
+            high_value_thresholds: BTreeMap::from([
+                ("CNY".to_owned(), 200_000),
+                ("USD".to_owned(), 30_000),
+                ("EUR".to_owned(), 30_000),
+            ]),
+            high_value_requirement: HighValueRequirement::FaceWithLivenessOrStrongBox,
+        }
+    }
+}
+
+/// A credential accepted at registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegisteredCredential {
+    /// The stored record.
+    pub record: CredentialRecord,
+}
+
+/// A payment accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovedPayment {
+    /// The credential that signed.
+    pub credential_id: CredentialId,
+    /// The account.
+    #[serde(serialize_with = "ser_hex")]
+    pub account_handle: Vec<u8>,
+    /// The approved transaction (as issued with the challenge).
+    pub transaction: Transaction,
+    /// The modality that matched.
+    pub modality: Modality,
+    /// The liveness result.
+    pub liveness: Liveness,
+    /// The new counter.
+    pub counter: u64,
+    /// SHA-256 of the statement.
+    #[serde(serialize_with = "ser_hex")]
+    pub statement_hash: [u8; 32],
+}
+
+fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(v.as_ref()))
+}
+
+/// Why a challenge could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// An argument is invalid (bad transaction, empty modality list, ...).
+    #[error("invalid request: {0}")]
+    Invalid(#[from] crate::messages::DecodeError),
+    /// The credential is unknown or not active.
+    #[error("credential unknown or not active")]
+    CredentialNotUsable,
+    /// Randomness failed.
+    #[error("{0}")]
+    Random(#[from] crate::env::RandomError),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// The verifier. Generic over its store, clock and randomness.
+pub struct Verifier<S, C, R> {
+    rp_id: String,
+    rp_id_hash: [u8; 32],
+    trust: RwLock<TrustConfig>,
+    policy: Policy,
+    store: S,
+    clock: C,
+    random: R,
+}
+
+impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
+    /// A verifier for relying party `rp_id`.
+    pub fn new(rp_id: &str, trust: TrustConfig, policy: Policy, store: S, clock: C, random: R) -> Result<Self, IssueError> {
+        crate::messages::validate_rp_id(rp_id)?;
+        Ok(Self {
+            rp_id: rp_id.to_owned(),
+            rp_id_hash: crypto::sha256(rp_id.as_bytes()),
+            trust: RwLock::new(trust),
+            policy,
+            store,
+            clock,
+            random,
+        })
+    }
+
+    /// The relying party id.
+    pub fn rp_id(&self) -> &str {
+        &self.rp_id
+    }
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// A copy of the trust configuration.
+    pub fn trust(&self) -> TrustConfig {
+        self.trust.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Sets a device model's status (e.g. revokes it). Returns false when the model is unknown.
+    pub fn set_model_status(&self, model: &str, status: ModelStatus) -> bool {
+        let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
+        match trust.models.get_mut(model) {
+            Some(m) => {
+                m.status = status;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn fresh_challenge(&self) -> Result<Challenge, IssueError> {
+        let mut c = [0u8; CHALLENGE_LEN];
+        self.random.fill(&mut c)?;
+        Ok(c)
+    }
+
+    /// Issues and stores a registration challenge.
+    pub fn registration_challenge(
+        &self,
+        account_handle: &[u8],
+        accepted_modalities: &[Modality],
+        required_assurance: SecurityLevel,
+    ) -> Result<RegistrationChallenge, IssueError> {
+        let now = self.clock.now();
+        let mut modalities = accepted_modalities.to_vec();
+        modalities.sort();
+        modalities.dedup();
+        let challenge = RegistrationChallenge {
+            rp_id: self.rp_id.clone(),
+            account_handle: account_handle.to_vec(),
+            challenge: self.fresh_challenge()?,
+            issued_at: now,
+            expires_at: now.saturating_add(self.policy.challenge_ttl_secs.max(1)),
+            accepted_modalities: modalities,
+            required_assurance: required_assurance.max(self.policy.min_security_level),
+        };
+        // Round-trip through the strict decoder: whatever we issue must be valid.
+        RegistrationChallenge::from_cbor(&challenge.to_cbor())?;
+        self.store.insert_challenge(IssuedChallenge::Registration(challenge.clone()))?;
+        Ok(challenge)
+    }
+
+    /// Issues and stores a payment challenge for `transaction`, to be signed by `credential_id`.
+    /// The accepted modalities and the liveness requirement follow the policy for the amount.
+    pub fn payment_challenge(&self, credential_id: &CredentialId, transaction: Transaction) -> Result<PaymentChallenge, IssueError> {
+        transaction.validate()?;
+        let cred = self.store.credential(credential_id)?.ok_or(IssueError::CredentialNotUsable)?;
+        if cred.status != CredentialStatus::Active || cred.rp_id != self.rp_id {
+            return Err(IssueError::CredentialNotUsable);
+        }
+        let high_value = self.is_high_value(&transaction);
+        let face_required = high_value
+            && match self.policy.high_value_requirement {
+                HighValueRequirement::FaceWithLiveness => true,
+                HighValueRequirement::StrongBox => false,
+                HighValueRequirement::FaceWithLivenessOrStrongBox => cred.security_level < SecurityLevel::StrongBox,
+            };
+        let accepted_modalities = if face_required { vec![Modality::Face] } else { cred.modalities.clone() };
+        let now = self.clock.now();
+        let challenge = PaymentChallenge {
+            rp_id: self.rp_id.clone(),
+            account_handle: cred.account_handle.clone(),
+            credential_id: credential_id.clone(),
+            challenge: self.fresh_challenge()?,
+            transaction,
+            issued_at: now,
+            expires_at: now.saturating_add(self.policy.challenge_ttl_secs.max(1)),
+            accepted_modalities,
+            require_liveness: face_required,
+        };
+        PaymentChallenge::from_cbor(&challenge.to_cbor())?;
+        self.store.insert_challenge(IssuedChallenge::Payment(challenge.clone()))?;
+        Ok(challenge)
+    }
+
+    fn is_high_value(&self, tx: &Transaction) -> bool {
+        self.policy.high_value_thresholds.get(&tx.currency).is_some_and(|t| tx.amount_minor >= *t)
+    }
+
+    fn check_tee_clock(&self, step: Step, tee_time: u64, now: u64) -> Result<(), Rejection> {
+        if tee_time.abs_diff(now) > self.policy.max_clock_skew_secs {
+            return reject(step, Reason::ClockSkew { tee_time, now });
+        }
+        Ok(())
+    }
+
+    fn model_status(&self, model: &str) -> Option<ModelStatus> {
+        self.trust.read().unwrap_or_else(PoisonError::into_inner).model(model).map(|m| m.status)
+    }
+
+    /// Verifies a key attestation (docs/PROTOCOL.md §6.3, steps R1–R16) and
+    /// registers the credential.
+    pub fn verify_registration(&self, statement: &[u8]) -> Result<RegisteredCredential, Rejection> {
+        let now = self.clock.now();
+        // R1, R2
+        let sign1 = cose::parse_sign1(statement, true).map_err(|e| {
+            let step = if matches!(e, cose::CoseError::Cbor(_) | cose::CoseError::NotCoseSign1 | cose::CoseError::MissingPayload) {
+                Step::R1Statement
+            } else {
+                Step::R2Header
+            };
+            Rejection::new(step, e)
+        })?;
+        // R3
+        let att = KeyAttestation::from_cbor(&sign1.payload).at(Step::R3Payload)?;
+        // R4
+        let model = {
+            let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
+            trust.model(&att.device_model).cloned()
+        };
+        let Some(model) = model else { return reject(Step::R4DeviceModel, Reason::UnknownDeviceModel) };
+        if model.status != ModelStatus::Active {
+            return reject(Step::R4DeviceModel, Reason::DeviceModelNotActive(model.status));
+        }
+        // R5
+        let chain = x509::verify_chain(&sign1.x5chain, &model.trust_anchors, now).at(Step::R5AttestationChain)?;
+        if !chain.leaf_subject_ou.iter().any(|ou| *ou == model.id) {
+            return reject(Step::R5AttestationChain, Reason::LeafModelMismatch);
+        }
+        // R6
+        if !crypto::is_valid_p256_point(&chain.leaf_public_key) {
+            return reject(Step::R6Signature, Reason::AttestationKeyType);
+        }
+        if !crypto::verify_es256(&chain.leaf_public_key, &sign1.to_be_signed, &sign1.signature, SignatureFormat::Fixed) {
+            return reject(Step::R6Signature, Reason::BadSignature);
+        }
+        // R7
+        if !crypto::ct_eq(&att.rp_id_hash, &self.rp_id_hash) {
+            return reject(Step::R7RpId, Reason::WrongRp);
+        }
+        // R8
+        let issued = match self.challenge_entry(Step::R8Challenge, &att.challenge)? {
+            ChallengeEntry { issued: IssuedChallenge::Registration(c), .. } => c,
+            _ => return reject(Step::R8Challenge, Reason::WrongChallengeKind),
+        };
+        if issued.rp_id != self.rp_id {
+            return reject(Step::R8Challenge, Reason::WrongRp);
+        }
+        // R9
+        if now > issued.expires_at {
+            return reject(Step::R9ChallengeExpiry, Reason::ChallengeExpired { expires_at: issued.expires_at, now });
+        }
+        // R10
+        if !crypto::ct_eq(&att.account_handle, &issued.account_handle) {
+            return reject(Step::R10Account, Reason::AccountMismatch);
+        }
+        // R11
+        if !att.modalities.iter().all(|m| issued.accepted_modalities.contains(m) && model.modalities.contains(m)) {
+            return reject(Step::R11Modality, Reason::ModalityNotAccepted);
+        }
+        // R12
+        if att.security_level > model.security_level {
+            return reject(Step::R12SecurityLevel, Reason::SecurityLevelOverclaimed);
+        }
+        if att.security_level < issued.required_assurance || att.security_level < self.policy.min_security_level {
+            return reject(Step::R12SecurityLevel, Reason::InsufficientSecurityLevel);
+        }
+        // R13
+        if self.policy.require_verified_boot && att.verified_boot != VerifiedBootState::Verified {
+            return reject(Step::R13BootState, Reason::BootState(att.verified_boot));
+        }
+        // R14
+        self.check_tee_clock(Step::R14TeeClock, att.tee_time, now)?;
+        // R15
+        if self.store.credential(&att.credential_id).at(Step::R15CredentialId)?.is_some() {
+            return reject(Step::R15CredentialId, Reason::DuplicateCredential);
+        }
+        // R16
+        let record = CredentialRecord {
+            credential_id: att.credential_id.clone(),
+            rp_id: self.rp_id.clone(),
+            account_handle: att.account_handle.clone(),
+            public_key: att.credential_public_key.clone(),
+            modalities: att.modalities.clone(),
+            enrollment_epoch: att.enrollment_epoch,
+            security_level: att.security_level,
+            device_model: att.device_model.clone(),
+            counter: att.initial_counter,
+            status: CredentialStatus::Active,
+            registered_at: now,
+        };
+        let decision = self.decision(DecisionKind::Registration, &att.credential_id, statement, now);
+        self.store
+            .commit_registration(&att.challenge, &record, &decision)
+            .map_err(|e| commit_rejection(Step::R16Commit, e))?;
+        Ok(RegisteredCredential { record })
+    }
+
+    fn challenge_entry(&self, step: Step, challenge: &Challenge) -> Result<ChallengeEntry, Rejection> {
+        match self.store.challenge(challenge).at(step)? {
+            None => reject(step, Reason::UnknownChallenge),
+            Some(e) if e.consumed => reject(step, Reason::ChallengeAlreadyUsed),
+            Some(e) => Ok(e),
+        }
+    }
+
+    fn decision(&self, kind: DecisionKind, id: &CredentialId, statement: &[u8], now: u64) -> Decision {
+        Decision { kind, credential_id: id.clone(), statement_hash: crypto::sha256(statement), at: now }
+    }
+
+    /// Parses a credential-signed statement (steps 1–5 of §6.4–6.6): COSE,
+    /// header, payload, credential lookup and signature.
+    fn open_signed<M: Message>(
+        &self,
+        statement: &[u8],
+        steps: [Step; 5],
+        credential_of: impl Fn(&M) -> &CredentialId,
+    ) -> Result<(M, CredentialRecord), Rejection> {
+        let [s_statement, s_header, s_payload, s_credential, s_signature] = steps;
+        let sign1 = cose::parse_sign1(statement, false).map_err(|e| {
+            let step = if matches!(e, cose::CoseError::Cbor(_) | cose::CoseError::NotCoseSign1 | cose::CoseError::MissingPayload) {
+                s_statement
+            } else {
+                s_header
+            };
+            Rejection::new(step, e)
+        })?;
+        let msg = M::from_cbor(&sign1.payload).at(s_payload)?;
+        let Some(cred) = self.store.credential(credential_of(&msg)).at(s_credential)? else {
+            return reject(s_credential, Reason::UnknownCredential);
+        };
+        if cred.rp_id != self.rp_id {
+            return reject(s_credential, Reason::UnknownCredential);
+        }
+        if !crypto::verify_es256(&cred.public_key, &sign1.to_be_signed, &sign1.signature, SignatureFormat::Fixed) {
+            return reject(s_signature, Reason::BadSignature);
+        }
+        Ok((msg, cred))
+    }
+
+    /// Verifies a payment assertion (docs/PROTOCOL.md §6.4, steps P1–P20) and
+    /// records the approval.
+    pub fn verify_payment(&self, statement: &[u8]) -> Result<ApprovedPayment, Rejection> {
+        let now = self.clock.now();
+        // P1–P5
+        let (a, cred): (PaymentAssertion, _) = self.open_signed(
+            statement,
+            [Step::P1Statement, Step::P2Header, Step::P3Payload, Step::P4Credential, Step::P5Signature],
+            |a: &PaymentAssertion| &a.credential_id,
+        )?;
+        // P6
+        if cred.status != CredentialStatus::Active {
+            return reject(Step::P6CredentialStatus, Reason::CredentialNotActive(cred.status));
+        }
+        // P7
+        match self.model_status(&cred.device_model) {
+            Some(ModelStatus::Active) => {}
+            Some(s) => return reject(Step::P7DeviceModel, Reason::DeviceModelNotActive(s)),
+            None => return reject(Step::P7DeviceModel, Reason::UnknownDeviceModel),
+        }
+        // P8
+        if !crypto::ct_eq(&a.rp_id_hash, &self.rp_id_hash) {
+            return reject(Step::P8RpId, Reason::WrongRp);
+        }
+        // P9
+        let issued = match self.challenge_entry(Step::P9Challenge, &a.challenge)? {
+            ChallengeEntry { issued: IssuedChallenge::Payment(c), .. } => c,
+            _ => return reject(Step::P9Challenge, Reason::WrongChallengeKind),
+        };
+        if issued.rp_id != self.rp_id {
+            return reject(Step::P9Challenge, Reason::WrongRp);
+        }
+        // P10
+        if now > issued.expires_at {
+            return reject(Step::P10ChallengeExpiry, Reason::ChallengeExpired { expires_at: issued.expires_at, now });
+        }
+        // P11
+        if issued.credential_id != a.credential_id {
+            return reject(Step::P11ChallengeBinding, Reason::CredentialMismatch);
+        }
+        if !crypto::ct_eq(&issued.account_handle, &cred.account_handle) {
+            return reject(Step::P11ChallengeBinding, Reason::AccountMismatch);
+        }
+        // P12
+        let tx_hash = crypto::sha256(&issued.transaction.canonical_encoding());
+        if !crypto::ct_eq(&tx_hash, &a.transaction_hash) {
+            return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
+        }
+        // P13
+        let display_hash = crypto::sha256(render_transaction(&issued.transaction).as_bytes());
+        if !crypto::ct_eq(&display_hash, &a.display_hash) {
+            return reject(Step::P13DisplayHash, Reason::DisplayMismatch);
+        }
+        // P14
+        if !a.user_confirmed {
+            return reject(Step::P14UserConfirmed, Reason::NotConfirmed);
+        }
+        // P15: a correctly signed statement from a changed enrollment blocks the credential.
+        if !crypto::ct_eq(&a.enrollment_epoch, &cred.enrollment_epoch) {
+            self.store
+                .set_credential_status(&cred.credential_id, CredentialStatus::EnrollmentChanged)
+                .map_err(|e| commit_rejection(Step::P15EnrollmentEpoch, e))?;
+            return reject(Step::P15EnrollmentEpoch, Reason::EnrollmentChanged);
+        }
+        // P16
+        if !cred.modalities.contains(&a.modality) || !issued.accepted_modalities.contains(&a.modality) {
+            return reject(Step::P16Modality, Reason::ModalityNotAccepted);
+        }
+        if issued.require_liveness && a.liveness != Liveness::Passed {
+            return reject(Step::P16Modality, Reason::LivenessRequired);
+        }
+        // P17
+        if self.is_high_value(&issued.transaction) {
+            let face = a.modality == Modality::Face && a.liveness == Liveness::Passed;
+            let strongbox = cred.security_level >= SecurityLevel::StrongBox;
+            let req = self.policy.high_value_requirement;
+            let ok = match req {
+                HighValueRequirement::FaceWithLiveness => face,
+                HighValueRequirement::StrongBox => strongbox,
+                HighValueRequirement::FaceWithLivenessOrStrongBox => face || strongbox,
+            };
+            if !ok {
+                return reject(Step::P17Policy, Reason::PolicyRequires(req));
+            }
+        }
+        if a.failed_attempts > self.policy.max_failed_attempts {
+            return reject(Step::P17Policy, Reason::TooManyFailedAttempts(a.failed_attempts));
+        }
+        // P18
+        self.check_tee_clock(Step::P18TeeClock, a.tee_time, now)?;
+        // P19: a correctly signed statement over a fresh challenge whose counter
+        // did not increase comes from a clone or a rolled-back device.
+        if a.counter <= cred.counter {
+            self.store
+                .set_credential_status(&cred.credential_id, CredentialStatus::SuspectedClone)
+                .map_err(|e| commit_rejection(Step::P19Counter, e))?;
+            return reject(Step::P19Counter, Reason::CounterNotIncreased { stored: cred.counter, received: a.counter });
+        }
+        // P20
+        let decision = self.decision(DecisionKind::Payment, &cred.credential_id, statement, now);
+        self.store
+            .commit_payment(&a.challenge, &cred.credential_id, cred.counter, a.counter, &decision)
+            .map_err(|e| match e {
+                CommitError::CounterConflict => Rejection::new(
+                    Step::P19Counter,
+                    Reason::CounterNotIncreased { stored: cred.counter, received: a.counter },
+                ),
+                e => commit_rejection(Step::P20Commit, e),
+            })?;
+        Ok(ApprovedPayment {
+            credential_id: cred.credential_id,
+            account_handle: cred.account_handle,
+            transaction: issued.transaction,
+            modality: a.modality,
+            liveness: a.liveness,
+            counter: a.counter,
+            statement_hash: decision.statement_hash,
+        })
+    }
+
+    /// Verifies a deregistration (docs/PROTOCOL.md §6.5, steps D1–D9) and
+    /// marks the credential deregistered.
+    pub fn verify_deregistration(&self, statement: &[u8]) -> Result<CredentialId, Rejection> {
+        let now = self.clock.now();
+        let (d, cred): (Deregistration, _) = self.open_signed(
+            statement,
+            [Step::D1Statement, Step::D2Header, Step::D3Payload, Step::D4Credential, Step::D5Signature],
+            |d: &Deregistration| &d.credential_id,
+        )?;
+        if !crypto::ct_eq(&d.rp_id_hash, &self.rp_id_hash) {
+            return reject(Step::D6RpId, Reason::WrongRp);
+        }
+        if cred.status == CredentialStatus::Deregistered {
+            return reject(Step::D7CredentialStatus, Reason::CredentialNotActive(cred.status));
+        }
+        if d.counter <= cred.counter {
+            return reject(Step::D8Counter, Reason::CounterNotIncreased { stored: cred.counter, received: d.counter });
+        }
+        let decision = self.decision(DecisionKind::Deregistration, &cred.credential_id, statement, now);
+        self.store
+            .commit_status(&cred.credential_id, cred.counter, d.counter, CredentialStatus::Deregistered, &decision)
+            .map_err(|e| commit_rejection(Step::D9Commit, e))?;
+        Ok(cred.credential_id)
+    }
+
+    /// Verifies an enrollment change (docs/PROTOCOL.md §6.6, steps E1–E10)
+    /// and blocks the credential until re-registration.
+    pub fn verify_enrollment_change(&self, statement: &[u8]) -> Result<CredentialId, Rejection> {
+        let now = self.clock.now();
+        let (e, cred): (EnrollmentChange, _) = self.open_signed(
+            statement,
+            [Step::E1Statement, Step::E2Header, Step::E3Payload, Step::E4Credential, Step::E5Signature],
+            |e: &EnrollmentChange| &e.credential_id,
+        )?;
+        if !crypto::ct_eq(&e.rp_id_hash, &self.rp_id_hash) {
+            return reject(Step::E6RpId, Reason::WrongRp);
+        }
+        if cred.status == CredentialStatus::Deregistered {
+            return reject(Step::E7CredentialStatus, Reason::CredentialNotActive(cred.status));
+        }
+        if !crypto::ct_eq(&e.previous_epoch, &cred.enrollment_epoch) || crypto::ct_eq(&e.current_epoch, &e.previous_epoch) {
+            return reject(Step::E8Epoch, Reason::EpochMismatch);
+        }
+        if e.counter <= cred.counter {
+            return reject(Step::E9Counter, Reason::CounterNotIncreased { stored: cred.counter, received: e.counter });
+        }
+        let decision = self.decision(DecisionKind::EnrollmentChange, &cred.credential_id, statement, now);
+        self.store
+            .commit_status(&cred.credential_id, cred.counter, e.counter, CredentialStatus::EnrollmentChanged, &decision)
+            .map_err(|err| commit_rejection(Step::E10Commit, err))?;
+        Ok(cred.credential_id)
+    }
+
+    /// Deletes expired challenges from the store.
+    pub fn purge_expired_challenges(&self) -> Result<usize, StoreError> {
+        self.store.purge_expired_challenges(self.clock.now())
+    }
+}
+
+fn commit_rejection(step: Step, e: CommitError) -> Rejection {
+    let reason = match e {
+        CommitError::ChallengeUsed => Reason::ChallengeAlreadyUsed,
+        CommitError::CredentialExists => Reason::DuplicateCredential,
+        CommitError::UnknownCredential => Reason::UnknownCredential,
+        CommitError::CounterConflict => Reason::CounterNotIncreased { stored: 0, received: 0 },
+        CommitError::Backend(e) => Reason::Store(e),
+    };
+    Rejection::new(step, reason)
+}

@@ -1,0 +1,230 @@
+//! X.509 attestation-chain verification (docs/PROTOCOL.md §6.2).
+//!
+//! Parsing is done by `x509-parser`; every signature is checked through
+//! [`crate::crypto`] (ring). Trust is anchored in root *public keys*
+//! (SubjectPublicKeyInfo), not in particular root certificates, so a vendor can
+//! re-issue its root certificate with the same key.
+
+use x509_parser::{
+    certificate::X509Certificate,
+    extensions::ParsedExtension,
+    prelude::FromDer,
+    time::ASN1Time,
+    x509::SubjectPublicKeyInfo,
+};
+
+/// Longest chain accepted (leaf included).
+pub const MAX_CHAIN_LEN: usize = 6;
+
+/// A trusted root public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustAnchor {
+    /// A name for diagnostics.
+    pub name: String,
+    /// DER SubjectPublicKeyInfo of the root key.
+    pub spki_der: Vec<u8>,
+}
+
+/// Why an attestation chain was rejected. Indices are positions in the chain
+/// as submitted (0 = leaf).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// No certificate was given.
+    #[error("empty certificate chain")]
+    Empty,
+    /// More certificates than [`MAX_CHAIN_LEN`].
+    #[error("certificate chain longer than {MAX_CHAIN_LEN}")]
+    TooLong,
+    /// A certificate is not valid DER X.509.
+    #[error("certificate {index} is malformed")]
+    Malformed {
+        /// Position in the chain.
+        index: usize,
+    },
+    /// A certificate on the path is expired or not yet valid at the verification time.
+    #[error("certificate {index} is not valid at the verification time")]
+    NotValidAtTime {
+        /// Position in the chain.
+        index: usize,
+    },
+    /// An issuing certificate is not a CA (basicConstraints cA, keyCertSign).
+    #[error("certificate {index} issues certificates but is not a CA")]
+    IssuerNotCa {
+        /// Position in the chain.
+        index: usize,
+    },
+    /// An issuing certificate's pathLenConstraint is exceeded.
+    #[error("certificate {index}: path length constraint exceeded")]
+    PathLenExceeded {
+        /// Position in the chain.
+        index: usize,
+    },
+    /// A certificate carries a critical extension this verifier does not understand.
+    #[error("certificate {index} has an unsupported critical extension")]
+    UnsupportedCriticalExtension {
+        /// Position in the chain.
+        index: usize,
+    },
+    /// No certificate in the chain (and no trust anchor) issued this certificate.
+    #[error("no issuer found for certificate {index}")]
+    IssuerNotFound {
+        /// Position in the chain.
+        index: usize,
+    },
+    /// The chain does not end at a trusted root key.
+    #[error("the chain does not end at a trusted root")]
+    UntrustedRoot,
+}
+
+/// A chain that verified, with the facts the protocol needs from the leaf.
+#[derive(Debug, Clone)]
+pub struct VerifiedChain {
+    /// The leaf's SubjectPublicKeyInfo, DER.
+    pub leaf_spki_der: Vec<u8>,
+    /// The leaf's public key bits (for EC keys, the SEC1 point).
+    pub leaf_public_key: Vec<u8>,
+    /// The leaf subject's organizationalUnit values.
+    pub leaf_subject_ou: Vec<String>,
+    /// Positions (in the submitted chain) of the certificates on the path, leaf first.
+    pub path: Vec<usize>,
+    /// Index of the trust anchor the path ends at.
+    pub anchor: usize,
+}
+
+/// Verifies `chain` (DER certificates, leaf first) at Unix time `now` against
+/// `anchors`. Certificates in the chain that are not on the path are ignored.
+pub fn verify_chain(chain: &[Vec<u8>], anchors: &[TrustAnchor], now: u64) -> Result<VerifiedChain, ChainError> {
+    if chain.is_empty() {
+        return Err(ChainError::Empty);
+    }
+    if chain.len() > MAX_CHAIN_LEN {
+        return Err(ChainError::TooLong);
+    }
+    let certs = chain
+        .iter()
+        .enumerate()
+        .map(|(index, der)| match X509Certificate::from_der(der) {
+            Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+            _ => Err(ChainError::Malformed { index }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let anchor_keys: Vec<Option<SubjectPublicKeyInfo<'_>>> = anchors
+        .iter()
+        .map(|a| SubjectPublicKeyInfo::from_der(&a.spki_der).ok().map(|(_, k)| k))
+        .collect();
+    let time = ASN1Time::from_timestamp(i64::try_from(now).unwrap_or(i64::MAX))
+        .map_err(|_| ChainError::NotValidAtTime { index: 0 })?;
+
+    let mut path = vec![0usize];
+    let mut current = 0usize;
+    loop {
+        let cert = &certs[current];
+        // A certificate whose key is itself a trust anchor ends the path; its
+        // own validity window is not checked (trust is in the key).
+        if let Some(anchor) = anchors.iter().position(|a| a.spki_der == cert.public_key().raw) {
+            if current == 0 {
+                // A bare trusted key is not an attestation.
+                return Err(ChainError::IssuerNotFound { index: 0 });
+            }
+            return finish(&certs[0], path, anchor);
+        }
+        if !cert.validity().is_valid_at(time) {
+            return Err(ChainError::NotValidAtTime { index: current });
+        }
+        check_critical_extensions(cert, current)?;
+        // Signed directly by a trust anchor key?
+        for (i, key) in anchor_keys.iter().enumerate() {
+            if let Some(key) = key {
+                if signed_by(cert, key) {
+                    return finish(&certs[0], path, i);
+                }
+            }
+        }
+        // Otherwise find the issuer among the other submitted certificates.
+        let issuer = (0..certs.len()).find(|&j| {
+            !path.contains(&j)
+                && certs[j].subject().as_raw() == cert.issuer().as_raw()
+                && signed_by(cert, certs[j].public_key())
+        });
+        let Some(next) = issuer else {
+            return Err(if path.len() == 1 && certs.len() == 1 {
+                ChainError::UntrustedRoot
+            } else if (0..certs.len()).any(|j| !path.contains(&j) && certs[j].subject().as_raw() == cert.issuer().as_raw()) {
+                ChainError::IssuerNotFound { index: current }
+            } else if cert.subject().as_raw() == cert.issuer().as_raw() {
+                ChainError::UntrustedRoot
+            } else {
+                ChainError::IssuerNotFound { index: current }
+            });
+        };
+        check_is_ca(&certs[next], next, path.len() - 1)?;
+        path.push(next);
+        current = next;
+    }
+}
+
+fn finish(leaf: &X509Certificate<'_>, path: Vec<usize>, anchor: usize) -> Result<VerifiedChain, ChainError> {
+    let leaf_subject_ou = leaf
+        .subject()
+        .iter_organizational_unit()
+        .filter_map(|a| a.as_str().ok().map(str::to_owned))
+        .collect();
+    Ok(VerifiedChain {
+        leaf_spki_der: leaf.public_key().raw.to_vec(),
+        leaf_public_key: leaf.public_key().subject_public_key.data.to_vec(),
+        leaf_subject_ou,
+        path,
+        anchor,
+    })
+}
+
+fn signed_by(cert: &X509Certificate<'_>, issuer_key: &SubjectPublicKeyInfo<'_>) -> bool {
+    let curve = issuer_key
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string());
+    crate::crypto::verify_x509_signature(
+        &cert.signature_algorithm.algorithm.to_id_string(),
+        &issuer_key.algorithm.algorithm.to_id_string(),
+        curve.as_deref(),
+        &issuer_key.subject_public_key.data,
+        cert.tbs_certificate.as_ref(),
+        &cert.signature_value.data,
+    )
+    .is_ok()
+}
+
+fn check_is_ca(cert: &X509Certificate<'_>, index: usize, certs_below: usize) -> Result<(), ChainError> {
+    let bc = match cert.basic_constraints() {
+        Ok(Some(bc)) => bc.value.clone(),
+        _ => return Err(ChainError::IssuerNotCa { index }),
+    };
+    if !bc.ca {
+        return Err(ChainError::IssuerNotCa { index });
+    }
+    if let Ok(Some(ku)) = cert.key_usage() {
+        if !ku.value.key_cert_sign() {
+            return Err(ChainError::IssuerNotCa { index });
+        }
+    } else if cert.key_usage().is_err() {
+        return Err(ChainError::Malformed { index });
+    }
+    if let Some(max) = bc.path_len_constraint {
+        if u32::try_from(certs_below).unwrap_or(u32::MAX) > max {
+            return Err(ChainError::PathLenExceeded { index });
+        }
+    }
+    Ok(())
+}
+
+fn check_critical_extensions(cert: &X509Certificate<'_>, index: usize) -> Result<(), ChainError> {
+    for ext in cert.extensions() {
+        if ext.critical && matches!(ext.parsed_extension(), ParsedExtension::UnsupportedExtension { .. }) {
+            return Err(ChainError::UnsupportedCriticalExtension { index });
+        }
+    }
+    Ok(())
+}
