@@ -1,0 +1,361 @@
+//! The device's persistent state and its file.
+//!
+//! One file, `tee-state.bin`, in the device's state directory:
+//! `MAGIC (8 bytes) || CBOR(State) || SHA-256(MAGIC || CBOR)`. The checksum
+//! catches truncation and corruption (it is not a defence against an attacker
+//! with file access; this is a simulator). Writes are atomic: a temporary file
+//! with mode 0600 is written and fsynced, then renamed over the old file, and
+//! the directory is fsynced.
+
+use crate::error::TeeError;
+use biopay_core::{crypto::sha256_parts, Modality, SecurityLevel, VerifiedBootState};
+use serde::{Deserialize, Serialize};
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+use zeroize::Zeroizing;
+
+/// The state file's name inside the state directory.
+pub(crate) const STATE_FILE: &str = "tee-state.bin";
+const TMP_FILE: &str = "tee-state.bin.tmp";
+const MAGIC: &[u8; 8] = b"BPTEE\x00\x00\x01";
+/// The current format version.
+pub(crate) const FORMAT: u32 = 1;
+
+/// An enrolled biometric template.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Template {
+    #[serde(with = "wire")]
+    pub modality: Modality,
+    /// The finger's label (`None` for the face).
+    pub label: Option<String>,
+    /// The template's random id (never leaves the TEE unsalted).
+    #[serde(with = "bytes")]
+    pub id: [u8; 32],
+}
+
+/// A credential on the device.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Credential {
+    pub rp_id: String,
+    #[serde(with = "bytes")]
+    pub account_handle: Vec<u8>,
+    #[serde(with = "bytes")]
+    pub credential_id: Vec<u8>,
+    #[serde(with = "wire_vec")]
+    pub modalities: Vec<Modality>,
+    #[serde(with = "bytes")]
+    pub enrollment_epoch: [u8; 32],
+    #[serde(with = "wire")]
+    pub security_level: SecurityLevel,
+    /// SEC1 uncompressed public key.
+    #[serde(with = "bytes")]
+    pub public_key: Vec<u8>,
+    /// The private scalar, sealed (see [`crate::crypto::seal`]).
+    #[serde(with = "bytes")]
+    pub sealed_key: Vec<u8>,
+    pub counter: u64,
+}
+
+/// Biometric lockout bookkeeping.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Lockout {
+    /// Failed attempts since the last success (or passcode reset).
+    pub consecutive_failures: u32,
+    /// End of a timed lockout, TEE time.
+    pub locked_until: Option<u64>,
+    /// Locked until the passcode is entered.
+    pub permanent: bool,
+}
+
+/// Everything the device keeps.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct State {
+    pub format: u32,
+    pub vendor_name: String,
+    pub model_id: String,
+    #[serde(with = "wire")]
+    pub security_level: SecurityLevel,
+    #[serde(with = "wire")]
+    pub verified_boot: VerifiedBootState,
+    pub lockout_after: u32,
+    pub lockout_secs: u64,
+    pub permanent_after: u32,
+    pub invalidate_on_enrollment_change: bool,
+    #[serde(with = "secret32")]
+    pub root_secret: Zeroizing<[u8; 32]>,
+    #[serde(with = "secret32")]
+    pub attestation_key: Zeroizing<[u8; 32]>,
+    pub attestation_chain: Vec<Der>,
+    pub templates: Vec<Template>,
+    pub lockout: Lockout,
+    pub credentials: Vec<Credential>,
+    /// The deterministic-RNG seed, when the device was provisioned with one.
+    #[serde(with = "opt_bytes")]
+    pub rng_seed: Option<Zeroizing<Vec<u8>>>,
+    /// Incremented and persisted at each `open`, selecting a fresh seeded stream.
+    pub rng_session: u64,
+}
+
+/// A DER certificate.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Der(#[serde(with = "bytes")] pub Vec<u8>);
+
+impl State {
+    /// Writes the state atomically into `dir` (created if needed).
+    pub(crate) fn save(&self, dir: &Path) -> Result<(), TeeError> {
+        fs::create_dir_all(dir).map_err(TeeError::io("creating state directory", dir))?;
+        let mut bytes = Zeroizing::new(MAGIC.to_vec());
+        ciborium::into_writer(self, &mut *bytes)
+            .map_err(|e| TeeError::CorruptState(format!("encoding: {e}")))?;
+        let sum = sha256_parts(&[&bytes]);
+        bytes.extend_from_slice(&sum);
+
+        let tmp = dir.join(TMP_FILE);
+        let path = dir.join(STATE_FILE);
+        {
+            let mut f = create_private(&tmp).map_err(TeeError::io("creating", &tmp))?;
+            f.write_all(&bytes).map_err(TeeError::io("writing", &tmp))?;
+            f.sync_all().map_err(TeeError::io("syncing", &tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(TeeError::io("renaming into place", &path))?;
+        sync_dir(dir)?;
+        Ok(())
+    }
+
+    /// Reads and checks the state file in `dir`.
+    pub(crate) fn load(dir: &Path) -> Result<Self, TeeError> {
+        let path = dir.join(STATE_FILE);
+        let bytes = Zeroizing::new(fs::read(&path).map_err(TeeError::io("reading", &path))?);
+        Self::decode(&bytes)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, TeeError> {
+        let corrupt = |m: &str| TeeError::CorruptState(m.to_owned());
+        if bytes.len() < MAGIC.len() + 32 {
+            return Err(corrupt("file too short (truncated?)"));
+        }
+        if !bytes.starts_with(MAGIC) {
+            return Err(corrupt("not a biopay software-TEE state file"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if !biopay_core::crypto::ct_eq(&sha256_parts(&[body]), sum) {
+            return Err(corrupt("checksum mismatch (truncated or corrupted)"));
+        }
+        let state: State = ciborium::from_reader(&body[MAGIC.len()..])
+            .map_err(|e| TeeError::CorruptState(format!("decoding: {e}")))?;
+        if state.format != FORMAT {
+            return Err(TeeError::UnsupportedStateVersion(state.format));
+        }
+        state.check()?;
+        Ok(state)
+    }
+
+    fn check(&self) -> Result<(), TeeError> {
+        let corrupt = |m: &str| Err(TeeError::CorruptState(m.to_owned()));
+        if self.attestation_chain.len() < 2 {
+            return corrupt("attestation chain too short");
+        }
+        for c in &self.credentials {
+            if biopay_core::CredentialId::new(c.credential_id.clone()).is_err()
+                || !biopay_core::crypto::is_valid_p256_point(&c.public_key)
+                || c.modalities.is_empty()
+            {
+                return corrupt("malformed credential record");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), TeeError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(TeeError::io("syncing directory", dir))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), TeeError> {
+    Ok(())
+}
+
+/// Copies every regular file of `from` into `to` (created if needed), with mode 0600.
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), TeeError> {
+    fs::create_dir_all(to).map_err(TeeError::io("creating directory", to))?;
+    for entry in fs::read_dir(from).map_err(TeeError::io("listing", from))? {
+        let entry = entry.map_err(TeeError::io("listing", from))?;
+        let src: PathBuf = entry.path();
+        if !entry
+            .file_type()
+            .map_err(TeeError::io("inspecting", &src))?
+            .is_file()
+            || entry.file_name() == TMP_FILE
+        {
+            continue;
+        }
+        let bytes = Zeroizing::new(fs::read(&src).map_err(TeeError::io("reading", &src))?);
+        let dst = to.join(entry.file_name());
+        let tmp = to.join(TMP_FILE);
+        {
+            let mut f = create_private(&tmp).map_err(TeeError::io("creating", &tmp))?;
+            f.write_all(&bytes).map_err(TeeError::io("writing", &tmp))?;
+            f.sync_all().map_err(TeeError::io("syncing", &tmp))?;
+        }
+        fs::rename(&tmp, &dst).map_err(TeeError::io("renaming into place", &dst))?;
+    }
+    sync_dir(to)
+}
+
+/// Byte strings as CBOR byte strings (not arrays of integers).
+mod bytes {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let v = d.deserialize_byte_buf(Visitor)?;
+        T::try_from(v).map_err(|_| de::Error::custom("byte string of the wrong length"))
+    }
+
+    pub(super) struct Visitor;
+
+    impl<'de> de::Visitor<'de> for Visitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("a byte string")
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+}
+
+/// 32-byte secrets; the intermediate buffer is zeroized.
+mod secret32 {
+    use serde::{de, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(v: &Zeroizing<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<[u8; 32]>, D::Error> {
+        let v = Zeroizing::new(d.deserialize_byte_buf(super::bytes::Visitor)?);
+        let mut out = Zeroizing::new([0u8; 32]);
+        if v.len() != 32 {
+            return Err(de::Error::custom("secret must be 32 bytes"));
+        }
+        out.copy_from_slice(&v);
+        Ok(out)
+    }
+}
+
+/// Optional byte strings.
+mod opt_bytes {
+    use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(transparent)]
+    struct B(#[serde(with = "super::bytes")] Vec<u8>);
+
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&B(v.as_ref().to_vec())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        match Option::<B>::deserialize(d)? {
+            Some(B(v)) => T::try_from(v)
+                .map(Some)
+                .map_err(|_| de::Error::custom("byte string of the wrong length")),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Protocol enums by their wire value.
+pub(crate) trait Wire: Sized + Copy {
+    fn to_wire(self) -> u64;
+    fn from_wire(v: u64) -> Option<Self>;
+}
+
+macro_rules! wire_impl {
+    ($($t:ty),*) => {$(
+        impl Wire for $t {
+            fn to_wire(self) -> u64 { self.to_u64() }
+            fn from_wire(v: u64) -> Option<Self> { Self::from_u64(v) }
+        }
+    )*};
+}
+wire_impl!(Modality, SecurityLevel, VerifiedBootState);
+
+mod wire {
+    use super::Wire;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: Wire>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.to_wire())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Wire>(d: D) -> Result<T, D::Error> {
+        T::from_wire(u64::deserialize(d)?).ok_or_else(|| de::Error::custom("unknown enum value"))
+    }
+}
+
+mod wire_vec {
+    use super::Wire;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: Wire>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|m| m.to_wire()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Wire>(d: D) -> Result<Vec<T>, D::Error> {
+        Vec::<u64>::deserialize(d)?
+            .into_iter()
+            .map(|v| T::from_wire(v).ok_or_else(|| de::Error::custom("unknown enum value")))
+            .collect()
+    }
+}
