@@ -86,37 +86,53 @@ pub fn to_deterministic_vec(value: Value) -> Result<Vec<u8>, CborError> {
 /// Decodes exactly one deterministic CBOR item from `bytes`.
 pub fn from_deterministic_slice(bytes: &[u8]) -> Result<Value, CborError> {
     let mut reader = bytes;
-    let value: Value =
-        ciborium::de::from_reader_with_recursion_limit(&mut reader, MAX_DEPTH * 2)
-            .map_err(|_| CborError::NotWellFormed)?;
+    let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut reader, MAX_DEPTH * 2)
+        .map_err(|_| CborError::NotWellFormed)?;
     if !reader.is_empty() {
         return Err(CborError::TrailingBytes);
     }
-    check_no_duplicates(&value, 0)?;
-    let canonical = canonicalize(value.clone())?;
-    if encode_value(&canonical) != bytes {
+    check_key_order(&value, 0)?;
+    // With keys in order, the item is deterministic exactly when it re-encodes
+    // to the same bytes (shortest integers and lengths, definite lengths).
+    if encode_value(&value) != bytes {
         return Err(CborError::NotDeterministic);
     }
     Ok(value)
 }
 
-fn check_no_duplicates(value: &Value, depth: usize) -> Result<(), CborError> {
+/// Checks that every map's keys are strictly increasing in the bytewise order
+/// of their encodings (so sorted and without duplicates), and that no floats occur.
+fn check_key_order(value: &Value, depth: usize) -> Result<(), CborError> {
     if depth > MAX_DEPTH {
         return Err(CborError::TooDeep);
     }
     match value {
-        Value::Array(items) => items.iter().try_for_each(|v| check_no_duplicates(v, depth + 1)),
+        Value::Array(items) => items.iter().try_for_each(|v| check_key_order(v, depth + 1)),
         Value::Map(entries) => {
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if entries[..i].iter().any(|(other, _)| other == k) {
-                    return Err(CborError::DuplicateKey);
+            let mut previous: Option<Vec<u8>> = None;
+            for (k, v) in entries {
+                check_key_order(k, depth + 1)?;
+                check_key_order(v, depth + 1)?;
+                let encoded = encode_value(k);
+                if let Some(p) = &previous {
+                    match p.as_slice().cmp(encoded.as_slice()) {
+                        std::cmp::Ordering::Less => {}
+                        std::cmp::Ordering::Equal => return Err(CborError::DuplicateKey),
+                        std::cmp::Ordering::Greater => {
+                            // Report a duplicate anywhere in the map before the order error.
+                            if entries.iter().filter(|(other, _)| other == k).count() > 1 {
+                                return Err(CborError::DuplicateKey);
+                            }
+                            return Err(CborError::NotDeterministic);
+                        }
+                    }
                 }
-                check_no_duplicates(k, depth + 1)?;
-                check_no_duplicates(v, depth + 1)?;
+                previous = Some(encoded);
             }
             Ok(())
         }
-        Value::Tag(_, inner) => check_no_duplicates(inner, depth + 1),
+        Value::Tag(_, inner) => check_key_order(inner, depth + 1),
+        Value::Float(_) => Err(CborError::NotDeterministic),
         _ => Ok(()),
     }
 }
@@ -142,16 +158,34 @@ mod tests {
     #[test]
     fn rejects_unsorted_duplicate_trailing_and_indefinite() {
         // {2: 0, 1: 0}: unsorted
-        assert_eq!(from_deterministic_slice(&[0xa2, 0x02, 0x00, 0x01, 0x00]), Err(CborError::NotDeterministic));
+        assert_eq!(
+            from_deterministic_slice(&[0xa2, 0x02, 0x00, 0x01, 0x00]),
+            Err(CborError::NotDeterministic)
+        );
         // {1: 0, 1: 0}: duplicate
-        assert_eq!(from_deterministic_slice(&[0xa2, 0x01, 0x00, 0x01, 0x00]), Err(CborError::DuplicateKey));
+        assert_eq!(
+            from_deterministic_slice(&[0xa2, 0x01, 0x00, 0x01, 0x00]),
+            Err(CborError::DuplicateKey)
+        );
         // 0, 0: trailing
-        assert_eq!(from_deterministic_slice(&[0x00, 0x00]), Err(CborError::TrailingBytes));
+        assert_eq!(
+            from_deterministic_slice(&[0x00, 0x00]),
+            Err(CborError::TrailingBytes)
+        );
         // non-shortest integer 0x18 0x01
-        assert_eq!(from_deterministic_slice(&[0x18, 0x01]), Err(CborError::NotDeterministic));
+        assert_eq!(
+            from_deterministic_slice(&[0x18, 0x01]),
+            Err(CborError::NotDeterministic)
+        );
         // indefinite-length byte string
-        assert_eq!(from_deterministic_slice(&[0x5f, 0x41, 0x00, 0xff]), Err(CborError::NotDeterministic));
+        assert_eq!(
+            from_deterministic_slice(&[0x5f, 0x41, 0x00, 0xff]),
+            Err(CborError::NotDeterministic)
+        );
         // truncated
-        assert_eq!(from_deterministic_slice(&[0x58, 0x20, 0x00]), Err(CborError::NotWellFormed));
+        assert_eq!(
+            from_deterministic_slice(&[0x58, 0x20, 0x00]),
+            Err(CborError::NotWellFormed)
+        );
     }
 }

@@ -63,7 +63,12 @@ pub fn sign1<E>(
     let mut header = HeaderBuilder::new().algorithm(iana::Algorithm::ES256);
     match x5chain {
         [] => {}
-        [one] => header = header.value(iana::HeaderParameter::X5Chain as i64, Value::Bytes(one.clone())),
+        [one] => {
+            header = header.value(
+                iana::HeaderParameter::X5Chain as i64,
+                Value::Bytes(one.clone()),
+            )
+        }
         many => {
             header = header.value(
                 iana::HeaderParameter::X5Chain as i64,
@@ -110,7 +115,9 @@ pub fn parse_sign1(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseEr
             (Label::Int(33), Value::Bytes(one)) => x5chain.push(one.clone()),
             (Label::Int(33), Value::Array(items)) if items.len() >= 2 => {
                 for item in items {
-                    let Value::Bytes(cert) = item else { return Err(CoseError::X5Chain) };
+                    let Value::Bytes(cert) = item else {
+                        return Err(CoseError::X5Chain);
+                    };
                     x5chain.push(cert.clone());
                 }
             }
@@ -129,7 +136,12 @@ pub fn parse_sign1(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseEr
     if sign1.signature.len() != ES256_SIG_LEN {
         return Err(CoseError::SignatureLength);
     }
-    Ok(Sign1 { payload, x5chain, signature: sign1.signature, to_be_signed })
+    Ok(Sign1 {
+        payload,
+        x5chain,
+        signature: sign1.signature,
+        to_be_signed,
+    })
 }
 
 /// Reads the payload of a tagged COSE_Sign1 without checking headers or

@@ -44,12 +44,19 @@ pub enum SignatureFormat {
 }
 
 /// Verifies an ECDSA P-256 / SHA-256 signature with a SEC1 public key.
-pub fn verify_es256(public_key_sec1: &[u8], message: &[u8], sig: &[u8], format: SignatureFormat) -> bool {
+pub fn verify_es256(
+    public_key_sec1: &[u8],
+    message: &[u8],
+    sig: &[u8],
+    format: SignatureFormat,
+) -> bool {
     let alg = match format {
         SignatureFormat::Fixed => &signature::ECDSA_P256_SHA256_FIXED,
         SignatureFormat::Der => &signature::ECDSA_P256_SHA256_ASN1,
     };
-    UnparsedPublicKey::new(alg, public_key_sec1).verify(message, sig).is_ok()
+    UnparsedPublicKey::new(alg, public_key_sec1)
+        .verify(message, sig)
+        .is_ok()
 }
 
 /// Checks that `sec1` is an uncompressed point on P-256 (not the identity).
@@ -99,7 +106,9 @@ pub fn sec1_from_cose_key(value: Value) -> Result<Vec<u8>, DecodeError> {
     if crv != Some(i128::from(iana::EllipticCurve::P_256 as i64)) {
         return Err(bad("crv must be P-256"));
     }
-    let (Some(x), Some(y)) = (x, y) else { return Err(bad("x and y are required")) };
+    let (Some(x), Some(y)) = (x, y) else {
+        return Err(bad("x and y are required"));
+    };
     let mut sec1 = Vec::with_capacity(P256_SEC1_LEN);
     sec1.push(0x04);
     sec1.extend_from_slice(&x);
@@ -123,17 +132,20 @@ pub(crate) fn verify_x509_signature(
     const P384: &str = "1.2.840.10045.3.1.34";
     const EC_KEY: &str = "1.2.840.10045.2.1";
     const RSA_KEY: &str = "1.2.840.113549.1.1.1";
-    let alg: &dyn signature::VerificationAlgorithm = match (sig_alg_oid, spki_alg_oid, spki_curve_oid) {
-        ("1.2.840.10045.4.3.2", EC_KEY, Some(P256)) => &signature::ECDSA_P256_SHA256_ASN1,
-        ("1.2.840.10045.4.3.3", EC_KEY, Some(P256)) => &signature::ECDSA_P256_SHA384_ASN1,
-        ("1.2.840.10045.4.3.2", EC_KEY, Some(P384)) => &signature::ECDSA_P384_SHA256_ASN1,
-        ("1.2.840.10045.4.3.3", EC_KEY, Some(P384)) => &signature::ECDSA_P384_SHA384_ASN1,
-        ("1.2.840.113549.1.1.11", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA256,
-        ("1.2.840.113549.1.1.12", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA384,
-        ("1.2.840.113549.1.1.13", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA512,
-        _ => return Err("unsupported signature algorithm or key type"),
-    };
-    UnparsedPublicKey::new(alg, spki_key).verify(message, sig).map_err(|_| "bad signature")
+    let alg: &dyn signature::VerificationAlgorithm =
+        match (sig_alg_oid, spki_alg_oid, spki_curve_oid) {
+            ("1.2.840.10045.4.3.2", EC_KEY, Some(P256)) => &signature::ECDSA_P256_SHA256_ASN1,
+            ("1.2.840.10045.4.3.3", EC_KEY, Some(P256)) => &signature::ECDSA_P256_SHA384_ASN1,
+            ("1.2.840.10045.4.3.2", EC_KEY, Some(P384)) => &signature::ECDSA_P384_SHA256_ASN1,
+            ("1.2.840.10045.4.3.3", EC_KEY, Some(P384)) => &signature::ECDSA_P384_SHA384_ASN1,
+            ("1.2.840.113549.1.1.11", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA256,
+            ("1.2.840.113549.1.1.12", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA384,
+            ("1.2.840.113549.1.1.13", RSA_KEY, _) => &signature::RSA_PKCS1_2048_8192_SHA512,
+            _ => return Err("unsupported signature algorithm or key type"),
+        };
+    UnparsedPublicKey::new(alg, spki_key)
+        .verify(message, sig)
+        .map_err(|_| "bad signature")
 }
 
 #[cfg(test)]

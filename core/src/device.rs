@@ -5,7 +5,10 @@
 
 use crate::{
     env::Clock,
-    messages::{CredentialId, DecodeError, Message, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel},
+    messages::{
+        CredentialId, DecodeError, Message, Modality, PaymentChallenge, RegistrationChallenge,
+        SecurityLevel,
+    },
 };
 use serde::Serialize;
 
@@ -88,18 +91,30 @@ fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S
 pub trait Authenticator {
     /// Creates a credential bound to `modalities` and returns the signed
     /// [`crate::KeyAttestation`].
-    fn make_credential(&mut self, challenge: &RegistrationChallenge, modalities: &[Modality]) -> Result<Vec<u8>, DeviceError>;
+    fn make_credential(
+        &mut self,
+        challenge: &RegistrationChallenge,
+        modalities: &[Modality],
+    ) -> Result<Vec<u8>, DeviceError>;
 
     /// Shows the transaction, matches a biometric and returns the signed
     /// [`crate::PaymentAssertion`].
     fn get_assertion(&mut self, challenge: &PaymentChallenge) -> Result<Vec<u8>, DeviceError>;
 
     /// Deletes the credential and returns the signed [`crate::Deregistration`].
-    fn deregister(&mut self, rp_id: &str, credential_id: &CredentialId) -> Result<Vec<u8>, DeviceError>;
+    fn deregister(
+        &mut self,
+        rp_id: &str,
+        credential_id: &CredentialId,
+    ) -> Result<Vec<u8>, DeviceError>;
 
     /// Returns the signed [`crate::EnrollmentChange`] for a credential whose
     /// enrollment epoch changed since registration.
-    fn enrollment_change(&mut self, rp_id: &str, credential_id: &CredentialId) -> Result<Vec<u8>, DeviceError>;
+    fn enrollment_change(
+        &mut self,
+        rp_id: &str,
+        credential_id: &CredentialId,
+    ) -> Result<Vec<u8>, DeviceError>;
 
     /// Lists credentials for `rp_id`.
     fn credentials(&self, rp_id: &str) -> Result<Vec<LocalCredential>, DeviceError>;
@@ -119,7 +134,12 @@ pub struct Client<A, C> {
 impl<A: Authenticator, C: Clock> Client<A, C> {
     /// A client for `rp_id`.
     pub fn new(rp_id: &str, authenticator: A, clock: C) -> Self {
-        Self { rp_id: rp_id.to_owned(), authenticator, clock, skew_tolerance_secs: 300 }
+        Self {
+            rp_id: rp_id.to_owned(),
+            authenticator,
+            clock,
+            skew_tolerance_secs: 300,
+        }
     }
 
     /// The authenticator.
@@ -134,7 +154,10 @@ impl<A: Authenticator, C: Clock> Client<A, C> {
 
     fn check(&self, rp_id: &str, expires_at: u64) -> Result<(), DeviceError> {
         if rp_id != self.rp_id {
-            return Err(DeviceError::InvalidChallenge(format!("challenge is for rp `{rp_id}`, this app is `{}`", self.rp_id)));
+            return Err(DeviceError::InvalidChallenge(format!(
+                "challenge is for rp `{rp_id}`, this app is `{}`",
+                self.rp_id
+            )));
         }
         if self.clock.now() > expires_at.saturating_add(self.skew_tolerance_secs) {
             return Err(DeviceError::InvalidChallenge("challenge expired".into()));
@@ -144,14 +167,24 @@ impl<A: Authenticator, C: Clock> Client<A, C> {
 
     /// Registers a credential: `challenge` is the server's encoded
     /// [`RegistrationChallenge`]; returns the encoded key attestation to send back.
-    pub fn register(&mut self, challenge: &[u8], modalities: &[Modality]) -> Result<Vec<u8>, DeviceError> {
+    pub fn register(
+        &mut self,
+        challenge: &[u8],
+        modalities: &[Modality],
+    ) -> Result<Vec<u8>, DeviceError> {
         let c = RegistrationChallenge::from_cbor(challenge)?;
         self.check(&c.rp_id, c.expires_at)?;
-        let mut wanted: Vec<Modality> = modalities.iter().copied().filter(|m| c.accepted_modalities.contains(m)).collect();
+        let mut wanted: Vec<Modality> = modalities
+            .iter()
+            .copied()
+            .filter(|m| c.accepted_modalities.contains(m))
+            .collect();
         wanted.sort();
         wanted.dedup();
         if wanted.is_empty() {
-            return Err(DeviceError::InvalidChallenge("none of the requested modalities is accepted".into()));
+            return Err(DeviceError::InvalidChallenge(
+                "none of the requested modalities is accepted".into(),
+            ));
         }
         self.authenticator.make_credential(&c, &wanted)
     }
@@ -171,7 +204,10 @@ impl<A: Authenticator, C: Clock> Client<A, C> {
     }
 
     /// Reports a changed enrollment for a credential.
-    pub fn report_enrollment_change(&mut self, credential_id: &CredentialId) -> Result<Vec<u8>, DeviceError> {
+    pub fn report_enrollment_change(
+        &mut self,
+        credential_id: &CredentialId,
+    ) -> Result<Vec<u8>, DeviceError> {
         let rp = self.rp_id.clone();
         self.authenticator.enrollment_change(&rp, credential_id)
     }

@@ -10,15 +10,40 @@ use crate::messages::Transaction;
 /// ISO 4217 currencies whose minor unit is not 2 decimal places.
 /// Every other currency is rendered with 2 decimals.
 const EXPONENTS: &[(&str, u32)] = &[
-    ("BHD", 3), ("BIF", 0), ("CLF", 4), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("IQD", 3),
-    ("ISK", 0), ("JOD", 3), ("JPY", 0), ("KMF", 0), ("KRW", 0), ("KWD", 3), ("LYD", 3),
-    ("OMR", 3), ("PYG", 0), ("RWF", 0), ("TND", 3), ("UGX", 0), ("UYI", 0), ("UYW", 4),
-    ("VND", 0), ("VUV", 0), ("XAF", 0), ("XOF", 0), ("XPF", 0),
+    ("BHD", 3),
+    ("BIF", 0),
+    ("CLF", 4),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("IQD", 3),
+    ("ISK", 0),
+    ("JOD", 3),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("TND", 3),
+    ("UGX", 0),
+    ("UYI", 0),
+    ("UYW", 4),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
 ];
 
 /// Number of decimal places of `currency`'s minor unit.
 pub fn minor_unit_exponent(currency: &str) -> u32 {
-    EXPONENTS.iter().find(|(c, _)| *c == currency).map_or(2, |(_, e)| *e)
+    EXPONENTS
+        .iter()
+        .find(|(c, _)| *c == currency)
+        .map_or(2, |(_, e)| *e)
 }
 
 /// Formats an amount in minor units with the currency's decimal places,
@@ -28,7 +53,11 @@ pub fn format_amount(amount_minor: u64, currency: &str) -> String {
     if exp == 0 {
         return amount_minor.to_string();
     }
-    let digits = format!("{:0width$}", amount_minor, width = usize::try_from(exp).unwrap_or(2) + 1);
+    let digits = format!(
+        "{:0width$}",
+        amount_minor,
+        width = usize::try_from(exp).unwrap_or(2) + 1
+    );
     let split = digits.len() - usize::try_from(exp).unwrap_or(2);
     format!("{}.{}", &digits[..split], &digits[split..])
 }
@@ -83,7 +112,10 @@ mod tests {
             order_id: "A1".into(),
             memo: None,
         };
-        assert_eq!(render_transaction(&tx), "Pay 88.00 CNY\nTo: Coffee Corner (merchant-0042)\nOrder: A1");
+        assert_eq!(
+            render_transaction(&tx),
+            "Pay 88.00 CNY\nTo: Coffee Corner (merchant-0042)\nOrder: A1"
+        );
         tx.memo = Some("2 lattes".into());
         assert!(render_transaction(&tx).ends_with("\nMemo: 2 lattes"));
     }

@@ -106,7 +106,10 @@ pub struct DangerDeterministicRandom {
 impl DangerDeterministicRandom {
     /// A generator from `seed`.
     pub fn new(seed: &[u8]) -> Self {
-        Self { seed: crate::crypto::sha256(seed), counter: Mutex::new(0) }
+        Self {
+            seed: crate::crypto::sha256(seed),
+            counter: Mutex::new(0),
+        }
     }
 }
 

@@ -291,7 +291,10 @@ pub struct Rejection {
 impl Rejection {
     /// Builds a rejection.
     pub fn new(step: Step, reason: impl Into<Reason>) -> Self {
-        Self { step, reason: reason.into() }
+        Self {
+            step,
+            reason: reason.into(),
+        }
     }
 }
 

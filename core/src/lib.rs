@@ -44,13 +44,13 @@ pub use display::render_transaction;
 pub use env::{Clock, DangerDeterministicRandom, ManualClock, Random, SystemClock, SystemRandom};
 pub use error::{Reason, Rejection, Step};
 pub use messages::{
-    Challenge, CredentialId, DecodeError, Deregistration, EnrollmentChange, KeyAttestation, Liveness, Message,
-    MessageKind, Modality, PaymentAssertion, PaymentChallenge, RegistrationChallenge, SecurityLevel, Transaction,
-    VerifiedBootState,
+    Challenge, CredentialId, DecodeError, Deregistration, EnrollmentChange, KeyAttestation,
+    Liveness, Message, MessageKind, Modality, PaymentAssertion, PaymentChallenge,
+    RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState,
 };
 pub use store::{CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{
-    ApprovedPayment, DeviceModel, HighValueRequirement, IssueError, ModelStatus, Policy, RegisteredCredential,
-    TrustConfig, Verifier,
+    ApprovedPayment, DeviceModel, HighValueRequirement, IssueError, ModelStatus, Policy,
+    RegisteredCredential, TrustConfig, Verifier,
 };
 pub use x509::TrustAnchor;

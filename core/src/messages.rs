@@ -193,7 +193,10 @@ impl CredentialId {
         if (Self::MIN_LEN..=Self::MAX_LEN).contains(&bytes.len()) {
             Ok(Self(bytes))
         } else {
-            Err(DecodeError::InvalidField { field: "credential_id", reason: "length must be 16..=64" })
+            Err(DecodeError::InvalidField {
+                field: "credential_id",
+                reason: "length must be 16..=64",
+            })
         }
     }
 
@@ -426,7 +429,10 @@ pub trait Message: Sized {
         let mut fields = Fields::new(value)?;
         let kind = fields.u64(1, "kind")?;
         if kind != Self::KIND.to_u64() {
-            return Err(DecodeError::WrongKind { expected: Self::KIND, found: kind });
+            return Err(DecodeError::WrongKind {
+                expected: Self::KIND,
+                found: kind,
+            });
         }
         let version = fields.u64(2, "version")?;
         if version != PROTOCOL_VERSION {
@@ -440,7 +446,9 @@ pub trait Message: Sized {
 
 /// Reads the kind (key 1) of a message map without decoding the rest.
 pub fn peek_kind(value: &Value) -> Option<MessageKind> {
-    let Value::Map(entries) = value else { return None };
+    let Value::Map(entries) = value else {
+        return None;
+    };
     entries.iter().find_map(|(k, v)| match (k, v) {
         (Value::Integer(k), Value::Integer(v)) if i128::from(*k) == 1 => {
             u64::try_from(*v).ok().and_then(MessageKind::from_u64)
@@ -474,10 +482,14 @@ pub struct Fields(Vec<(i64, Value)>);
 
 impl Fields {
     fn new(value: Value) -> Result<Self, DecodeError> {
-        let Value::Map(entries) = value else { return Err(DecodeError::NotAMap) };
+        let Value::Map(entries) = value else {
+            return Err(DecodeError::NotAMap);
+        };
         let mut out = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            let Value::Integer(k) = k else { return Err(DecodeError::NonIntegerKey) };
+            let Value::Integer(k) = k else {
+                return Err(DecodeError::NonIntegerKey);
+            };
             let k = i64::try_from(i128::from(k)).map_err(|_| DecodeError::NonIntegerKey)?;
             out.push((k, v));
         }
@@ -506,39 +518,65 @@ impl Fields {
     }
 
     fn u32(&mut self, key: i64, field: &'static str) -> Result<u32, DecodeError> {
-        u32::try_from(self.u64(key, field)?)
-            .map_err(|_| DecodeError::InvalidField { field, reason: "exceeds 32 bits" })
+        u32::try_from(self.u64(key, field)?).map_err(|_| DecodeError::InvalidField {
+            field,
+            reason: "exceeds 32 bits",
+        })
     }
 
     fn bool(&mut self, key: i64, field: &'static str) -> Result<bool, DecodeError> {
         match self.req(key, field)? {
             Value::Bool(b) => Ok(b),
-            _ => Err(DecodeError::InvalidField { field, reason: "expected a boolean" }),
+            _ => Err(DecodeError::InvalidField {
+                field,
+                reason: "expected a boolean",
+            }),
         }
     }
 
-    fn bytes(&mut self, key: i64, field: &'static str, min: usize, max: usize) -> Result<Vec<u8>, DecodeError> {
+    fn bytes(
+        &mut self,
+        key: i64,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Vec<u8>, DecodeError> {
         match self.req(key, field)? {
             Value::Bytes(b) if (min..=max).contains(&b.len()) => Ok(b),
-            Value::Bytes(_) => Err(DecodeError::InvalidField { field, reason: "byte string length out of range" }),
-            _ => Err(DecodeError::InvalidField { field, reason: "expected a byte string" }),
+            Value::Bytes(_) => Err(DecodeError::InvalidField {
+                field,
+                reason: "byte string length out of range",
+            }),
+            _ => Err(DecodeError::InvalidField {
+                field,
+                reason: "expected a byte string",
+            }),
         }
     }
 
     fn array32(&mut self, key: i64, field: &'static str) -> Result<[u8; 32], DecodeError> {
         let b = self.bytes(key, field, 32, 32)?;
-        b.try_into().map_err(|_| DecodeError::InvalidField { field, reason: "expected 32 bytes" })
+        b.try_into().map_err(|_| DecodeError::InvalidField {
+            field,
+            reason: "expected 32 bytes",
+        })
     }
 
     fn array16(&mut self, key: i64, field: &'static str) -> Result<[u8; 16], DecodeError> {
         let b = self.bytes(key, field, 16, 16)?;
-        b.try_into().map_err(|_| DecodeError::InvalidField { field, reason: "expected 16 bytes" })
+        b.try_into().map_err(|_| DecodeError::InvalidField {
+            field,
+            reason: "expected 16 bytes",
+        })
     }
 
     fn text(&mut self, key: i64, field: &'static str) -> Result<String, DecodeError> {
         match self.req(key, field)? {
             Value::Text(t) => Ok(t),
-            _ => Err(DecodeError::InvalidField { field, reason: "expected a text string" }),
+            _ => Err(DecodeError::InvalidField {
+                field,
+                reason: "expected a text string",
+            }),
         }
     }
 
@@ -546,12 +584,20 @@ impl Fields {
         match self.take(key) {
             None => Ok(None),
             Some(Value::Text(t)) => Ok(Some(t)),
-            Some(_) => Err(DecodeError::InvalidField { field, reason: "expected a text string" }),
+            Some(_) => Err(DecodeError::InvalidField {
+                field,
+                reason: "expected a text string",
+            }),
         }
     }
 
     fn credential_id(&mut self, key: i64) -> Result<CredentialId, DecodeError> {
-        CredentialId::new(self.bytes(key, "credential_id", CredentialId::MIN_LEN, CredentialId::MAX_LEN)?)
+        CredentialId::new(self.bytes(
+            key,
+            "credential_id",
+            CredentialId::MIN_LEN,
+            CredentialId::MAX_LEN,
+        )?)
     }
 
     fn account_handle(&mut self, key: i64) -> Result<Vec<u8>, DecodeError> {
@@ -566,29 +612,51 @@ impl Fields {
 
     fn modalities(&mut self, key: i64, field: &'static str) -> Result<Vec<Modality>, DecodeError> {
         let Value::Array(items) = self.req(key, field)? else {
-            return Err(DecodeError::InvalidField { field, reason: "expected an array" });
+            return Err(DecodeError::InvalidField {
+                field,
+                reason: "expected an array",
+            });
         };
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let m = Modality::from_u64(as_u64(item, field)?)
-                .ok_or(DecodeError::InvalidField { field, reason: "unknown modality" })?;
+            let m = Modality::from_u64(as_u64(item, field)?).ok_or(DecodeError::InvalidField {
+                field,
+                reason: "unknown modality",
+            })?;
             out.push(m);
         }
         if out.is_empty() || out.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(DecodeError::InvalidField { field, reason: "must be non-empty, sorted and without duplicates" });
+            return Err(DecodeError::InvalidField {
+                field,
+                reason: "must be non-empty, sorted and without duplicates",
+            });
         }
         Ok(out)
     }
 
-    fn wire<T>(&mut self, key: i64, field: &'static str, f: fn(u64) -> Option<T>) -> Result<T, DecodeError> {
-        f(self.u64(key, field)?).ok_or(DecodeError::InvalidField { field, reason: "unknown value" })
+    fn wire<T>(
+        &mut self,
+        key: i64,
+        field: &'static str,
+        f: fn(u64) -> Option<T>,
+    ) -> Result<T, DecodeError> {
+        f(self.u64(key, field)?).ok_or(DecodeError::InvalidField {
+            field,
+            reason: "unknown value",
+        })
     }
 }
 
 fn as_u64(v: Value, field: &'static str) -> Result<u64, DecodeError> {
     match v {
-        Value::Integer(i) => u64::try_from(i).map_err(|_| DecodeError::InvalidField { field, reason: "expected an unsigned integer" }),
-        _ => Err(DecodeError::InvalidField { field, reason: "expected an unsigned integer" }),
+        Value::Integer(i) => u64::try_from(i).map_err(|_| DecodeError::InvalidField {
+            field,
+            reason: "expected an unsigned integer",
+        }),
+        _ => Err(DecodeError::InvalidField {
+            field,
+            reason: "expected an unsigned integer",
+        }),
     }
 }
 
@@ -596,13 +664,18 @@ fn as_u64(v: Value, field: &'static str) -> Result<u64, DecodeError> {
 pub fn validate_rp_id(rp: &str) -> Result<(), DecodeError> {
     let ok = !rp.is_empty()
         && rp.len() <= 253
-        && rp.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && rp
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !rp.starts_with('.')
         && !rp.ends_with('.');
     if ok {
         Ok(())
     } else {
-        Err(DecodeError::InvalidField { field: "rp_id", reason: "must be a lower-case DNS name" })
+        Err(DecodeError::InvalidField {
+            field: "rp_id",
+            reason: "must be a lower-case DNS name",
+        })
     }
 }
 
@@ -611,14 +684,20 @@ pub fn validate_rp_id(rp: &str) -> Result<(), DecodeError> {
 fn validate_display_text(s: &str, field: &'static str, max: usize) -> Result<(), DecodeError> {
     let count = s.chars().count();
     if count == 0 || count > max {
-        return Err(DecodeError::InvalidField { field, reason: "length out of range" });
+        return Err(DecodeError::InvalidField {
+            field,
+            reason: "length out of range",
+        });
     }
     let forbidden = |c: char| {
         c.is_control()
             || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
     };
     if s.chars().any(forbidden) {
-        return Err(DecodeError::InvalidField { field, reason: "contains control or bidi characters" });
+        return Err(DecodeError::InvalidField {
+            field,
+            reason: "contains control or bidi characters",
+        });
     }
     Ok(())
 }
@@ -627,10 +706,16 @@ impl Transaction {
     /// Validates every field (docs/PROTOCOL.md §4.3).
     pub fn validate(&self) -> Result<(), DecodeError> {
         if self.amount_minor == 0 {
-            return Err(DecodeError::InvalidField { field: "amount_minor", reason: "must be positive" });
+            return Err(DecodeError::InvalidField {
+                field: "amount_minor",
+                reason: "must be positive",
+            });
         }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(DecodeError::InvalidField { field: "currency", reason: "must be three upper-case letters" });
+            return Err(DecodeError::InvalidField {
+                field: "currency",
+                reason: "must be three upper-case letters",
+            });
         }
         validate_display_text(&self.payee_id, "payee_id", 64)?;
         validate_display_text(&self.payee_name, "payee_name", 64)?;
@@ -683,7 +768,10 @@ impl Transaction {
 
 fn check_window(issued_at: u64, expires_at: u64) -> Result<(), DecodeError> {
     if expires_at <= issued_at {
-        return Err(DecodeError::InvalidField { field: "expires_at", reason: "must be after issued_at" });
+        return Err(DecodeError::InvalidField {
+            field: "expires_at",
+            reason: "must be after issued_at",
+        });
     }
     Ok(())
 }
@@ -723,7 +811,10 @@ impl Message for KeyAttestation {
             (3, bytes(&self.rp_id_hash)),
             (4, bytes(&self.account_handle)),
             (5, bytes(&self.challenge)),
-            (6, crate::crypto::cose_key_from_sec1(&self.credential_public_key)),
+            (
+                6,
+                crate::crypto::cose_key_from_sec1(&self.credential_public_key),
+            ),
             (7, bytes(self.credential_id.as_bytes())),
             (8, modalities(&self.modalities)),
             (9, bytes(&self.enrollment_epoch)),
@@ -739,7 +830,9 @@ impl Message for KeyAttestation {
             rp_id_hash: f.array32(3, "rp_id_hash")?,
             account_handle: f.account_handle(4)?,
             challenge: f.array32(5, "challenge")?,
-            credential_public_key: crate::crypto::sec1_from_cose_key(f.req(6, "credential_public_key")?)?,
+            credential_public_key: crate::crypto::sec1_from_cose_key(
+                f.req(6, "credential_public_key")?,
+            )?,
             credential_id: f.credential_id(7)?,
             modalities: f.modalities(8, "modalities")?,
             enrollment_epoch: f.array32(9, "enrollment_epoch")?,

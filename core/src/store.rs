@@ -3,7 +3,9 @@
 //! SQLite and PostgreSQL; every implementation must make each `commit_*`
 //! operation atomic (docs/PROTOCOL.md §7).
 
-use crate::messages::{Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel};
+use crate::messages::{
+    Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
+};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -189,11 +191,20 @@ pub trait Store: Send + Sync {
     fn credential(&self, id: &CredentialId) -> Result<Option<CredentialRecord>, StoreError>;
 
     /// Lists the credentials of an account.
-    fn credentials_for_account(&self, rp_id: &str, account_handle: &[u8]) -> Result<Vec<CredentialRecord>, StoreError>;
+    fn credentials_for_account(
+        &self,
+        rp_id: &str,
+        account_handle: &[u8],
+    ) -> Result<Vec<CredentialRecord>, StoreError>;
 
     /// Atomically: marks `challenge` consumed (it must be unconsumed), inserts
     /// `record` (its id must be new) and records `decision`.
-    fn commit_registration(&self, challenge: &Challenge, record: &CredentialRecord, decision: &Decision) -> Result<(), CommitError>;
+    fn commit_registration(
+        &self,
+        challenge: &Challenge,
+        record: &CredentialRecord,
+        decision: &Decision,
+    ) -> Result<(), CommitError>;
 
     /// Atomically: marks `challenge` consumed (it must be unconsumed), moves the
     /// credential's counter from `expected_counter` to `new_counter` (it must
@@ -220,7 +231,11 @@ pub trait Store: Send + Sync {
 
     /// Sets a credential's status (operator action, or a security event such
     /// as a suspected clone). No effect on the counter.
-    fn set_credential_status(&self, id: &CredentialId, status: CredentialStatus) -> Result<(), CommitError>;
+    fn set_credential_status(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), CommitError>;
 
     /// Deletes challenges that expired before `now`. Returns how many.
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError>;
@@ -278,7 +293,13 @@ impl Store for MemoryStore {
         if g.challenges.contains_key(issued.challenge()) {
             return Err(StoreError("challenge collision".into()));
         }
-        g.challenges.insert(*issued.challenge(), ChallengeEntry { issued, consumed: false });
+        g.challenges.insert(
+            *issued.challenge(),
+            ChallengeEntry {
+                issued,
+                consumed: false,
+            },
+        );
         Ok(())
     }
 
@@ -290,7 +311,11 @@ impl Store for MemoryStore {
         Ok(self.lock().credentials.get(id).cloned())
     }
 
-    fn credentials_for_account(&self, rp_id: &str, account_handle: &[u8]) -> Result<Vec<CredentialRecord>, StoreError> {
+    fn credentials_for_account(
+        &self,
+        rp_id: &str,
+        account_handle: &[u8],
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
         let mut out: Vec<_> = self
             .lock()
             .credentials
@@ -298,18 +323,26 @@ impl Store for MemoryStore {
             .filter(|c| c.rp_id == rp_id && c.account_handle == account_handle)
             .cloned()
             .collect();
-        out.sort_by(|a, b| (a.registered_at, &a.credential_id).cmp(&(b.registered_at, &b.credential_id)));
+        out.sort_by(|a, b| {
+            (a.registered_at, &a.credential_id).cmp(&(b.registered_at, &b.credential_id))
+        });
         Ok(out)
     }
 
-    fn commit_registration(&self, challenge: &Challenge, record: &CredentialRecord, decision: &Decision) -> Result<(), CommitError> {
+    fn commit_registration(
+        &self,
+        challenge: &Challenge,
+        record: &CredentialRecord,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
         let mut g = self.lock();
         g.check_unconsumed(challenge)?;
         if g.credentials.contains_key(&record.credential_id) {
             return Err(CommitError::CredentialExists);
         }
         g.consume(challenge);
-        g.credentials.insert(record.credential_id.clone(), record.clone());
+        g.credentials
+            .insert(record.credential_id.clone(), record.clone());
         g.decisions.push(decision.clone());
         Ok(())
     }
@@ -324,7 +357,10 @@ impl Store for MemoryStore {
     ) -> Result<(), CommitError> {
         let mut g = self.lock();
         g.check_unconsumed(challenge)?;
-        let cred = g.credentials.get(id).ok_or(CommitError::UnknownCredential)?;
+        let cred = g
+            .credentials
+            .get(id)
+            .ok_or(CommitError::UnknownCredential)?;
         if cred.counter != expected_counter {
             return Err(CommitError::CounterConflict);
         }
@@ -345,7 +381,10 @@ impl Store for MemoryStore {
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let mut g = self.lock();
-        let cred = g.credentials.get_mut(id).ok_or(CommitError::UnknownCredential)?;
+        let cred = g
+            .credentials
+            .get_mut(id)
+            .ok_or(CommitError::UnknownCredential)?;
         if cred.counter != expected_counter {
             return Err(CommitError::CounterConflict);
         }
@@ -355,9 +394,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn set_credential_status(&self, id: &CredentialId, status: CredentialStatus) -> Result<(), CommitError> {
+    fn set_credential_status(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), CommitError> {
         let mut g = self.lock();
-        let cred = g.credentials.get_mut(id).ok_or(CommitError::UnknownCredential)?;
+        let cred = g
+            .credentials
+            .get_mut(id)
+            .ok_or(CommitError::UnknownCredential)?;
         cred.status = status;
         Ok(())
     }

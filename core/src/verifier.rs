@@ -17,13 +17,13 @@ use crate::{
     env::{Clock, Random},
     error::{reject, AtStep, Reason, Rejection, Step},
     messages::{
-        Challenge, CredentialId, Deregistration, EnrollmentChange, KeyAttestation, Liveness, Message,
-        Modality, PaymentAssertion, PaymentChallenge, RegistrationChallenge, SecurityLevel, Transaction,
-        VerifiedBootState, CHALLENGE_LEN,
+        Challenge, CredentialId, Deregistration, EnrollmentChange, KeyAttestation, Liveness,
+        Message, Modality, PaymentAssertion, PaymentChallenge, RegistrationChallenge,
+        SecurityLevel, Transaction, VerifiedBootState, CHALLENGE_LEN,
     },
     store::{
-        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, DecisionKind, IssuedChallenge,
-        Store, StoreError,
+        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, DecisionKind,
+        IssuedChallenge, Store, StoreError,
     },
     x509::{self, TrustAnchor},
 };
@@ -198,7 +198,14 @@ pub struct Verifier<S, C, R> {
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// A verifier for relying party `rp_id`.
-    pub fn new(rp_id: &str, trust: TrustConfig, policy: Policy, store: S, clock: C, random: R) -> Result<Self, IssueError> {
+    pub fn new(
+        rp_id: &str,
+        trust: TrustConfig,
+        policy: Policy,
+        store: S,
+        clock: C,
+        random: R,
+    ) -> Result<Self, IssueError> {
         crate::messages::validate_rp_id(rp_id)?;
         Ok(Self {
             rp_id: rp_id.to_owned(),
@@ -225,7 +232,10 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     }
     /// A copy of the trust configuration.
     pub fn trust(&self) -> TrustConfig {
-        self.trust.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.trust
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sets a device model's status (e.g. revokes it). Returns false when the model is unknown.
@@ -268,15 +278,23 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         };
         // Round-trip through the strict decoder: whatever we issue must be valid.
         RegistrationChallenge::from_cbor(&challenge.to_cbor())?;
-        self.store.insert_challenge(IssuedChallenge::Registration(challenge.clone()))?;
+        self.store
+            .insert_challenge(IssuedChallenge::Registration(challenge.clone()))?;
         Ok(challenge)
     }
 
     /// Issues and stores a payment challenge for `transaction`, to be signed by `credential_id`.
     /// The accepted modalities and the liveness requirement follow the policy for the amount.
-    pub fn payment_challenge(&self, credential_id: &CredentialId, transaction: Transaction) -> Result<PaymentChallenge, IssueError> {
+    pub fn payment_challenge(
+        &self,
+        credential_id: &CredentialId,
+        transaction: Transaction,
+    ) -> Result<PaymentChallenge, IssueError> {
         transaction.validate()?;
-        let cred = self.store.credential(credential_id)?.ok_or(IssueError::CredentialNotUsable)?;
+        let cred = self
+            .store
+            .credential(credential_id)?
+            .ok_or(IssueError::CredentialNotUsable)?;
         if cred.status != CredentialStatus::Active || cred.rp_id != self.rp_id {
             return Err(IssueError::CredentialNotUsable);
         }
@@ -285,9 +303,15 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             && match self.policy.high_value_requirement {
                 HighValueRequirement::FaceWithLiveness => true,
                 HighValueRequirement::StrongBox => false,
-                HighValueRequirement::FaceWithLivenessOrStrongBox => cred.security_level < SecurityLevel::StrongBox,
+                HighValueRequirement::FaceWithLivenessOrStrongBox => {
+                    cred.security_level < SecurityLevel::StrongBox
+                }
             };
-        let accepted_modalities = if face_required { vec![Modality::Face] } else { cred.modalities.clone() };
+        let accepted_modalities = if face_required {
+            vec![Modality::Face]
+        } else {
+            cred.modalities.clone()
+        };
         let now = self.clock.now();
         let challenge = PaymentChallenge {
             rp_id: self.rp_id.clone(),
@@ -301,12 +325,16 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             require_liveness: face_required,
         };
         PaymentChallenge::from_cbor(&challenge.to_cbor())?;
-        self.store.insert_challenge(IssuedChallenge::Payment(challenge.clone()))?;
+        self.store
+            .insert_challenge(IssuedChallenge::Payment(challenge.clone()))?;
         Ok(challenge)
     }
 
     fn is_high_value(&self, tx: &Transaction) -> bool {
-        self.policy.high_value_thresholds.get(&tx.currency).is_some_and(|t| tx.amount_minor >= *t)
+        self.policy
+            .high_value_thresholds
+            .get(&tx.currency)
+            .is_some_and(|t| tx.amount_minor >= *t)
     }
 
     fn check_tee_clock(&self, step: Step, tee_time: u64, now: u64) -> Result<(), Rejection> {
@@ -317,7 +345,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     }
 
     fn model_status(&self, model: &str) -> Option<ModelStatus> {
-        self.trust.read().unwrap_or_else(PoisonError::into_inner).model(model).map(|m| m.status)
+        self.trust
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .model(model)
+            .map(|m| m.status)
     }
 
     /// Verifies a key attestation (docs/PROTOCOL.md §6.3, steps R1–R16) and
@@ -326,7 +358,12 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         let now = self.clock.now();
         // R1, R2
         let sign1 = cose::parse_sign1(statement, true).map_err(|e| {
-            let step = if matches!(e, cose::CoseError::Cbor(_) | cose::CoseError::NotCoseSign1 | cose::CoseError::MissingPayload) {
+            let step = if matches!(
+                e,
+                cose::CoseError::Cbor(_)
+                    | cose::CoseError::NotCoseSign1
+                    | cose::CoseError::MissingPayload
+            ) {
                 Step::R1Statement
             } else {
                 Step::R2Header
@@ -340,20 +377,31 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);
             trust.model(&att.device_model).cloned()
         };
-        let Some(model) = model else { return reject(Step::R4DeviceModel, Reason::UnknownDeviceModel) };
+        let Some(model) = model else {
+            return reject(Step::R4DeviceModel, Reason::UnknownDeviceModel);
+        };
         if model.status != ModelStatus::Active {
-            return reject(Step::R4DeviceModel, Reason::DeviceModelNotActive(model.status));
+            return reject(
+                Step::R4DeviceModel,
+                Reason::DeviceModelNotActive(model.status),
+            );
         }
         // R5
-        let chain = x509::verify_chain(&sign1.x5chain, &model.trust_anchors, now).at(Step::R5AttestationChain)?;
-        if !chain.leaf_subject_ou.iter().any(|ou| *ou == model.id) {
+        let chain = x509::verify_chain(&sign1.x5chain, &model.trust_anchors, now)
+            .at(Step::R5AttestationChain)?;
+        if !chain.leaf_subject_ou.contains(&model.id) {
             return reject(Step::R5AttestationChain, Reason::LeafModelMismatch);
         }
         // R6
         if !crypto::is_valid_p256_point(&chain.leaf_public_key) {
             return reject(Step::R6Signature, Reason::AttestationKeyType);
         }
-        if !crypto::verify_es256(&chain.leaf_public_key, &sign1.to_be_signed, &sign1.signature, SignatureFormat::Fixed) {
+        if !crypto::verify_es256(
+            &chain.leaf_public_key,
+            &sign1.to_be_signed,
+            &sign1.signature,
+            SignatureFormat::Fixed,
+        ) {
             return reject(Step::R6Signature, Reason::BadSignature);
         }
         // R7
@@ -362,7 +410,10 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // R8
         let issued = match self.challenge_entry(Step::R8Challenge, &att.challenge)? {
-            ChallengeEntry { issued: IssuedChallenge::Registration(c), .. } => c,
+            ChallengeEntry {
+                issued: IssuedChallenge::Registration(c),
+                ..
+            } => c,
             _ => return reject(Step::R8Challenge, Reason::WrongChallengeKind),
         };
         if issued.rp_id != self.rp_id {
@@ -370,21 +421,33 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // R9
         if now > issued.expires_at {
-            return reject(Step::R9ChallengeExpiry, Reason::ChallengeExpired { expires_at: issued.expires_at, now });
+            return reject(
+                Step::R9ChallengeExpiry,
+                Reason::ChallengeExpired {
+                    expires_at: issued.expires_at,
+                    now,
+                },
+            );
         }
         // R10
         if !crypto::ct_eq(&att.account_handle, &issued.account_handle) {
             return reject(Step::R10Account, Reason::AccountMismatch);
         }
         // R11
-        if !att.modalities.iter().all(|m| issued.accepted_modalities.contains(m) && model.modalities.contains(m)) {
+        if !att
+            .modalities
+            .iter()
+            .all(|m| issued.accepted_modalities.contains(m) && model.modalities.contains(m))
+        {
             return reject(Step::R11Modality, Reason::ModalityNotAccepted);
         }
         // R12
         if att.security_level > model.security_level {
             return reject(Step::R12SecurityLevel, Reason::SecurityLevelOverclaimed);
         }
-        if att.security_level < issued.required_assurance || att.security_level < self.policy.min_security_level {
+        if att.security_level < issued.required_assurance
+            || att.security_level < self.policy.min_security_level
+        {
             return reject(Step::R12SecurityLevel, Reason::InsufficientSecurityLevel);
         }
         // R13
@@ -394,7 +457,12 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // R14
         self.check_tee_clock(Step::R14TeeClock, att.tee_time, now)?;
         // R15
-        if self.store.credential(&att.credential_id).at(Step::R15CredentialId)?.is_some() {
+        if self
+            .store
+            .credential(&att.credential_id)
+            .at(Step::R15CredentialId)?
+            .is_some()
+        {
             return reject(Step::R15CredentialId, Reason::DuplicateCredential);
         }
         // R16
@@ -411,14 +479,23 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             status: CredentialStatus::Active,
             registered_at: now,
         };
-        let decision = self.decision(DecisionKind::Registration, &att.credential_id, statement, now);
+        let decision = self.decision(
+            DecisionKind::Registration,
+            &att.credential_id,
+            statement,
+            now,
+        );
         self.store
             .commit_registration(&att.challenge, &record, &decision)
             .map_err(|e| commit_rejection(Step::R16Commit, e))?;
         Ok(RegisteredCredential { record })
     }
 
-    fn challenge_entry(&self, step: Step, challenge: &Challenge) -> Result<ChallengeEntry, Rejection> {
+    fn challenge_entry(
+        &self,
+        step: Step,
+        challenge: &Challenge,
+    ) -> Result<ChallengeEntry, Rejection> {
         match self.store.challenge(challenge).at(step)? {
             None => reject(step, Reason::UnknownChallenge),
             Some(e) if e.consumed => reject(step, Reason::ChallengeAlreadyUsed),
@@ -426,8 +503,19 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
     }
 
-    fn decision(&self, kind: DecisionKind, id: &CredentialId, statement: &[u8], now: u64) -> Decision {
-        Decision { kind, credential_id: id.clone(), statement_hash: crypto::sha256(statement), at: now }
+    fn decision(
+        &self,
+        kind: DecisionKind,
+        id: &CredentialId,
+        statement: &[u8],
+        now: u64,
+    ) -> Decision {
+        Decision {
+            kind,
+            credential_id: id.clone(),
+            statement_hash: crypto::sha256(statement),
+            at: now,
+        }
     }
 
     /// Parses a credential-signed statement (steps 1–5 of §6.4–6.6): COSE,
@@ -440,7 +528,12 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     ) -> Result<(M, CredentialRecord), Rejection> {
         let [s_statement, s_header, s_payload, s_credential, s_signature] = steps;
         let sign1 = cose::parse_sign1(statement, false).map_err(|e| {
-            let step = if matches!(e, cose::CoseError::Cbor(_) | cose::CoseError::NotCoseSign1 | cose::CoseError::MissingPayload) {
+            let step = if matches!(
+                e,
+                cose::CoseError::Cbor(_)
+                    | cose::CoseError::NotCoseSign1
+                    | cose::CoseError::MissingPayload
+            ) {
                 s_statement
             } else {
                 s_header
@@ -448,13 +541,22 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             Rejection::new(step, e)
         })?;
         let msg = M::from_cbor(&sign1.payload).at(s_payload)?;
-        let Some(cred) = self.store.credential(credential_of(&msg)).at(s_credential)? else {
+        let Some(cred) = self
+            .store
+            .credential(credential_of(&msg))
+            .at(s_credential)?
+        else {
             return reject(s_credential, Reason::UnknownCredential);
         };
         if cred.rp_id != self.rp_id {
             return reject(s_credential, Reason::UnknownCredential);
         }
-        if !crypto::verify_es256(&cred.public_key, &sign1.to_be_signed, &sign1.signature, SignatureFormat::Fixed) {
+        if !crypto::verify_es256(
+            &cred.public_key,
+            &sign1.to_be_signed,
+            &sign1.signature,
+            SignatureFormat::Fixed,
+        ) {
             return reject(s_signature, Reason::BadSignature);
         }
         Ok((msg, cred))
@@ -467,12 +569,21 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // P1–P5
         let (a, cred): (PaymentAssertion, _) = self.open_signed(
             statement,
-            [Step::P1Statement, Step::P2Header, Step::P3Payload, Step::P4Credential, Step::P5Signature],
+            [
+                Step::P1Statement,
+                Step::P2Header,
+                Step::P3Payload,
+                Step::P4Credential,
+                Step::P5Signature,
+            ],
             |a: &PaymentAssertion| &a.credential_id,
         )?;
         // P6
         if cred.status != CredentialStatus::Active {
-            return reject(Step::P6CredentialStatus, Reason::CredentialNotActive(cred.status));
+            return reject(
+                Step::P6CredentialStatus,
+                Reason::CredentialNotActive(cred.status),
+            );
         }
         // P7
         match self.model_status(&cred.device_model) {
@@ -486,7 +597,10 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // P9
         let issued = match self.challenge_entry(Step::P9Challenge, &a.challenge)? {
-            ChallengeEntry { issued: IssuedChallenge::Payment(c), .. } => c,
+            ChallengeEntry {
+                issued: IssuedChallenge::Payment(c),
+                ..
+            } => c,
             _ => return reject(Step::P9Challenge, Reason::WrongChallengeKind),
         };
         if issued.rp_id != self.rp_id {
@@ -494,7 +608,13 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // P10
         if now > issued.expires_at {
-            return reject(Step::P10ChallengeExpiry, Reason::ChallengeExpired { expires_at: issued.expires_at, now });
+            return reject(
+                Step::P10ChallengeExpiry,
+                Reason::ChallengeExpired {
+                    expires_at: issued.expires_at,
+                    now,
+                },
+            );
         }
         // P11
         if issued.credential_id != a.credential_id {
@@ -525,7 +645,9 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P15EnrollmentEpoch, Reason::EnrollmentChanged);
         }
         // P16
-        if !cred.modalities.contains(&a.modality) || !issued.accepted_modalities.contains(&a.modality) {
+        if !cred.modalities.contains(&a.modality)
+            || !issued.accepted_modalities.contains(&a.modality)
+        {
             return reject(Step::P16Modality, Reason::ModalityNotAccepted);
         }
         if issued.require_liveness && a.liveness != Liveness::Passed {
@@ -546,7 +668,10 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             }
         }
         if a.failed_attempts > self.policy.max_failed_attempts {
-            return reject(Step::P17Policy, Reason::TooManyFailedAttempts(a.failed_attempts));
+            return reject(
+                Step::P17Policy,
+                Reason::TooManyFailedAttempts(a.failed_attempts),
+            );
         }
         // P18
         self.check_tee_clock(Step::P18TeeClock, a.tee_time, now)?;
@@ -556,16 +681,31 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             self.store
                 .set_credential_status(&cred.credential_id, CredentialStatus::SuspectedClone)
                 .map_err(|e| commit_rejection(Step::P19Counter, e))?;
-            return reject(Step::P19Counter, Reason::CounterNotIncreased { stored: cred.counter, received: a.counter });
+            return reject(
+                Step::P19Counter,
+                Reason::CounterNotIncreased {
+                    stored: cred.counter,
+                    received: a.counter,
+                },
+            );
         }
         // P20
         let decision = self.decision(DecisionKind::Payment, &cred.credential_id, statement, now);
         self.store
-            .commit_payment(&a.challenge, &cred.credential_id, cred.counter, a.counter, &decision)
+            .commit_payment(
+                &a.challenge,
+                &cred.credential_id,
+                cred.counter,
+                a.counter,
+                &decision,
+            )
             .map_err(|e| match e {
                 CommitError::CounterConflict => Rejection::new(
                     Step::P19Counter,
-                    Reason::CounterNotIncreased { stored: cred.counter, received: a.counter },
+                    Reason::CounterNotIncreased {
+                        stored: cred.counter,
+                        received: a.counter,
+                    },
                 ),
                 e => commit_rejection(Step::P20Commit, e),
             })?;
@@ -586,21 +726,47 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         let now = self.clock.now();
         let (d, cred): (Deregistration, _) = self.open_signed(
             statement,
-            [Step::D1Statement, Step::D2Header, Step::D3Payload, Step::D4Credential, Step::D5Signature],
+            [
+                Step::D1Statement,
+                Step::D2Header,
+                Step::D3Payload,
+                Step::D4Credential,
+                Step::D5Signature,
+            ],
             |d: &Deregistration| &d.credential_id,
         )?;
         if !crypto::ct_eq(&d.rp_id_hash, &self.rp_id_hash) {
             return reject(Step::D6RpId, Reason::WrongRp);
         }
         if cred.status == CredentialStatus::Deregistered {
-            return reject(Step::D7CredentialStatus, Reason::CredentialNotActive(cred.status));
+            return reject(
+                Step::D7CredentialStatus,
+                Reason::CredentialNotActive(cred.status),
+            );
         }
         if d.counter <= cred.counter {
-            return reject(Step::D8Counter, Reason::CounterNotIncreased { stored: cred.counter, received: d.counter });
+            return reject(
+                Step::D8Counter,
+                Reason::CounterNotIncreased {
+                    stored: cred.counter,
+                    received: d.counter,
+                },
+            );
         }
-        let decision = self.decision(DecisionKind::Deregistration, &cred.credential_id, statement, now);
+        let decision = self.decision(
+            DecisionKind::Deregistration,
+            &cred.credential_id,
+            statement,
+            now,
+        );
         self.store
-            .commit_status(&cred.credential_id, cred.counter, d.counter, CredentialStatus::Deregistered, &decision)
+            .commit_status(
+                &cred.credential_id,
+                cred.counter,
+                d.counter,
+                CredentialStatus::Deregistered,
+                &decision,
+            )
             .map_err(|e| commit_rejection(Step::D9Commit, e))?;
         Ok(cred.credential_id)
     }
@@ -611,24 +777,52 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         let now = self.clock.now();
         let (e, cred): (EnrollmentChange, _) = self.open_signed(
             statement,
-            [Step::E1Statement, Step::E2Header, Step::E3Payload, Step::E4Credential, Step::E5Signature],
+            [
+                Step::E1Statement,
+                Step::E2Header,
+                Step::E3Payload,
+                Step::E4Credential,
+                Step::E5Signature,
+            ],
             |e: &EnrollmentChange| &e.credential_id,
         )?;
         if !crypto::ct_eq(&e.rp_id_hash, &self.rp_id_hash) {
             return reject(Step::E6RpId, Reason::WrongRp);
         }
         if cred.status == CredentialStatus::Deregistered {
-            return reject(Step::E7CredentialStatus, Reason::CredentialNotActive(cred.status));
+            return reject(
+                Step::E7CredentialStatus,
+                Reason::CredentialNotActive(cred.status),
+            );
         }
-        if !crypto::ct_eq(&e.previous_epoch, &cred.enrollment_epoch) || crypto::ct_eq(&e.current_epoch, &e.previous_epoch) {
+        if !crypto::ct_eq(&e.previous_epoch, &cred.enrollment_epoch)
+            || crypto::ct_eq(&e.current_epoch, &e.previous_epoch)
+        {
             return reject(Step::E8Epoch, Reason::EpochMismatch);
         }
         if e.counter <= cred.counter {
-            return reject(Step::E9Counter, Reason::CounterNotIncreased { stored: cred.counter, received: e.counter });
+            return reject(
+                Step::E9Counter,
+                Reason::CounterNotIncreased {
+                    stored: cred.counter,
+                    received: e.counter,
+                },
+            );
         }
-        let decision = self.decision(DecisionKind::EnrollmentChange, &cred.credential_id, statement, now);
+        let decision = self.decision(
+            DecisionKind::EnrollmentChange,
+            &cred.credential_id,
+            statement,
+            now,
+        );
         self.store
-            .commit_status(&cred.credential_id, cred.counter, e.counter, CredentialStatus::EnrollmentChanged, &decision)
+            .commit_status(
+                &cred.credential_id,
+                cred.counter,
+                e.counter,
+                CredentialStatus::EnrollmentChanged,
+                &decision,
+            )
             .map_err(|err| commit_rejection(Step::E10Commit, err))?;
         Ok(cred.credential_id)
     }
@@ -644,7 +838,10 @@ fn commit_rejection(step: Step, e: CommitError) -> Rejection {
         CommitError::ChallengeUsed => Reason::ChallengeAlreadyUsed,
         CommitError::CredentialExists => Reason::DuplicateCredential,
         CommitError::UnknownCredential => Reason::UnknownCredential,
-        CommitError::CounterConflict => Reason::CounterNotIncreased { stored: 0, received: 0 },
+        CommitError::CounterConflict => Reason::CounterNotIncreased {
+            stored: 0,
+            received: 0,
+        },
         CommitError::Backend(e) => Reason::Store(e),
     };
     Rejection::new(step, reason)

@@ -6,10 +6,7 @@
 //! re-issue its root certificate with the same key.
 
 use x509_parser::{
-    certificate::X509Certificate,
-    extensions::ParsedExtension,
-    prelude::FromDer,
-    time::ASN1Time,
+    certificate::X509Certificate, extensions::ParsedExtension, prelude::FromDer, time::ASN1Time,
     x509::SubjectPublicKeyInfo,
 };
 
@@ -66,15 +63,17 @@ pub enum ChainError {
         /// Position in the chain.
         index: usize,
     },
-    /// No certificate in the chain (and no trust anchor) issued this certificate.
-    #[error("no issuer found for certificate {index}")]
-    IssuerNotFound {
-        /// Position in the chain.
+    /// The path from the leaf ends at certificate `index` (a self-signed root
+    /// or a certificate whose issuer is not in the chain) without reaching a
+    /// trusted root key.
+    #[error("the chain does not lead to a trusted root (path ends at certificate {index})")]
+    UntrustedRoot {
+        /// Position in the chain of the last certificate on the path.
         index: usize,
     },
-    /// The chain does not end at a trusted root key.
-    #[error("the chain does not end at a trusted root")]
-    UntrustedRoot,
+    /// The leaf itself carries a trust-anchor key: a root is not an attestation.
+    #[error("the leaf is a trust anchor")]
+    LeafIsTrustAnchor,
 }
 
 /// A chain that verified, with the facts the protocol needs from the leaf.
@@ -94,7 +93,11 @@ pub struct VerifiedChain {
 
 /// Verifies `chain` (DER certificates, leaf first) at Unix time `now` against
 /// `anchors`. Certificates in the chain that are not on the path are ignored.
-pub fn verify_chain(chain: &[Vec<u8>], anchors: &[TrustAnchor], now: u64) -> Result<VerifiedChain, ChainError> {
+pub fn verify_chain(
+    chain: &[Vec<u8>],
+    anchors: &[TrustAnchor],
+    now: u64,
+) -> Result<VerifiedChain, ChainError> {
     if chain.is_empty() {
         return Err(ChainError::Empty);
     }
@@ -105,13 +108,17 @@ pub fn verify_chain(chain: &[Vec<u8>], anchors: &[TrustAnchor], now: u64) -> Res
         .iter()
         .enumerate()
         .map(|(index, der)| match X509Certificate::from_der(der) {
-            Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+            Ok(([], cert)) => Ok(cert),
             _ => Err(ChainError::Malformed { index }),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let anchor_keys: Vec<Option<SubjectPublicKeyInfo<'_>>> = anchors
         .iter()
-        .map(|a| SubjectPublicKeyInfo::from_der(&a.spki_der).ok().map(|(_, k)| k))
+        .map(|a| {
+            SubjectPublicKeyInfo::from_der(&a.spki_der)
+                .ok()
+                .map(|(_, k)| k)
+        })
         .collect();
     let time = ASN1Time::from_timestamp(i64::try_from(now).unwrap_or(i64::MAX))
         .map_err(|_| ChainError::NotValidAtTime { index: 0 })?;
@@ -122,10 +129,12 @@ pub fn verify_chain(chain: &[Vec<u8>], anchors: &[TrustAnchor], now: u64) -> Res
         let cert = &certs[current];
         // A certificate whose key is itself a trust anchor ends the path; its
         // own validity window is not checked (trust is in the key).
-        if let Some(anchor) = anchors.iter().position(|a| a.spki_der == cert.public_key().raw) {
+        if let Some(anchor) = anchors
+            .iter()
+            .position(|a| a.spki_der == cert.public_key().raw)
+        {
             if current == 0 {
-                // A bare trusted key is not an attestation.
-                return Err(ChainError::IssuerNotFound { index: 0 });
+                return Err(ChainError::LeafIsTrustAnchor);
             }
             return finish(&certs[0], path, anchor);
         }
@@ -148,15 +157,7 @@ pub fn verify_chain(chain: &[Vec<u8>], anchors: &[TrustAnchor], now: u64) -> Res
                 && signed_by(cert, certs[j].public_key())
         });
         let Some(next) = issuer else {
-            return Err(if path.len() == 1 && certs.len() == 1 {
-                ChainError::UntrustedRoot
-            } else if (0..certs.len()).any(|j| !path.contains(&j) && certs[j].subject().as_raw() == cert.issuer().as_raw()) {
-                ChainError::IssuerNotFound { index: current }
-            } else if cert.subject().as_raw() == cert.issuer().as_raw() {
-                ChainError::UntrustedRoot
-            } else {
-                ChainError::IssuerNotFound { index: current }
-            });
+            return Err(ChainError::UntrustedRoot { index: current });
         };
         check_is_ca(&certs[next], next, path.len() - 1)?;
         path.push(next);
@@ -164,7 +165,11 @@ pub fn verify_chain(chain: &[Vec<u8>], anchors: &[TrustAnchor], now: u64) -> Res
     }
 }
 
-fn finish(leaf: &X509Certificate<'_>, path: Vec<usize>, anchor: usize) -> Result<VerifiedChain, ChainError> {
+fn finish(
+    leaf: &X509Certificate<'_>,
+    path: Vec<usize>,
+    anchor: usize,
+) -> Result<VerifiedChain, ChainError> {
     let leaf_subject_ou = leaf
         .subject()
         .iter_organizational_unit()
@@ -197,7 +202,11 @@ fn signed_by(cert: &X509Certificate<'_>, issuer_key: &SubjectPublicKeyInfo<'_>) 
     .is_ok()
 }
 
-fn check_is_ca(cert: &X509Certificate<'_>, index: usize, certs_below: usize) -> Result<(), ChainError> {
+fn check_is_ca(
+    cert: &X509Certificate<'_>,
+    index: usize,
+    certs_below: usize,
+) -> Result<(), ChainError> {
     let bc = match cert.basic_constraints() {
         Ok(Some(bc)) => bc.value.clone(),
         _ => return Err(ChainError::IssuerNotCa { index }),
@@ -222,7 +231,12 @@ fn check_is_ca(cert: &X509Certificate<'_>, index: usize, certs_below: usize) -> 
 
 fn check_critical_extensions(cert: &X509Certificate<'_>, index: usize) -> Result<(), ChainError> {
     for ext in cert.extensions() {
-        if ext.critical && matches!(ext.parsed_extension(), ParsedExtension::UnsupportedExtension { .. }) {
+        if ext.critical
+            && matches!(
+                ext.parsed_extension(),
+                ParsedExtension::UnsupportedExtension { .. }
+            )
+        {
             return Err(ChainError::UnsupportedCriticalExtension { index });
         }
     }
