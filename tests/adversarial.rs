@@ -1,0 +1,926 @@
+//! The adversarial suite: every attack the protocol must stop, each asserted
+//! to be rejected at the verification step of docs/PROTOCOL.md §6 that is
+//! responsible for it, and (unless the step is a documented security event)
+//! without changing stored state.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use biopay::{cose, crypto, simulator::*, *};
+use common::*;
+use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use p256::ecdsa::{signature::Signer, Signature, SigningKey};
+
+fn sign_es(key: &SigningKey, header: coset::Header, payload: Vec<u8>) -> Vec<u8> {
+    CoseSign1Builder::new()
+        .protected(header)
+        .payload(payload)
+        .create_signature(b"", |tbs| {
+            let s: Signature = key.sign(tbs);
+            s.to_bytes().to_vec()
+        })
+        .build()
+        .to_tagged_vec()
+        .unwrap()
+}
+
+fn other_key() -> SigningKey {
+    SigningKey::from_slice(&crypto::sha256(b"attacker")).unwrap()
+}
+
+#[test]
+fn replay_is_rejected_and_changes_nothing() {
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    let ok = w.server.verify_payment(&a).unwrap();
+    let before = w.stored();
+    assert_eq!(before.counter, ok.counter);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P9Challenge),
+        Reason::ChallengeAlreadyUsed
+    );
+    assert_eq!(w.stored(), before, "a replay must not mark the credential");
+}
+
+#[test]
+fn malleated_high_s_signature_replay_is_rejected() {
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    w.server.verify_payment(&a).unwrap();
+    let mut s = CoseSign1::from_tagged_slice(&a).unwrap();
+    // s -> n - s: still a valid ECDSA signature of the same statement.
+    let n =
+        hex::decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551").unwrap();
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(n[i]) - i16::from(s.signature[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        s.signature[32 + i] = u8::try_from(d.rem_euclid(256)).unwrap();
+    }
+    assert!(crypto::verify_es256(
+        &w.cred.public_key,
+        &s.tbs_data(b""),
+        &s.signature,
+        crypto::SignatureFormat::Fixed
+    ));
+    let malleated = s.to_tagged_vec().unwrap();
+    assert_ne!(malleated, a);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&malleated), Step::P9Challenge),
+        Reason::ChallengeAlreadyUsed
+    );
+}
+
+#[test]
+fn amount_changed_by_a_malicious_app_is_rejected_and_the_challenge_survives() {
+    let mut w = World::new();
+    let c = w.challenge("o1", 8800);
+    w.phone.authenticator_mut().user().present(thumb());
+    let mut app = TamperingApp::new(w.phone.authenticator_mut(), |t: &mut Transaction| {
+        t.amount_minor = 880_000
+    });
+    let tampered = app.get_assertion(&c).unwrap();
+    drop(app);
+    assert!(
+        w.phone
+            .authenticator()
+            .last_display()
+            .unwrap()
+            .starts_with("Pay 8800.00 CNY"),
+        "the TEE showed what it signed"
+    );
+    assert_eq!(
+        assert_step(w.server.verify_payment(&tampered), Step::P12TransactionHash),
+        Reason::TransactionMismatch
+    );
+    assert!(
+        w.unused(&c.challenge),
+        "a rejected statement must not consume the challenge"
+    );
+    assert_eq!(w.stored().status, CredentialStatus::Active);
+}
+
+#[test]
+fn payee_changed_by_a_malicious_app_is_rejected() {
+    let mut w = World::new();
+    let c = w.challenge("o1", 8800);
+    w.phone.authenticator_mut().user().present(thumb());
+    let mut app = TamperingApp::new(w.phone.authenticator_mut(), |t: &mut Transaction| {
+        t.payee_id = "attacker".into()
+    });
+    let tampered = app.get_assertion(&c).unwrap();
+    drop(app);
+    assert_step(w.server.verify_payment(&tampered), Step::P12TransactionHash);
+}
+
+#[test]
+fn display_and_confirmation_are_bound() {
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    let shown_other = w.resign(&a, |p| p.display_hash = crypto::sha256(b"Pay 0.01 CNY"));
+    assert_eq!(
+        assert_step(w.server.verify_payment(&shown_other), Step::P13DisplayHash),
+        Reason::DisplayMismatch
+    );
+    let unconfirmed = w.resign(&a, |p| p.user_confirmed = false);
+    assert_eq!(
+        assert_step(
+            w.server.verify_payment(&unconfirmed),
+            Step::P14UserConfirmed
+        ),
+        Reason::NotConfirmed
+    );
+    // The genuine statement is still accepted: nothing above changed state.
+    w.server.verify_payment(&a).unwrap();
+}
+
+#[test]
+fn cloned_device_is_detected_by_the_counter() {
+    let mut w = World::new();
+    w.phone
+        .authenticator()
+        .clone_state_to(&w.dir.path().join("clone"))
+        .unwrap();
+    let (_, a) = w.assertion("o1");
+    w.server.verify_payment(&a).unwrap();
+    let mut clone = SoftwareTee::open(&w.dir.path().join("clone"), w.clock.clone()).unwrap();
+    let c = w.challenge("o2", 8800);
+    clone.user().present(thumb());
+    let cloned = clone.get_assertion(&c).unwrap();
+    let reason = assert_step(w.server.verify_payment(&cloned), Step::P19Counter);
+    assert_eq!(
+        reason,
+        Reason::CounterNotIncreased {
+            stored: 1,
+            received: 1
+        }
+    );
+    assert_eq!(
+        w.stored().status,
+        CredentialStatus::SuspectedClone,
+        "a clone is a security event"
+    );
+    // From now on even the genuine phone is refused until the RP investigates.
+    let (_, genuine) = w.assertion_unchecked("o3");
+    assert_eq!(
+        assert_step(w.server.verify_payment(&genuine), Step::P6CredentialStatus),
+        Reason::CredentialNotActive(CredentialStatus::SuspectedClone)
+    );
+}
+
+#[test]
+fn counter_rollback_is_detected() {
+    let mut w = World::new();
+    for order in ["o1", "o2"] {
+        let (_, a) = w.assertion(order);
+        w.server.verify_payment(&a).unwrap();
+    }
+    let id = w.cred.credential_id.clone();
+    w.phone
+        .authenticator_mut()
+        .danger_rollback_counter(&id, 0)
+        .unwrap();
+    let (_, a) = w.assertion("o3");
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P19Counter),
+        Reason::CounterNotIncreased {
+            stored: 2,
+            received: 1
+        }
+    );
+}
+
+#[test]
+fn enrollment_change_blocks_payment_until_reregistration() {
+    let mut w = World::new();
+    w.phone
+        .authenticator_mut()
+        .enroll_fingerprint("intruder")
+        .unwrap();
+    let c = w.challenge("o1", 8800);
+    w.phone
+        .authenticator_mut()
+        .user()
+        .present(Presentation::Finger("intruder".into()));
+    let a = w.phone.authorize(&c.to_cbor()).unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P15EnrollmentEpoch),
+        Reason::EnrollmentChanged
+    );
+    assert_eq!(w.stored().status, CredentialStatus::EnrollmentChanged);
+    // Re-registration gives a usable credential bound to the new epoch.
+    let fresh = w.register(b"account-7", &[Modality::Fingerprint]).unwrap();
+    assert_ne!(fresh.enrollment_epoch, w.cred.enrollment_epoch);
+    w.cred = fresh;
+    let (_, a) = w.assertion("o2");
+    w.server.verify_payment(&a).unwrap();
+}
+
+#[test]
+fn removing_a_template_also_changes_the_epoch() {
+    let mut w = World::new();
+    w.phone.authenticator_mut().remove_face().unwrap();
+    let (_, a) = w.assertion("o1");
+    assert_step(w.server.verify_payment(&a), Step::P15EnrollmentEpoch);
+}
+
+#[test]
+fn revoked_and_compromised_models_are_refused() {
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    assert!(w.server.set_model_status(MODEL, ModelStatus::Revoked));
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P7DeviceModel),
+        Reason::DeviceModelNotActive(ModelStatus::Revoked)
+    );
+    let att = w.attestation(b"account-8", &[Modality::Fingerprint]);
+    assert_eq!(
+        assert_step(w.server.verify_registration(&att), Step::R4DeviceModel),
+        Reason::DeviceModelNotActive(ModelStatus::Revoked)
+    );
+    w.server.set_model_status(MODEL, ModelStatus::Compromised);
+    assert_step(w.server.verify_payment(&a), Step::P7DeviceModel);
+    // Reinstated: the held-back assertion is still acceptable (nothing was consumed).
+    w.server.set_model_status(MODEL, ModelStatus::Active);
+    w.server.verify_payment(&a).unwrap();
+}
+
+#[test]
+fn wrong_relying_party_is_rejected_on_the_device_and_the_server() {
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    let other = w.resign(&a, |p| p.rp_id_hash = crypto::sha256(b"evil.example"));
+    assert_eq!(
+        assert_step(w.server.verify_payment(&other), Step::P8RpId),
+        Reason::WrongRp
+    );
+    // An app for pay.example.com refuses a challenge issued by another RP.
+    let mut c = w.challenge("o2", 8800);
+    c.rp_id = "evil.example".into();
+    assert!(matches!(
+        w.phone.authorize(&c.to_cbor()),
+        Err(DeviceError::InvalidChallenge(_))
+    ));
+}
+
+#[test]
+fn expired_challenge_is_rejected() {
+    let mut w = World::new();
+    let (c, a) = w.assertion("o1");
+    w.clock.set(c.expires_at + 1);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P10ChallengeExpiry),
+        Reason::ChallengeExpired {
+            expires_at: c.expires_at,
+            now: c.expires_at + 1
+        }
+    );
+    // Exactly at expiry it is still valid.
+    let mut w = World::new();
+    let (c, a) = w.assertion("o1");
+    w.clock.set(c.expires_at);
+    w.server.verify_payment(&a).unwrap();
+}
+
+#[test]
+fn challenge_issued_for_another_credential_or_account_is_rejected() {
+    let mut w = World::new();
+    let other = w.register(b"account-9", &[Modality::Fingerprint]).unwrap();
+    let c_other = w
+        .server
+        .payment_challenge(&other.credential_id, tx("o1", 8800))
+        .unwrap();
+    let (_, a) = w.assertion("o2");
+    // The world's credential signs over a challenge issued for another credential.
+    let swapped = w.resign(&a, |p| {
+        p.challenge = c_other.challenge;
+        p.transaction_hash = crypto::sha256(&c_other.transaction.canonical_encoding());
+    });
+    assert_eq!(
+        assert_step(w.server.verify_payment(&swapped), Step::P11ChallengeBinding),
+        Reason::CredentialMismatch
+    );
+
+    // A key attestation for another account than the challenge's.
+    let att = w.attestation(b"account-10", &[Modality::Fingerprint]);
+    let mut ka = KeyAttestation::from_cbor(&payload(&att)).unwrap();
+    ka.account_handle = b"account-11".to_vec();
+    let forged = w
+        .phone
+        .authenticator()
+        .danger_sign_with_attestation_key(ka.to_cbor())
+        .unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_registration(&forged), Step::R10Account),
+        Reason::AccountMismatch
+    );
+}
+
+#[test]
+fn a_challenge_is_for_one_ceremony() {
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    let reg = w
+        .server
+        .registration_challenge(b"account-7", &[Modality::Fingerprint], SecurityLevel::Tee)
+        .unwrap();
+    let crossed = w.resign(&a, |p| p.challenge = reg.challenge);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&crossed), Step::P9Challenge),
+        Reason::WrongChallengeKind
+    );
+    let unknown = w.resign(&a, |p| p.challenge = [0x55; 32]);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&unknown), Step::P9Challenge),
+        Reason::UnknownChallenge
+    );
+}
+
+#[test]
+fn signature_by_another_key_is_rejected() {
+    let mut w = World::new();
+    let (c, a) = w.assertion("o1");
+    let forged = sign_es(
+        &other_key(),
+        HeaderBuilder::new()
+            .algorithm(iana::Algorithm::ES256)
+            .build(),
+        payload(&a),
+    );
+    assert_eq!(
+        assert_step(w.server.verify_payment(&forged), Step::P5Signature),
+        Reason::BadSignature
+    );
+    assert!(w.unused(&c.challenge));
+    // A flipped bit anywhere in the signature.
+    let mut s = CoseSign1::from_tagged_slice(&a).unwrap();
+    s.signature[63] ^= 0x80;
+    assert_step(
+        w.server.verify_payment(&s.to_tagged_vec().unwrap()),
+        Step::P5Signature,
+    );
+}
+
+#[test]
+fn algorithm_substitution_and_extra_headers_are_rejected() {
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    let p = payload(&a);
+    let k = other_key();
+    for alg in [
+        iana::Algorithm::ES384,
+        iana::Algorithm::EdDSA,
+        iana::Algorithm::HMAC_256_256,
+    ] {
+        let s = sign_es(&k, HeaderBuilder::new().algorithm(alg).build(), p.clone());
+        assert_eq!(
+            assert_step(w.server.verify_payment(&s), Step::P2Header),
+            Reason::Statement(cose::CoseError::UnsupportedAlgorithm),
+            "{alg:?}"
+        );
+    }
+    let no_alg = sign_es(&k, HeaderBuilder::new().build(), p.clone());
+    assert_step(w.server.verify_payment(&no_alg), Step::P2Header);
+    let kid = sign_es(
+        &k,
+        HeaderBuilder::new()
+            .algorithm(iana::Algorithm::ES256)
+            .key_id(b"k".to_vec())
+            .build(),
+        p.clone(),
+    );
+    assert_eq!(
+        assert_step(w.server.verify_payment(&kid), Step::P2Header),
+        Reason::Statement(cose::CoseError::UnexpectedHeader)
+    );
+    let crit = sign_es(
+        &k,
+        HeaderBuilder::new()
+            .algorithm(iana::Algorithm::ES256)
+            .add_critical(iana::HeaderParameter::Alg)
+            .build(),
+        p.clone(),
+    );
+    assert_step(w.server.verify_payment(&crit), Step::P2Header);
+    // An x5chain on a payment assertion is not allowed.
+    let chain = w.phone.authenticator().attestation_chain();
+    let with_chain = sign_es(
+        &k,
+        HeaderBuilder::new()
+            .algorithm(iana::Algorithm::ES256)
+            .value(33, ciborium::value::Value::Bytes(chain[0].clone()))
+            .build(),
+        p,
+    );
+    assert_eq!(
+        assert_step(w.server.verify_payment(&with_chain), Step::P2Header),
+        Reason::Statement(cose::CoseError::X5Chain)
+    );
+}
+
+#[test]
+fn malformed_and_truncated_statements_are_rejected_at_p1() {
+    let mut w = World::new();
+    let (c, a) = w.assertion("o1");
+    for n in 0..a.len() {
+        assert_step(w.server.verify_payment(&a[..n]), Step::P1Statement);
+    }
+    let mut trailing = a.clone();
+    trailing.push(0);
+    assert_step(w.server.verify_payment(&trailing), Step::P1Statement);
+    assert_step(
+        w.server.verify_payment(b"\xd2\x84garbage"),
+        Step::P1Statement,
+    );
+    // Untagged COSE_Sign1.
+    assert_step(w.server.verify_payment(&a[1..]), Step::P1Statement);
+    assert!(w.unused(&c.challenge));
+    w.server.verify_payment(&a).unwrap();
+}
+
+#[test]
+fn unknown_and_duplicate_payload_keys_are_rejected_at_p3() {
+    use ciborium::value::Value;
+    let mut w = World::new();
+    let (_, a) = w.assertion("o1");
+    let id = w.cred.credential_id.clone();
+    let Value::Map(mut entries) = cbor::from_deterministic_slice(&payload(&a)).unwrap() else {
+        panic!()
+    };
+    entries.push((Value::Integer(99.into()), Value::Bool(true)));
+    let unknown = cbor::to_deterministic_vec(Value::Map(entries)).unwrap();
+    let s = w
+        .phone
+        .authenticator_mut()
+        .danger_sign_with_credential(RP, &id, unknown)
+        .unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_payment(&s), Step::P3Payload),
+        Reason::Payload(DecodeError::UnknownKey(99))
+    );
+    // A duplicate key 12 (counter) appended by hand, with the map length bumped.
+    let mut dup = payload(&a);
+    dup[0] += 1;
+    dup.extend_from_slice(&[0x0c, 0x18, 0x63]);
+    let s = w
+        .phone
+        .authenticator_mut()
+        .danger_sign_with_credential(RP, &id, dup)
+        .unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_payment(&s), Step::P3Payload),
+        Reason::Payload(DecodeError::Cbor(cbor::CborError::DuplicateKey))
+    );
+    // A key attestation presented as a payment.
+    let att = w.attestation(b"account-8", &[Modality::Fingerprint]);
+    let kind = w
+        .phone
+        .authenticator_mut()
+        .danger_sign_with_credential(RP, &id, payload(&att))
+        .unwrap();
+    assert!(matches!(
+        assert_step(w.server.verify_payment(&kind), Step::P3Payload),
+        Reason::Payload(DecodeError::WrongKind { .. })
+    ));
+}
+
+#[test]
+fn modality_liveness_and_amount_policy() {
+    // High value (>= 2000.00 CNY by default) needs a live face on a TEE key.
+    let mut w = World::new();
+    let c = w.challenge("big", 500_000);
+    assert_eq!(c.accepted_modalities, vec![Modality::Face]);
+    assert!(c.require_liveness);
+    // The TEE refuses a fingerprint for it...
+    w.phone.authenticator_mut().user().present(thumb());
+    assert_eq!(
+        w.phone.authorize(&c.to_cbor()),
+        Err(DeviceError::UserCanceled)
+    );
+    // ...and a live face works.
+    w.phone
+        .authenticator_mut()
+        .user()
+        .present(Presentation::Face);
+    let a = w.phone.authorize(&c.to_cbor()).unwrap();
+    let fingerprint = w.resign(&a, |p| p.modality = Modality::Fingerprint);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&fingerprint), Step::P16Modality),
+        Reason::ModalityNotAccepted
+    );
+    let no_liveness = w.resign(&a, |p| p.liveness = Liveness::NotChecked);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&no_liveness), Step::P16Modality),
+        Reason::LivenessRequired
+    );
+    let approved = w.server.verify_payment(&a).unwrap();
+    assert_eq!(
+        (approved.modality, approved.liveness),
+        (Modality::Face, Liveness::Passed)
+    );
+
+    // A policy that wants StrongBox for high value refuses this TEE key at P17.
+    let policy = Policy {
+        high_value_requirement: HighValueRequirement::StrongBox,
+        ..Policy::default()
+    };
+    let mut w = World::with(policy, DeviceConfig::new(MODEL));
+    let c = w.challenge("big", 500_000);
+    w.phone
+        .authenticator_mut()
+        .user()
+        .present(Presentation::Face);
+    let a = w.phone.authorize(&c.to_cbor()).unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P17Policy),
+        Reason::PolicyRequires(HighValueRequirement::StrongBox)
+    );
+}
+
+#[test]
+fn many_failed_attempts_before_a_match_are_refused() {
+    let mut w = World::new();
+    let c = w.challenge("o1", 8800);
+    for _ in 0..4 {
+        w.phone
+            .authenticator_mut()
+            .user()
+            .present(Presentation::Finger("stranger".into()));
+        assert_eq!(w.phone.authorize(&c.to_cbor()), Err(DeviceError::NoMatch));
+    }
+    w.phone.authenticator_mut().user().present(thumb());
+    let a = w.phone.authorize(&c.to_cbor()).unwrap();
+    let p = PaymentAssertion::from_cbor(&payload(&a)).unwrap();
+    assert_eq!(p.failed_attempts, 4);
+    w.server.verify_payment(&a).unwrap();
+    let (_, a) = w.assertion("o2");
+    let many = w.resign(&a, |p| p.failed_attempts = 5);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&many), Step::P17Policy),
+        Reason::TooManyFailedAttempts(5)
+    );
+}
+
+#[test]
+fn tee_clock_skew_is_rejected() {
+    let mut w = World::new();
+    w.phone.authenticator_mut().faults().clock_skew_secs = 3600;
+    let (_, a) = w.assertion("o1");
+    assert!(matches!(
+        assert_step(w.server.verify_payment(&a), Step::P18TeeClock),
+        Reason::ClockSkew { .. }
+    ));
+    let att = w.attestation(b"account-8", &[Modality::Fingerprint]);
+    assert_step(w.server.verify_registration(&att), Step::R14TeeClock);
+    w.phone.authenticator_mut().faults().clock_skew_secs = -299;
+    let (_, a) = w.assertion("o2");
+    w.server.verify_payment(&a).unwrap();
+}
+
+#[test]
+fn deregistered_and_suspended_credentials_are_refused() {
+    let mut w = World::new();
+    let (_, held) = w.assertion("o1");
+    w.server
+        .store()
+        .set_credential_status(&w.cred.credential_id, CredentialStatus::Suspended)
+        .unwrap();
+    assert_step(w.server.verify_payment(&held), Step::P6CredentialStatus);
+    assert!(w
+        .server
+        .payment_challenge(&w.cred.credential_id, tx("o2", 1))
+        .is_err());
+    w.server
+        .store()
+        .set_credential_status(&w.cred.credential_id, CredentialStatus::Active)
+        .unwrap();
+    let id = w.cred.credential_id.clone();
+    let d = w.phone.deregister(&id).unwrap();
+    assert_eq!(w.server.verify_deregistration(&d).unwrap(), id);
+    assert_eq!(
+        assert_step(w.server.verify_payment(&held), Step::P6CredentialStatus),
+        Reason::CredentialNotActive(CredentialStatus::Deregistered)
+    );
+    assert_step(w.server.verify_deregistration(&d), Step::D7CredentialStatus);
+    assert!(w.phone.credentials().unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Registration: attestation chains and device claims.
+
+#[test]
+fn registration_replay_and_duplicate_credential() {
+    let mut w = World::new();
+    let att = w.attestation(b"account-8", &[Modality::Fingerprint]);
+    w.server.verify_registration(&att).unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_registration(&att), Step::R8Challenge),
+        Reason::ChallengeAlreadyUsed
+    );
+    // The same credential id presented again over a fresh challenge.
+    let fresh = w
+        .server
+        .registration_challenge(b"account-8", &[Modality::Fingerprint], SecurityLevel::Tee)
+        .unwrap();
+    let mut ka = KeyAttestation::from_cbor(&payload(&att)).unwrap();
+    ka.challenge = fresh.challenge;
+    let again = w
+        .phone
+        .authenticator()
+        .danger_sign_with_attestation_key(ka.to_cbor())
+        .unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_registration(&again), Step::R15CredentialId),
+        Reason::DuplicateCredential
+    );
+    assert!(w.unused(&fresh.challenge));
+}
+
+#[test]
+fn untrusted_root_is_rejected() {
+    let w = World::new();
+    let rogue = VendorPki::new("Rogue", b"rogue").unwrap();
+    let mut tee = SoftwareTee::provision(
+        &rogue,
+        DeviceConfig::new(MODEL),
+        &w.dir.path().join("rogue"),
+        None,
+        w.clock.clone(),
+    )
+    .unwrap();
+    tee.enroll_fingerprint("f").unwrap();
+    let c = w
+        .server
+        .registration_challenge(b"a", &[Modality::Fingerprint], SecurityLevel::Tee)
+        .unwrap();
+    tee.user().present(Presentation::Finger("f".into()));
+    let att = tee.make_credential(&c, &[Modality::Fingerprint]).unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_registration(&att), Step::R5AttestationChain),
+        Reason::Chain(x509::ChainError::UntrustedRoot { index: 1 })
+    );
+    assert!(w.unused(&c.challenge));
+}
+
+#[test]
+fn attestation_certificate_outside_its_validity_is_rejected() {
+    let mut w = World::new();
+    // The simulated leaf certificates are valid 2024-01-01 .. 2040-01-01.
+    w.clock.set(2_240_000_000); // 2040-12-25
+    let att = w.attestation(b"account-8", &[Modality::Fingerprint]);
+    assert_eq!(
+        assert_step(w.server.verify_registration(&att), Step::R5AttestationChain),
+        Reason::Chain(x509::ChainError::NotValidAtTime { index: 0 })
+    );
+}
+
+#[test]
+fn a_device_cannot_claim_another_model_or_more_than_its_model_has() {
+    let mut w = World::new();
+    // Another model id in the payload than in the leaf's subject OU.
+    let att = w.attestation(b"account-8", &[Modality::Fingerprint]);
+    let mut ka = KeyAttestation::from_cbor(&payload(&att)).unwrap();
+    ka.device_model = "acme-phone-x2".into();
+    let forged = w
+        .phone
+        .authenticator()
+        .danger_sign_with_attestation_key(ka.to_cbor())
+        .unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_registration(&forged), Step::R4DeviceModel),
+        Reason::UnknownDeviceModel
+    );
+
+    // StrongBox claimed on a TEE-only model; software keys; unverified boot.
+    for (level, boot, step, reason) in [
+        (
+            SecurityLevel::StrongBox,
+            VerifiedBootState::Verified,
+            Step::R12SecurityLevel,
+            Reason::SecurityLevelOverclaimed,
+        ),
+        (
+            SecurityLevel::Software,
+            VerifiedBootState::Verified,
+            Step::R12SecurityLevel,
+            Reason::InsufficientSecurityLevel,
+        ),
+        (
+            SecurityLevel::Tee,
+            VerifiedBootState::Unverified,
+            Step::R13BootState,
+            Reason::BootState(VerifiedBootState::Unverified),
+        ),
+    ] {
+        let att = w.attestation(b"account-8", &[Modality::Fingerprint]);
+        let mut ka = KeyAttestation::from_cbor(&payload(&att)).unwrap();
+        ka.security_level = level;
+        ka.verified_boot = boot;
+        let forged = w
+            .phone
+            .authenticator()
+            .danger_sign_with_attestation_key(ka.to_cbor())
+            .unwrap();
+        assert_eq!(
+            assert_step(w.server.verify_registration(&forged), step),
+            reason
+        );
+    }
+}
+
+#[test]
+fn modalities_outside_the_challenge_or_model_are_rejected() {
+    let mut w = World::new();
+    let c = w
+        .server
+        .registration_challenge(b"account-8", &[Modality::Fingerprint], SecurityLevel::Tee)
+        .unwrap();
+    w.phone.authenticator_mut().user().present(thumb());
+    let att = w
+        .phone
+        .authenticator_mut()
+        .make_credential(&c, &[Modality::Fingerprint, Modality::Face])
+        .unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_registration(&att), Step::R11Modality),
+        Reason::ModalityNotAccepted
+    );
+}
+
+/// Chains built by hand with rcgen: a non-CA intermediate, an expired
+/// intermediate, and a leaf whose issuer is missing.
+mod forged_chains {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
+        PKCS_ECDSA_P256_SHA256,
+    };
+
+    struct Forged {
+        root_spki: Vec<u8>,
+        chain: Vec<Vec<u8>>,
+        leaf_key: ring::signature::EcdsaKeyPair,
+    }
+
+    fn forge(intermediate_is_ca: bool, intermediate_not_after: (i32, u8, u8)) -> Forged {
+        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut root = CertificateParams::new(vec![]).unwrap();
+        root.distinguished_name
+            .push(DnType::CommonName, "Forged Root");
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        root.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        root.not_after = rcgen::date_time_ymd(2045, 1, 1);
+        let root_issuer = rcgen::Issuer::new(root.clone(), &root_key);
+
+        let int_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut int = CertificateParams::new(vec![]).unwrap();
+        int.distinguished_name
+            .push(DnType::CommonName, "Forged Intermediate");
+        int.is_ca = if intermediate_is_ca {
+            IsCa::Ca(BasicConstraints::Constrained(0))
+        } else {
+            IsCa::ExplicitNoCa
+        };
+        if intermediate_is_ca {
+            int.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        }
+        int.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        let (y, m, d) = intermediate_not_after;
+        int.not_after = rcgen::date_time_ymd(y, m, d);
+        let int_cert = int.signed_by(&int_key, &root_issuer).unwrap();
+        let int_issuer = rcgen::Issuer::new(int, &int_key);
+
+        let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut leaf = CertificateParams::new(vec![]).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "Forged device");
+        leaf.distinguished_name
+            .push(DnType::OrganizationalUnitName, MODEL);
+        leaf.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2040, 1, 1);
+        let leaf_cert = leaf.signed_by(&leaf_key, &int_issuer).unwrap();
+        let ring_key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &leaf_key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        Forged {
+            root_spki: rcgen::PublicKeyData::subject_public_key_info(&root_key),
+            chain: vec![leaf_cert.der().to_vec(), int_cert.der().to_vec()],
+            leaf_key: ring_key,
+        }
+    }
+
+    /// Registers through a forged chain whose root the server trusts for MODEL.
+    fn register_with(f: &Forged, chain: &[Vec<u8>]) -> Result<RegisteredCredential, Rejection> {
+        let clock = std::sync::Arc::new(ManualClock::new(NOW));
+        let model = DeviceModel {
+            id: MODEL.into(),
+            trust_anchors: vec![TrustAnchor {
+                name: "forged".into(),
+                spki_der: f.root_spki.clone(),
+            }],
+            modalities: vec![Modality::Fingerprint],
+            security_level: SecurityLevel::Tee,
+            status: ModelStatus::Active,
+        };
+        let server = Verifier::new(
+            RP,
+            TrustConfig::new().with_model(model),
+            Policy::default(),
+            MemoryStore::new(),
+            clock,
+            SystemRandom::new(),
+        )
+        .unwrap();
+        let c = server
+            .registration_challenge(b"acct", &[Modality::Fingerprint], SecurityLevel::Tee)
+            .unwrap();
+        let cred_key = other_key();
+        let ka = KeyAttestation {
+            rp_id_hash: crypto::sha256(RP.as_bytes()),
+            account_handle: b"acct".to_vec(),
+            challenge: c.challenge,
+            credential_public_key: cred_key
+                .verifying_key()
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec(),
+            credential_id: CredentialId::new(vec![0x42; 32]).unwrap(),
+            modalities: vec![Modality::Fingerprint],
+            enrollment_epoch: [1; 32],
+            security_level: SecurityLevel::Tee,
+            device_model: MODEL.into(),
+            verified_boot: VerifiedBootState::Verified,
+            tee_time: NOW,
+            initial_counter: 0,
+        };
+        let statement = cose::sign1(ka.to_cbor(), chain, |tbs| {
+            f.leaf_key
+                .sign(&ring::rand::SystemRandom::new(), tbs)
+                .map(|s| s.as_ref().to_vec())
+        })
+        .unwrap();
+        server.verify_registration(&statement)
+    }
+
+    #[test]
+    fn a_well_formed_forged_chain_is_accepted_when_its_root_is_trusted() {
+        // Control: the forging code itself produces acceptable chains.
+        let f = forge(true, (2045, 1, 1));
+        register_with(&f, &f.chain).unwrap();
+    }
+
+    #[test]
+    fn an_intermediate_that_is_not_a_ca_is_rejected() {
+        let f = forge(false, (2045, 1, 1));
+        assert_eq!(
+            assert_step(register_with(&f, &f.chain), Step::R5AttestationChain),
+            Reason::Chain(x509::ChainError::IssuerNotCa { index: 1 })
+        );
+    }
+
+    #[test]
+    fn an_expired_intermediate_is_rejected() {
+        let f = forge(true, (2025, 1, 1));
+        assert_eq!(
+            assert_step(register_with(&f, &f.chain), Step::R5AttestationChain),
+            Reason::Chain(x509::ChainError::NotValidAtTime { index: 1 })
+        );
+    }
+
+    #[test]
+    fn a_chain_missing_its_intermediate_is_rejected() {
+        let f = forge(true, (2045, 1, 1));
+        assert_eq!(
+            assert_step(register_with(&f, &f.chain[..1]), Step::R5AttestationChain),
+            Reason::Chain(x509::ChainError::UntrustedRoot { index: 0 })
+        );
+    }
+}
+
+impl World {
+    /// Like `assertion` but tolerates a credential the server no longer accepts.
+    fn assertion_unchecked(&mut self, order: &str) -> (PaymentChallenge, Vec<u8>) {
+        // The server will not issue a challenge for a suspended credential, so
+        // reuse the transaction flow directly against the TEE with a forged challenge.
+        let mut c = PaymentChallenge {
+            rp_id: RP.into(),
+            account_handle: self.cred.account_handle.clone(),
+            credential_id: self.cred.credential_id.clone(),
+            challenge: [0x77; 32],
+            transaction: tx(order, 8800),
+            issued_at: NOW,
+            expires_at: NOW + 60,
+            accepted_modalities: vec![Modality::Fingerprint],
+            require_liveness: false,
+        };
+        c.issued_at = self.clock.now();
+        c.expires_at = c.issued_at + 60;
+        self.phone.authenticator_mut().user().present(thumb());
+        let bytes = self.phone.authorize(&c.to_cbor()).unwrap();
+        (c, bytes)
+    }
+}
