@@ -10,7 +10,7 @@ use std::{process::ExitCode, sync::Arc};
 
 const RP: &str = "pay.example.com";
 const MODEL: &str = "acme-phone-x1";
-const NOW: u64 = 1_795_000_000; // 2026-11-18T07:33:20Z
+const NOW: u64 = 1_795_000_000; // 2026-11-18T11:06:40Z
 
 type Error = Box<dyn std::error::Error>;
 

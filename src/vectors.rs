@@ -20,7 +20,7 @@ use std::{path::Path, sync::Arc};
 pub const RP_ID: &str = "pay.example.com";
 /// The device model of the vectors.
 pub const MODEL: &str = "acme-phone-x1";
-/// Verification time of the vectors (2026-11-18T07:33:20Z); later steps advance it.
+/// Verification time of the vectors (2026-11-18T11:06:40Z); later steps advance it.
 pub const T0: u64 = 1_795_000_000;
 
 /// One vector.

@@ -86,7 +86,7 @@ fn amount_changed_by_a_malicious_app_is_rejected_and_the_challenge_survives() {
             .authenticator()
             .last_display()
             .unwrap()
-            .starts_with("Pay 8800.00 CNY"),
+            .contains("\nPay 8800.00 CNY\n"),
         "the TEE showed what it signed"
     );
     assert_eq!(
@@ -519,22 +519,21 @@ fn modality_liveness_and_amount_policy() {
         (Modality::Face, Liveness::Passed)
     );
 
-    // A policy that wants StrongBox for high value refuses this TEE key at P17.
+    // A policy that wants StrongBox for high value: the server will not even
+    // issue a high-value challenge to this TEE credential.
     let policy = Policy {
         high_value_requirement: HighValueRequirement::StrongBox,
         ..Policy::default()
     };
-    let mut w = World::with(policy, DeviceConfig::new(MODEL));
-    let c = w.challenge("big", 500_000);
-    w.phone
-        .authenticator_mut()
-        .user()
-        .present(Presentation::Face);
-    let a = w.phone.authorize(&c.to_cbor()).unwrap();
+    let w = World::with(policy, DeviceConfig::new(MODEL));
     assert_eq!(
-        assert_step(w.server.verify_payment(&a), Step::P17Policy),
-        Reason::PolicyRequires(HighValueRequirement::StrongBox)
+        w.server
+            .payment_challenge(&w.cred.credential_id, tx("big", 500_000)),
+        Err(IssueError::PolicyUnsatisfiable)
     );
+    w.server
+        .payment_challenge(&w.cred.credential_id, tx("small", 8800))
+        .unwrap();
 }
 
 #[test]
@@ -923,4 +922,73 @@ impl World {
         let bytes = self.phone.authorize(&c.to_cbor()).unwrap();
         (c, bytes)
     }
+}
+
+#[test]
+fn out_of_order_delivery_is_refused_but_not_flagged_as_a_clone() {
+    let mut w = World::new();
+    let (_, first) = w.assertion("o1"); // counter 1
+    let (_, second) = w.assertion("o2"); // counter 2
+    w.server.verify_payment(&second).unwrap();
+    assert_eq!(
+        assert_step(w.server.verify_payment(&first), Step::P19Counter),
+        Reason::CounterSuperseded {
+            stored: 2,
+            received: 1
+        }
+    );
+    assert_eq!(
+        w.stored().status,
+        CredentialStatus::Active,
+        "a late genuine statement is not a clone"
+    );
+    // A statement at or below the counter known when its challenge was issued is.
+    let id = w.cred.credential_id.clone();
+    w.phone
+        .authenticator_mut()
+        .danger_rollback_counter(&id, 1)
+        .unwrap();
+    let (_, stale) = w.assertion("o3"); // counter 2, challenge issued at stored counter 2
+    assert_eq!(
+        assert_step(w.server.verify_payment(&stale), Step::P19Counter),
+        Reason::CounterNotIncreased {
+            stored: 2,
+            received: 2
+        }
+    );
+    assert_eq!(w.stored().status, CredentialStatus::SuspectedClone);
+}
+
+#[test]
+fn commits_re_check_the_credential_atomically() {
+    use biopay::store::{CommitError, Decision, DecisionKind};
+    let mut w = World::new();
+    let (c, a) = w.assertion("o1");
+    let id = w.cred.credential_id.clone();
+    // The credential is suspended between the checks and the commit.
+    w.server
+        .store()
+        .set_credential_status(&id, CredentialStatus::Suspended)
+        .unwrap();
+    let decision = Decision {
+        kind: DecisionKind::Payment,
+        credential_id: id.clone(),
+        statement_hash: crypto::sha256(&a),
+        at: NOW,
+    };
+    assert_eq!(
+        w.server
+            .store()
+            .commit_payment(&c.challenge, &id, 0, 1, &decision),
+        Err(CommitError::CredentialNotActive(
+            CredentialStatus::Suspended
+        ))
+    );
+    assert!(w.unused(&c.challenge), "nothing was committed");
+    // A security flag never overwrites a status other than active.
+    w.server
+        .store()
+        .flag_credential(&id, CredentialStatus::SuspectedClone)
+        .unwrap();
+    assert_eq!(w.stored().status, CredentialStatus::Suspended);
 }

@@ -25,7 +25,7 @@ fn register_pay_and_record_the_decision() {
     // What the trusted UI showed is exactly what the server rendered.
     assert_eq!(
         w.phone.authenticator().last_display().unwrap(),
-        render_transaction(&c.transaction)
+        render_transaction(RP, &c.transaction)
     );
     let decisions = w.server.store().decisions();
     assert_eq!(decisions.len(), 2, "registration and payment");
@@ -199,6 +199,20 @@ fn deregistration_and_enrollment_change_statements() {
     );
     assert_eq!(w.stored().status, CredentialStatus::EnrollmentChanged);
     assert_step(w.server.verify_enrollment_change(&change), Step::E9Counter);
+    // A suspended credential cannot be moved by an enrollment change.
+    w.server
+        .store()
+        .set_credential_status(&w.cred.credential_id, CredentialStatus::Suspended)
+        .unwrap();
+    let again = w
+        .phone
+        .report_enrollment_change(&w.cred.credential_id.clone())
+        .unwrap();
+    assert_step(
+        w.server.verify_enrollment_change(&again),
+        Step::E7CredentialStatus,
+    );
+    assert_eq!(w.stored().status, CredentialStatus::Suspended);
 
     // Deregistration of the other credential.
     let d = w.phone.deregister(&second.credential_id).unwrap();

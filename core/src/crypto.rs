@@ -59,6 +59,20 @@ pub fn verify_es256(
         .is_ok()
 }
 
+/// DER prefix of a SubjectPublicKeyInfo holding an uncompressed P-256 point
+/// (id-ecPublicKey, prime256v1); the 65-byte point follows.
+pub const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The SEC1 point of a DER SubjectPublicKeyInfo that is exactly an
+/// uncompressed, valid P-256 key; `None` for any other key.
+pub fn p256_point_from_spki(spki: &[u8]) -> Option<&[u8]> {
+    let point = spki.strip_prefix(&P256_SPKI_PREFIX[..])?;
+    is_valid_p256_point(point).then_some(point)
+}
+
 /// Checks that `sec1` is an uncompressed point on P-256 (not the identity).
 pub fn is_valid_p256_point(sec1: &[u8]) -> bool {
     sec1.len() == P256_SEC1_LEN && p256::PublicKey::from_sec1_bytes(sec1).is_ok()
@@ -129,7 +143,7 @@ pub(crate) fn verify_x509_signature(
     sig: &[u8],
 ) -> Result<(), &'static str> {
     const P256: &str = "1.2.840.10045.3.1.7";
-    const P384: &str = "1.2.840.10045.3.1.34";
+    const P384: &str = "1.3.132.0.34";
     const EC_KEY: &str = "1.2.840.10045.2.1";
     const RSA_KEY: &str = "1.2.840.113549.1.1.1";
     let alg: &dyn signature::VerificationAlgorithm =

@@ -63,9 +63,12 @@ pub fn format_amount(amount_minor: u64, currency: &str) -> String {
 }
 
 /// The exact text the trusted UI displays, lines separated by `\n`, no
-/// trailing newline:
+/// trailing newline. The first line names the relying party the statement
+/// will be bound to (its rp id), so a challenge relayed from another service
+/// shows whom the user is really paying through:
 ///
 /// ```text
+/// pay.example.com
 /// Pay 88.00 CNY
 /// To: Coffee Corner (merchant-0042)
 /// Order: 2026-11-21-000123
@@ -73,9 +76,10 @@ pub fn format_amount(amount_minor: u64, currency: &str) -> String {
 /// ```
 ///
 /// The `Memo:` line is present only when the transaction has a memo.
-pub fn render_transaction(tx: &Transaction) -> String {
+pub fn render_transaction(rp_id: &str, tx: &Transaction) -> String {
     let mut text = format!(
-        "Pay {} {}\nTo: {} ({})\nOrder: {}",
+        "{}\nPay {} {}\nTo: {} ({})\nOrder: {}",
+        rp_id,
         format_amount(tx.amount_minor, &tx.currency),
         tx.currency,
         tx.payee_name,
@@ -113,10 +117,10 @@ mod tests {
             memo: None,
         };
         assert_eq!(
-            render_transaction(&tx),
-            "Pay 88.00 CNY\nTo: Coffee Corner (merchant-0042)\nOrder: A1"
+            render_transaction("pay.example.com", &tx),
+            "pay.example.com\nPay 88.00 CNY\nTo: Coffee Corner (merchant-0042)\nOrder: A1"
         );
         tx.memo = Some("2 lattes".into());
-        assert!(render_transaction(&tx).ends_with("\nMemo: 2 lattes"));
+        assert!(render_transaction("pay.example.com", &tx).ends_with("\nMemo: 2 lattes"));
     }
 }

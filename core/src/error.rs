@@ -273,6 +273,19 @@ pub enum Reason {
         /// Counter in the statement.
         received: u64,
     },
+    /// The counter did not increase, but exceeds the counter known when the
+    /// challenge was issued: a later statement from the same device was
+    /// accepted first (out-of-order delivery, not a clone). Not flagged.
+    #[error("counter {received} was superseded by stored {stored}")]
+    CounterSuperseded {
+        /// Stored counter.
+        stored: u64,
+        /// Counter in the statement.
+        received: u64,
+    },
+    /// The credential changed concurrently; retry with a fresh statement.
+    #[error("credential changed concurrently")]
+    ConcurrentUpdate,
     /// The store failed; the statement was not accepted (fail closed).
     #[error("store: {0}")]
     Store(#[from] StoreError),

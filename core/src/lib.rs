@@ -48,7 +48,7 @@ pub use messages::{
     Liveness, Message, MessageKind, Modality, PaymentAssertion, PaymentChallenge,
     RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState,
 };
-pub use store::{CredentialRecord, CredentialStatus, MemoryStore, Store};
+pub use store::{CredentialKind, CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{
     ApprovedPayment, DeviceModel, HighValueRequirement, IssueError, ModelStatus, Policy,
     RegisteredCredential, TrustConfig, Verifier,

@@ -660,15 +660,24 @@ fn as_u64(v: Value, field: &'static str) -> Result<u64, DecodeError> {
     }
 }
 
-/// Checks an rp id: a lower-case DNS name of 1..=253 characters.
+/// Checks an rp id: a lower-case DNS name of at most 253 characters whose
+/// labels are 1..=63 of `a-z`, `0-9` and `-`, neither starting nor ending with
+/// `-`, and whose last label is not all digits.
 pub fn validate_rp_id(rp: &str) -> Result<(), DecodeError> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
     let ok = !rp.is_empty()
         && rp.len() <= 253
-        && rp
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !rp.starts_with('.')
-        && !rp.ends_with('.');
+        && rp.split('.').all(label_ok)
+        && !rp
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
     if ok {
         Ok(())
     } else {
@@ -679,9 +688,34 @@ pub fn validate_rp_id(rp: &str) -> Result<(), DecodeError> {
     }
 }
 
+/// Characters that must not appear in displayed text: they are invisible,
+/// reorder text (bidirectional controls), or render as blanks, so they could
+/// make the trusted UI show something other than what is signed.
+pub fn is_forbidden_display_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'                      // soft hyphen
+            | '\u{034F}'                    // combining grapheme joiner
+            | '\u{061C}'                    // Arabic letter mark
+            | '\u{115F}' | '\u{1160}'      // Hangul fillers
+            | '\u{17B4}' | '\u{17B5}'      // Khmer inherent vowels
+            | '\u{180B}'..='\u{180F}'      // Mongolian selectors and vowel separator
+            | '\u{200B}'..='\u{200F}'      // zero-width, LRM, RLM
+            | '\u{2028}'..='\u{202E}'      // separators, bidi embeddings and overrides
+            | '\u{2060}'..='\u{206F}'      // word joiner, invisible operators, bidi isolates
+            | '\u{3164}' | '\u{FFA0}'      // Hangul fillers
+            | '\u{FE00}'..='\u{FE0F}'      // variation selectors
+            | '\u{FEFF}'                    // zero-width no-break space
+            | '\u{FFF9}'..='\u{FFFB}'      // interlinear annotation
+            | '\u{1D173}'..='\u{1D17A}'    // musical formatting
+            | '\u{E0000}'..='\u{E0FFF}'    // tags and variation selectors supplement
+        )
+}
+
 /// Checks a display string: 1..=max characters, no control, format or
 /// bidirectional-override characters (they could forge lines on the trusted UI).
-fn validate_display_text(s: &str, field: &'static str, max: usize) -> Result<(), DecodeError> {
+pub fn validate_display_text(s: &str, field: &'static str, max: usize) -> Result<(), DecodeError> {
     let count = s.chars().count();
     if count == 0 || count > max {
         return Err(DecodeError::InvalidField {
@@ -689,10 +723,7 @@ fn validate_display_text(s: &str, field: &'static str, max: usize) -> Result<(),
             reason: "length out of range",
         });
     }
-    let forbidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-    };
+    let forbidden = is_forbidden_display_char;
     if s.chars().any(forbidden) {
         return Err(DecodeError::InvalidField {
             field,

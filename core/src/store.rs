@@ -59,6 +59,39 @@ impl CredentialStatus {
     }
 }
 
+/// What vouches for a credential's statements (docs/PROTOCOL.md §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialKind {
+    /// Registered with a biopay [`crate::KeyAttestation`]: the TEE itself
+    /// assembles modality, counter, enrollment epoch and the displayed text.
+    TeeAttested,
+    /// Registered with a platform keystore attestation (Android Keystore):
+    /// the hardware holds the key and enforces biometric use, but the app
+    /// assembles modality, counter and display, so those claims are weaker.
+    PlatformKeystore,
+}
+
+impl CredentialKind {
+    /// Stable string form for storage and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TeeAttested => "tee_attested",
+            Self::PlatformKeystore => "platform_keystore",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tee_attested" => Some(Self::TeeAttested),
+            "platform_keystore" => Some(Self::PlatformKeystore),
+            _ => None,
+        }
+    }
+}
+
 /// A registered credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CredentialRecord {
@@ -79,6 +112,8 @@ pub struct CredentialRecord {
     pub enrollment_epoch: [u8; 32],
     /// Where the key lives.
     pub security_level: SecurityLevel,
+    /// What vouches for the credential's statements.
+    pub kind: CredentialKind,
     /// The attested device model.
     pub device_model: String,
     /// Last accepted signature counter.
@@ -98,8 +133,14 @@ fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S
 pub enum IssuedChallenge {
     /// For a registration.
     Registration(RegistrationChallenge),
-    /// For a payment; holds the transaction the assertion must match.
-    Payment(PaymentChallenge),
+    /// For a payment; holds the transaction the assertion must match and the
+    /// credential's counter when the challenge was issued (docs/PROTOCOL.md §6.4, P19).
+    Payment {
+        /// The challenge as sent.
+        challenge: PaymentChallenge,
+        /// The credential's stored counter at issue time.
+        counter_at_issue: u64,
+    },
 }
 
 impl IssuedChallenge {
@@ -107,14 +148,14 @@ impl IssuedChallenge {
     pub fn challenge(&self) -> &Challenge {
         match self {
             Self::Registration(c) => &c.challenge,
-            Self::Payment(c) => &c.challenge,
+            Self::Payment { challenge, .. } => &challenge.challenge,
         }
     }
     /// Expiry, Unix seconds.
     pub fn expires_at(&self) -> u64 {
         match self {
             Self::Registration(c) => c.expires_at,
-            Self::Payment(c) => c.expires_at,
+            Self::Payment { challenge, .. } => challenge.expires_at,
         }
     }
 }
@@ -170,9 +211,12 @@ pub enum CommitError {
     /// The credential is unknown.
     #[error("unknown credential")]
     UnknownCredential,
-    /// The stored counter changed since it was read (a concurrent statement).
-    #[error("counter changed concurrently")]
+    /// The stored counter or status changed since it was read (a concurrent statement).
+    #[error("credential changed concurrently")]
     CounterConflict,
+    /// The credential is no longer active (changed concurrently).
+    #[error("credential no longer active")]
+    CredentialNotActive(CredentialStatus),
     /// The backend failed.
     #[error("{0}")]
     Backend(#[from] StoreError),
@@ -208,7 +252,8 @@ pub trait Store: Send + Sync {
 
     /// Atomically: marks `challenge` consumed (it must be unconsumed), moves the
     /// credential's counter from `expected_counter` to `new_counter` (it must
-    /// still be `expected_counter`) and records `decision`.
+    /// still be `expected_counter`, and the credential still
+    /// [`CredentialStatus::Active`]) and records `decision`.
     fn commit_payment(
         &self,
         challenge: &Challenge,
@@ -218,19 +263,29 @@ pub trait Store: Send + Sync {
         decision: &Decision,
     ) -> Result<(), CommitError>;
 
-    /// Atomically: moves the credential's counter from `expected_counter` to
-    /// `new_counter`, sets `status` and records `decision`.
+    /// Atomically: if the credential's counter is still `expected_counter` and
+    /// its status still `expected_status`, moves the counter to `new_counter`,
+    /// sets `status` and records `decision`.
     fn commit_status(
         &self,
         id: &CredentialId,
         expected_counter: u64,
         new_counter: u64,
+        expected_status: CredentialStatus,
         status: CredentialStatus,
         decision: &Decision,
     ) -> Result<(), CommitError>;
 
-    /// Sets a credential's status (operator action, or a security event such
-    /// as a suspected clone). No effect on the counter.
+    /// Atomically: if the credential is [`CredentialStatus::Active`], sets
+    /// `status`: a security event on a correctly signed statement (P15, P19).
+    /// A credential in any other status is left unchanged.
+    fn flag_credential(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), CommitError>;
+
+    /// Sets a credential's status (an operator action). No effect on the counter.
     fn set_credential_status(
         &self,
         id: &CredentialId,
@@ -361,6 +416,9 @@ impl Store for MemoryStore {
             .credentials
             .get(id)
             .ok_or(CommitError::UnknownCredential)?;
+        if cred.status != CredentialStatus::Active {
+            return Err(CommitError::CredentialNotActive(cred.status));
+        }
         if cred.counter != expected_counter {
             return Err(CommitError::CounterConflict);
         }
@@ -377,6 +435,7 @@ impl Store for MemoryStore {
         id: &CredentialId,
         expected_counter: u64,
         new_counter: u64,
+        expected_status: CredentialStatus,
         status: CredentialStatus,
         decision: &Decision,
     ) -> Result<(), CommitError> {
@@ -385,7 +444,7 @@ impl Store for MemoryStore {
             .credentials
             .get_mut(id)
             .ok_or(CommitError::UnknownCredential)?;
-        if cred.counter != expected_counter {
+        if cred.counter != expected_counter || cred.status != expected_status {
             return Err(CommitError::CounterConflict);
         }
         cred.counter = new_counter;
@@ -405,6 +464,22 @@ impl Store for MemoryStore {
             .get_mut(id)
             .ok_or(CommitError::UnknownCredential)?;
         cred.status = status;
+        Ok(())
+    }
+
+    fn flag_credential(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), CommitError> {
+        let mut g = self.lock();
+        let cred = g
+            .credentials
+            .get_mut(id)
+            .ok_or(CommitError::UnknownCredential)?;
+        if cred.status == CredentialStatus::Active {
+            cred.status = status;
+        }
         Ok(())
     }
 

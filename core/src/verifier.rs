@@ -22,8 +22,8 @@ use crate::{
         SecurityLevel, Transaction, VerifiedBootState, CHALLENGE_LEN,
     },
     store::{
-        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, DecisionKind,
-        IssuedChallenge, Store, StoreError,
+        ChallengeEntry, CommitError, CredentialKind, CredentialRecord, CredentialStatus, Decision,
+        DecisionKind, IssuedChallenge, Store, StoreError,
     },
     x509::{self, TrustAnchor},
 };
@@ -177,6 +177,9 @@ pub enum IssueError {
     /// The credential is unknown or not active.
     #[error("credential unknown or not active")]
     CredentialNotUsable,
+    /// The policy for this amount needs a modality or key storage the credential lacks.
+    #[error("the credential cannot satisfy the policy for this amount")]
+    PolicyUnsatisfiable,
     /// Randomness failed.
     #[error("{0}")]
     Random(#[from] crate::env::RandomError),
@@ -307,6 +310,15 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                     cred.security_level < SecurityLevel::StrongBox
                 }
             };
+        // Never issue a challenge the credential cannot satisfy.
+        let satisfiable = !high_value
+            || match self.policy.high_value_requirement {
+                HighValueRequirement::StrongBox => cred.security_level >= SecurityLevel::StrongBox,
+                _ => !face_required || cred.modalities.contains(&Modality::Face),
+            };
+        if !satisfiable {
+            return Err(IssueError::PolicyUnsatisfiable);
+        }
         let accepted_modalities = if face_required {
             vec![Modality::Face]
         } else {
@@ -325,8 +337,10 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             require_liveness: face_required,
         };
         PaymentChallenge::from_cbor(&challenge.to_cbor())?;
-        self.store
-            .insert_challenge(IssuedChallenge::Payment(challenge.clone()))?;
+        self.store.insert_challenge(IssuedChallenge::Payment {
+            challenge: challenge.clone(),
+            counter_at_issue: cred.counter,
+        })?;
         Ok(challenge)
     }
 
@@ -393,11 +407,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::R5AttestationChain, Reason::LeafModelMismatch);
         }
         // R6
-        if !crypto::is_valid_p256_point(&chain.leaf_public_key) {
+        let Some(attestation_key) = crypto::p256_point_from_spki(&chain.leaf_spki_der) else {
             return reject(Step::R6Signature, Reason::AttestationKeyType);
-        }
+        };
         if !crypto::verify_es256(
-            &chain.leaf_public_key,
+            attestation_key,
             &sign1.to_be_signed,
             &sign1.signature,
             SignatureFormat::Fixed,
@@ -451,7 +465,12 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::R12SecurityLevel, Reason::InsufficientSecurityLevel);
         }
         // R13
-        if self.policy.require_verified_boot && att.verified_boot != VerifiedBootState::Verified {
+        // A failed verification is never accepted; the policy may admit
+        // self-signed or unlocked boot (e.g. for test fleets).
+        if att.verified_boot == VerifiedBootState::Failed
+            || (self.policy.require_verified_boot
+                && att.verified_boot != VerifiedBootState::Verified)
+        {
             return reject(Step::R13BootState, Reason::BootState(att.verified_boot));
         }
         // R14
@@ -474,6 +493,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             modalities: att.modalities.clone(),
             enrollment_epoch: att.enrollment_epoch,
             security_level: att.security_level,
+            kind: CredentialKind::TeeAttested,
             device_model: att.device_model.clone(),
             counter: att.initial_counter,
             status: CredentialStatus::Active,
@@ -596,13 +616,18 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P8RpId, Reason::WrongRp);
         }
         // P9
-        let issued = match self.challenge_entry(Step::P9Challenge, &a.challenge)? {
-            ChallengeEntry {
-                issued: IssuedChallenge::Payment(c),
-                ..
-            } => c,
-            _ => return reject(Step::P9Challenge, Reason::WrongChallengeKind),
-        };
+        let (issued, counter_at_issue) =
+            match self.challenge_entry(Step::P9Challenge, &a.challenge)? {
+                ChallengeEntry {
+                    issued:
+                        IssuedChallenge::Payment {
+                            challenge,
+                            counter_at_issue,
+                        },
+                    ..
+                } => (challenge, counter_at_issue),
+                _ => return reject(Step::P9Challenge, Reason::WrongChallengeKind),
+            };
         if issued.rp_id != self.rp_id {
             return reject(Step::P9Challenge, Reason::WrongRp);
         }
@@ -629,7 +654,8 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
         }
         // P13
-        let display_hash = crypto::sha256(render_transaction(&issued.transaction).as_bytes());
+        let display_hash =
+            crypto::sha256(render_transaction(&self.rp_id, &issued.transaction).as_bytes());
         if !crypto::ct_eq(&display_hash, &a.display_hash) {
             return reject(Step::P13DisplayHash, Reason::DisplayMismatch);
         }
@@ -640,7 +666,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // P15: a correctly signed statement from a changed enrollment blocks the credential.
         if !crypto::ct_eq(&a.enrollment_epoch, &cred.enrollment_epoch) {
             self.store
-                .set_credential_status(&cred.credential_id, CredentialStatus::EnrollmentChanged)
+                .flag_credential(&cred.credential_id, CredentialStatus::EnrollmentChanged)
                 .map_err(|e| commit_rejection(Step::P15EnrollmentEpoch, e))?;
             return reject(Step::P15EnrollmentEpoch, Reason::EnrollmentChanged);
         }
@@ -675,11 +701,23 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // P18
         self.check_tee_clock(Step::P18TeeClock, a.tee_time, now)?;
-        // P19: a correctly signed statement over a fresh challenge whose counter
-        // did not increase comes from a clone or a rolled-back device.
+        // P19: the counter must exceed the stored one. A genuine device signs
+        // this challenge after it was issued, so its counter exceeds the stored
+        // counter at issue time; a correctly signed statement at or below that
+        // comes from a clone or a rolled-back device. Above it, a later
+        // statement from the same device was simply accepted first.
         if a.counter <= cred.counter {
+            if a.counter > counter_at_issue {
+                return reject(
+                    Step::P19Counter,
+                    Reason::CounterSuperseded {
+                        stored: cred.counter,
+                        received: a.counter,
+                    },
+                );
+            }
             self.store
-                .set_credential_status(&cred.credential_id, CredentialStatus::SuspectedClone)
+                .flag_credential(&cred.credential_id, CredentialStatus::SuspectedClone)
                 .map_err(|e| commit_rejection(Step::P19Counter, e))?;
             return reject(
                 Step::P19Counter,
@@ -764,6 +802,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 &cred.credential_id,
                 cred.counter,
                 d.counter,
+                cred.status,
                 CredentialStatus::Deregistered,
                 &decision,
             )
@@ -789,7 +828,13 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         if !crypto::ct_eq(&e.rp_id_hash, &self.rp_id_hash) {
             return reject(Step::E6RpId, Reason::WrongRp);
         }
-        if cred.status == CredentialStatus::Deregistered {
+        // Only an active (or already blocked by P15) credential can be moved
+        // to enrollment_changed: a clone must not be able to overwrite
+        // `suspected_clone` or `suspended`.
+        if !matches!(
+            cred.status,
+            CredentialStatus::Active | CredentialStatus::EnrollmentChanged
+        ) {
             return reject(
                 Step::E7CredentialStatus,
                 Reason::CredentialNotActive(cred.status),
@@ -820,6 +865,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 &cred.credential_id,
                 cred.counter,
                 e.counter,
+                cred.status,
                 CredentialStatus::EnrollmentChanged,
                 &decision,
             )
@@ -838,10 +884,8 @@ fn commit_rejection(step: Step, e: CommitError) -> Rejection {
         CommitError::ChallengeUsed => Reason::ChallengeAlreadyUsed,
         CommitError::CredentialExists => Reason::DuplicateCredential,
         CommitError::UnknownCredential => Reason::UnknownCredential,
-        CommitError::CounterConflict => Reason::CounterNotIncreased {
-            stored: 0,
-            received: 0,
-        },
+        CommitError::CounterConflict => Reason::ConcurrentUpdate,
+        CommitError::CredentialNotActive(s) => Reason::CredentialNotActive(s),
         CommitError::Backend(e) => Reason::Store(e),
     };
     Rejection::new(step, reason)

@@ -229,14 +229,18 @@ fn check_is_ca(
     Ok(())
 }
 
+/// Only basicConstraints and keyUsage, which this verifier enforces, may be
+/// critical; an extension x509-parser could not parse makes the certificate malformed.
 fn check_critical_extensions(cert: &X509Certificate<'_>, index: usize) -> Result<(), ChainError> {
     for ext in cert.extensions() {
-        if ext.critical
-            && matches!(
-                ext.parsed_extension(),
-                ParsedExtension::UnsupportedExtension { .. }
-            )
-        {
+        if matches!(ext.parsed_extension(), ParsedExtension::ParseError { .. }) {
+            return Err(ChainError::Malformed { index });
+        }
+        let enforced = matches!(
+            ext.parsed_extension(),
+            ParsedExtension::BasicConstraints(_) | ParsedExtension::KeyUsage(_)
+        );
+        if ext.critical && !enforced {
             return Err(ChainError::UnsupportedCriticalExtension { index });
         }
     }

@@ -191,11 +191,34 @@ fn field_constraints() {
         RegistrationChallenge::from_cbor(&r.to_cbor()).is_err(),
         "empty validity window"
     );
+    for bad in ["a..b", "-a.com", "a-.com", "10.0.0.1", "", &"a".repeat(64)] {
+        let r = RegistrationChallenge {
+            rp_id: bad.to_string(),
+            ..reg()
+        };
+        assert!(
+            RegistrationChallenge::from_cbor(&r.to_cbor()).is_err(),
+            "rp id {bad:?} accepted"
+        );
+    }
+    for good in [
+        "pay.example.com",
+        "localhost",
+        "a-b.c0.example",
+        &format!("{}.com", "a".repeat(63)),
+    ] {
+        biopay_core::messages::validate_rp_id(good).unwrap();
+    }
     for bad in [
         "Coffee\nPay 1.00 CNY",
         "Coffee\u{202E}renroC",
         "",
         "Zero\u{200B}width",
+        "Arabic\u{061C}mark",
+        "soft\u{00AD}hyphen",
+        "tag\u{E0041}",
+        "filler\u{3164}",
+        "isolate\u{2066}x",
     ] {
         let t = Transaction {
             payee_name: bad.into(),

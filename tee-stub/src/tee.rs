@@ -582,7 +582,7 @@ impl SoftwareTee {
             return Err(DeviceError::KeyInvalidated);
         }
         // The trusted UI renders the transaction itself.
-        let text = render_transaction(&c.transaction);
+        let text = render_transaction(&c.rp_id, &c.transaction);
         self.last_display = Some(text.clone());
         if !self.user.next_confirmation() {
             return Err(DeviceError::TransactionDeclined);

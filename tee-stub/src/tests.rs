@@ -179,7 +179,7 @@ fn make_credential_requires_enrolled_modalities_and_a_match() {
 fn payment_assertion_contents_and_counter() {
     let (_d, _c, mut tee, id) = setup();
     let a = pay(&mut tee, &id, thumb()).unwrap();
-    let text = biopay_core::render_transaction(&tx("ORDER-1"));
+    let text = biopay_core::render_transaction("pay.example.com", &tx("ORDER-1"));
     assert_eq!(tee.last_display(), Some(text.as_str()));
     assert_eq!(a.display_hash, biopay_core::crypto::sha256(text.as_bytes()));
     assert_eq!(
@@ -536,7 +536,7 @@ fn declined_transaction_signs_nothing() {
         pay(&mut tee, &id, thumb()),
         Err(DeviceError::TransactionDeclined)
     );
-    assert!(tee.last_display().unwrap().starts_with("Pay 88.00 CNY"));
+    assert!(tee.last_display().unwrap().contains("\nPay 88.00 CNY\n"));
     // The presentation was not consumed, no failure counted, the counter did not move.
     assert_eq!(tee.user().pending_presentations(), 1);
     let a = assertion_of(&tee.get_assertion(&pay_challenge(&id, 9)).unwrap());
@@ -759,7 +759,7 @@ fn end_to_end_with_the_verifier() {
         .authenticator()
         .last_display()
         .unwrap()
-        .starts_with("Pay 8800.00 CNY"));
+        .contains("\nPay 8800.00 CNY\n"));
 
     // A clone pays with a stale counter.
     phone

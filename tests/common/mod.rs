@@ -3,7 +3,6 @@
 //! registered credential.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-
 use biopay::{simulator::*, *};
 use std::sync::Arc;
 
@@ -173,6 +172,7 @@ fn placeholder() -> CredentialRecord {
         modalities: Vec::new(),
         enrollment_epoch: [0; 32],
         security_level: SecurityLevel::Tee,
+        kind: CredentialKind::TeeAttested,
         device_model: String::new(),
         counter: 0,
         status: CredentialStatus::Active,
