@@ -1,0 +1,27 @@
+//! # biopay-bindings
+//!
+//! The biopay SDK for Kotlin (Android and the JVM), Swift (iOS) and Python,
+//! generated with uniffi. This is the only crate that knows FFI: it maps the
+//! core API to a small, idiomatic surface and maps errors in one place
+//! ([`errors`]).
+//!
+//! - [`BiopayClient`]: what an app calls to register, authorize a payment,
+//!   deregister and list credentials.
+//! - [`SimulatedTee`] and [`SimulatedVendor`]: the software TEE, so apps and
+//!   tests can run the full link without hardware.
+//! - [`PaymentVerifier`]: the relying party's verifier for JVM and Python back ends.
+
+mod client;
+mod errors;
+mod types;
+mod verifier;
+
+pub use client::{BiopayClient, SimulatedTee, SimulatedVendor};
+pub use errors::{BiopayError, VerificationError};
+pub use types::{
+    ApprovedPayment, DeviceModelConfig, LocalCredential, Modality, RegisteredCredential,
+    SecurityLevel, Transaction,
+};
+pub use verifier::PaymentVerifier;
+
+uniffi::setup_scaffolding!("biopay");

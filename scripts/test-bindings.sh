@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Generates the Kotlin, Python and Swift bindings and runs their test suites.
+# Installs what it needs when missing: the Kotlin compiler (npm package
+# kotlin-compiler), JNA (Debian libjna-java), tree-sitter-swift (PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/bindings
+mkdir -p "$out"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+# --- toolchains -------------------------------------------------------------
+kotlin_home="$(npm root -g 2>/dev/null)/kotlin-compiler"
+if [ ! -x "$kotlin_home/bin/kotlinc" ]; then
+  echo "installing the Kotlin compiler (npm: kotlin-compiler)"
+  as_root npm install -g --no-fund --no-audit kotlin-compiler@2 >/dev/null
+  kotlin_home="$(npm root -g)/kotlin-compiler"
+fi
+jna=/usr/share/java/jna.jar
+if [ ! -f "$jna" ]; then
+  echo "installing JNA (Debian: libjna-java)"
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq libjna-java >/dev/null
+fi
+if ! python3 -c "import tree_sitter, tree_sitter_swift" 2>/dev/null; then
+  echo "installing tree-sitter-swift (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "tree-sitter>=0.23,<1" "tree-sitter-swift>=0.7,<1"
+fi
+
+# --- generate ---------------------------------------------------------------
+cargo build --locked -p biopay-bindings
+lib=target/debug/libbiopay_bindings.so
+for lang in kotlin python swift; do
+  rm -rf "$out/$lang"
+  cargo run --quiet --locked -p uniffi-bindgen -- generate --library "$lib" --no-format --language "$lang" --out-dir "$out/$lang" >/dev/null
+done
+cp "$lib" "$out/python/"
+
+# --- Kotlin on the JVM ------------------------------------------------------
+echo "==> Kotlin: compiling the bindings and the test suite"
+"$kotlin_home/bin/kotlinc" -nowarn -cp "$jna" \
+  "$out/kotlin/org/biopay/biopay.kt" bindings/tests/kotlin/BiopayTest.kt \
+  -d "$out/kotlin-tests.jar" 2>&1 | grep -v "^warning" || true
+[ -f "$out/kotlin-tests.jar" ] || { echo "Kotlin compilation failed" >&2; exit 1; }
+java -Djna.library.path=target/debug \
+  -cp "$out/kotlin-tests.jar:$jna:$kotlin_home/lib/kotlin-stdlib.jar" BiopayTestKt
+
+# --- Python -----------------------------------------------------------------
+echo "==> Python: unittest"
+PYTHONPATH="$out/python" python3 bindings/tests/python/test_biopay.py
+
+# --- Swift ------------------------------------------------------------------
+echo "==> Swift: syntax check of the generated bindings and the XCTest suite (tree-sitter-swift)"
+python3 scripts/swift_syntax_check.py "$out/swift/Biopay.swift" bindings/tests/swift/BiopayTests.swift
+if command -v swift >/dev/null; then
+  echo "Swift toolchain found: see bindings/swift/README.md to run the XCTest suite"
+else
+  echo "NOTE: no Swift toolchain on this machine: the Swift XCTest suite was NOT RUN (only syntax-checked)."
+fi
