@@ -1,1 +1,699 @@
-fn main(){}
+//! Verifier and device-side throughput against raw-crypto baselines, all in
+//! one process and one run (the machine is shared and noisy: compare the
+//! ratios, not the absolute figures). See docs/PERFORMANCE.md.
+//!
+//! * `ring_verify`: ring `ECDSA_P256_SHA256_FIXED` verification of a message
+//!   the size of a payment statement's Sig_structure (the floor of any
+//!   verifier: one signature check).
+//! * `verify_payment`: `Verifier::verify_payment` of an accepted payment over
+//!   a `MemoryStore` (steps P1–P20, including the atomic commit). Every
+//!   iteration needs a fresh, unused challenge: challenges and signed
+//!   statements are made in untimed setup (`iter_batched`).
+//! * `p256_sign`: `p256` ECDSA signing of a Sig_structure-size message (the
+//!   floor of any device).
+//! * `device_authorize`: the device-side protocol work minus biometrics and
+//!   the trusted UI: decode the `PaymentChallenge` bytes, hash the canonical
+//!   transaction and its rendering, encode the `PaymentAssertion` and make the
+//!   COSE_Sign1 with `p256` (what `SoftwareTee::get_assertion` does around its
+//!   simulated biometrics).
+//!
+//! After the criterion groups, the two ratios are measured again by timing the
+//! operations interleaved (A, B, A, B, ...) over fixed iteration counts, and
+//! printed as `ratio verify_payment/ring_verify = X.XX` (throughput; goal >=
+//! 0.90) and `ratio device_authorize/p256_sign = X.XX` (time per operation).
+//!
+//! `BIOPAY_BENCH_QUICK=1` shortens everything (a smoke run of the harness).
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "benchmark harness: a failed setup must stop the run"
+)]
+
+use biopay_core::{
+    cose,
+    crypto::sha256,
+    render_transaction,
+    store::{Decision, DecisionKind},
+    CredentialId, CredentialKind, CredentialRecord, CredentialStatus, DangerDeterministicRandom,
+    DeviceModel, Liveness, ManualClock, MemoryStore, Message, Modality, ModelStatus,
+    PaymentAssertion, PaymentChallenge, Policy, SecurityLevel, Store, Transaction, TrustConfig,
+    Verifier,
+};
+use criterion::{black_box, BatchSize, Criterion, Throughput};
+use p256::ecdsa::{signature::Signer, Signature, SigningKey};
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use std::{
+    cell::Cell,
+    convert::Infallible,
+    time::{Duration, Instant},
+};
+
+const RP_ID: &str = "pay.example.com";
+const NOW: u64 = 1_790_000_000;
+const MODEL: &str = "bench-model-1";
+const ACCOUNT: &[u8] = b"account-7";
+const EPOCH: [u8; 32] = [0xE7; 32];
+
+type BenchVerifier = Verifier<MemoryStore, ManualClock, DangerDeterministicRandom>;
+
+fn credential_key() -> SigningKey {
+    SigningKey::from_slice(&[0x5A; 32]).expect("fixed scalar")
+}
+
+fn public_key(key: &SigningKey) -> Vec<u8> {
+    key.verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec()
+}
+
+fn cred_id() -> CredentialId {
+    CredentialId::new(vec![0xC1; 32]).expect("valid length")
+}
+
+fn transaction() -> Transaction {
+    Transaction {
+        amount_minor: 8800,
+        currency: "CNY".into(),
+        payee_id: "merchant-0042".into(),
+        payee_name: "Coffee Corner".into(),
+        order_id: "2026-11-21-000123".into(),
+        memo: Some("2 lattes".into()),
+    }
+}
+
+/// A verifier with one credential committed straight into its store (no TEE).
+fn verifier() -> BenchVerifier {
+    let model = DeviceModel {
+        id: MODEL.into(),
+        trust_anchors: Vec::new(),
+        modalities: vec![Modality::Fingerprint, Modality::Face],
+        security_level: SecurityLevel::Tee,
+        status: ModelStatus::Active,
+    };
+    let v = Verifier::new(
+        RP_ID,
+        TrustConfig::new().with_model(model),
+        Policy::default(),
+        MemoryStore::new(),
+        ManualClock::new(NOW),
+        DangerDeterministicRandom::new(b"bench"),
+    )
+    .expect("verifier");
+    let reg = v
+        .registration_challenge(ACCOUNT, &[Modality::Fingerprint], SecurityLevel::Tee)
+        .expect("challenge");
+    let record = CredentialRecord {
+        credential_id: cred_id(),
+        rp_id: RP_ID.into(),
+        account_handle: ACCOUNT.to_vec(),
+        public_key: public_key(&credential_key()),
+        modalities: vec![Modality::Fingerprint],
+        enrollment_epoch: EPOCH,
+        security_level: SecurityLevel::Tee,
+        kind: CredentialKind::TeeAttested,
+        device_model: MODEL.into(),
+        counter: 0,
+        status: CredentialStatus::Active,
+        registered_at: NOW,
+    };
+    let decision = Decision {
+        kind: DecisionKind::Registration,
+        credential_id: cred_id(),
+        statement_hash: [0; 32],
+        at: NOW,
+    };
+    v.store()
+        .commit_registration(&reg.challenge, &record, &decision)
+        .expect("commit");
+    v
+}
+
+/// The device side: from the challenge bytes to the signed statement.
+fn authorize(challenge_bytes: &[u8], key: &SigningKey, counter: u64) -> Vec<u8> {
+    let c = PaymentChallenge::from_cbor(challenge_bytes).expect("challenge decodes");
+    let assertion = PaymentAssertion {
+        rp_id_hash: sha256(c.rp_id.as_bytes()),
+        credential_id: c.credential_id.clone(),
+        challenge: c.challenge,
+        transaction_hash: sha256(&c.transaction.canonical_encoding()),
+        display_hash: sha256(render_transaction(RP_ID, &c.transaction).as_bytes()),
+        modality: Modality::Fingerprint,
+        template_id: [0x7E; 16],
+        liveness: Liveness::NotChecked,
+        failed_attempts: 0,
+        counter,
+        tee_time: NOW,
+        user_confirmed: true,
+        enrollment_epoch: EPOCH,
+    };
+    cose::sign1(assertion.to_cbor(), &[], |tbs| {
+        let sig: Signature = key.sign(tbs);
+        Ok::<_, Infallible>(sig.to_bytes().to_vec())
+    })
+    .expect("infallible")
+}
+
+/// Issues a payment challenge and returns the statement that approves it.
+/// `counter` must increase from call to call.
+fn next_statement(v: &BenchVerifier, key: &SigningKey, counter: &Cell<u64>) -> Vec<u8> {
+    let challenge = v
+        .payment_challenge(&cred_id(), transaction())
+        .expect("payment challenge");
+    counter.set(counter.get() + 1);
+    authorize(&challenge.to_cbor(), key, counter.get())
+}
+
+/// Everything the baselines need: the key, a real Sig_structure and its signature.
+struct Baseline {
+    key: SigningKey,
+    public_key: Vec<u8>,
+    message: Vec<u8>,
+    signature: Vec<u8>,
+    challenge_bytes: Vec<u8>,
+}
+
+fn baseline() -> Baseline {
+    let key = credential_key();
+    let v = verifier();
+    let counter = Cell::new(0);
+    let statement = next_statement(&v, &key, &counter);
+    // Sanity: the statement the benchmark verifies is accepted.
+    let approved = v
+        .verify_payment(&statement)
+        .expect("a valid payment is accepted");
+    assert_eq!(approved.counter, 1);
+    let parsed = cose::parse_sign1(&statement, false).expect("statement parses");
+    let challenge_bytes = v
+        .payment_challenge(&cred_id(), transaction())
+        .expect("challenge")
+        .to_cbor();
+    Baseline {
+        public_key: public_key(&key),
+        message: parsed.to_be_signed,
+        signature: parsed.signature,
+        key,
+        challenge_bytes,
+    }
+}
+
+fn ring_verify(b: &Baseline) -> bool {
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &b.public_key)
+        .verify(&b.message, &b.signature)
+        .is_ok()
+}
+
+fn p256_sign(b: &Baseline) -> Signature {
+    b.key.sign(&b.message)
+}
+
+fn quick() -> bool {
+    std::env::var_os("BIOPAY_BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+fn criterion_groups(c: &mut Criterion, b: &Baseline) {
+    let mut verify = c.benchmark_group("verify");
+    verify.throughput(Throughput::Elements(1));
+    verify.bench_function("ring_verify", |bench| {
+        bench.iter(|| assert!(ring_verify(black_box(b))))
+    });
+    let v = verifier();
+    let counter = Cell::new(0);
+    verify.bench_function("verify_payment", |bench| {
+        bench.iter_batched(
+            || next_statement(&v, &b.key, &counter),
+            |statement| v.verify_payment(black_box(&statement)).is_ok(),
+            BatchSize::SmallInput,
+        )
+    });
+    verify.finish();
+    // Every statement verified above was accepted (each one advanced the counter).
+    let stored = v
+        .store()
+        .credential(&cred_id())
+        .expect("store")
+        .expect("credential")
+        .counter;
+    assert_eq!(stored, counter.get(), "a benchmarked payment was rejected");
+    println!("verify_payment: {stored} payments accepted during the benchmark");
+
+    let mut sign = c.benchmark_group("device");
+    sign.throughput(Throughput::Elements(1));
+    sign.bench_function("p256_sign", |bench| bench.iter(|| p256_sign(black_box(b))));
+    let mut n = 0u64;
+    sign.bench_function("device_authorize", |bench| {
+        bench.iter(|| {
+            n += 1;
+            authorize(black_box(&b.challenge_bytes), &b.key, n)
+        })
+    });
+    sign.finish();
+}
+
+/// Median of the per-round ratios time(b)/time(a), measured interleaved.
+fn interleaved(
+    rounds: usize,
+    per_round: usize,
+    mut a: impl FnMut(usize),
+    mut b: impl FnMut(usize),
+) -> (f64, f64, f64) {
+    let mut ratios = Vec::with_capacity(rounds);
+    let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..rounds {
+        let start = Instant::now();
+        for i in 0..per_round {
+            a(round * per_round + i);
+        }
+        let da = start.elapsed();
+        let start = Instant::now();
+        for i in 0..per_round {
+            b(round * per_round + i);
+        }
+        let db = start.elapsed();
+        ta += da;
+        tb += db;
+        ratios.push(db.as_secs_f64() / da.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = (rounds * per_round) as f64;
+    (
+        ratios[rounds / 2],
+        ta.as_secs_f64() / n,
+        tb.as_secs_f64() / n,
+    )
+}
+
+fn ratios(b: &Baseline) {
+    let (rounds, per_round) = if quick() { (5, 20) } else { (30, 200) };
+    // Statements for every verify_payment iteration, made before timing starts.
+    let v = verifier();
+    let counter = Cell::new(0);
+    let statements: Vec<Vec<u8>> = (0..rounds * per_round)
+        .map(|_| next_statement(&v, &b.key, &counter))
+        .collect();
+    let mut accepted = 0usize;
+    let (r, ring_s, verify_s) = interleaved(
+        rounds,
+        per_round,
+        |_| assert!(ring_verify(black_box(b))),
+        |i| accepted += usize::from(v.verify_payment(black_box(&statements[i])).is_ok()),
+    );
+    assert_eq!(
+        accepted,
+        statements.len(),
+        "a payment was rejected during the ratio run"
+    );
+    println!();
+    println!(
+        "interleaved, {rounds} rounds x {per_round} operations each (median of per-round ratios):"
+    );
+    println!(
+        "  ring_verify      {:>8.1} us/op  {:>8.0} ops/s",
+        ring_s * 1e6,
+        1.0 / ring_s
+    );
+    println!(
+        "  verify_payment   {:>8.1} us/op  {:>8.0} ops/s",
+        verify_s * 1e6,
+        1.0 / verify_s
+    );
+    println!(
+        "ratio verify_payment/ring_verify = {:.2} (throughput; goal >= 0.90)",
+        1.0 / r
+    );
+
+    let mut n = 0u64;
+    let (r, sign_s, auth_s) = interleaved(
+        rounds,
+        per_round,
+        |_| {
+            black_box(p256_sign(black_box(b)));
+        },
+        |_| {
+            n += 1;
+            black_box(authorize(black_box(&b.challenge_bytes), &b.key, n));
+        },
+    );
+    println!(
+        "  p256_sign        {:>8.1} us/op  {:>8.0} ops/s",
+        sign_s * 1e6,
+        1.0 / sign_s
+    );
+    println!(
+        "  device_authorize {:>8.1} us/op  {:>8.0} ops/s",
+        auth_s * 1e6,
+        1.0 / auth_s
+    );
+    println!(
+        "ratio device_authorize/p256_sign = {r:.2} (time per operation; throughput ratio {:.2})",
+        1.0 / r
+    );
+}
+
+/// Time per operation of `f`, best of three runs of `n` calls.
+fn per_op(n: usize, mut f: impl FnMut()) -> f64 {
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            start.elapsed().as_secs_f64() / n as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Where the time of an accepted `verify_payment` goes: each step of the
+/// pipeline timed alone through the public API, next to the whole call.
+fn breakdown(b: &Baseline) {
+    use biopay_core::{
+        cbor,
+        crypto::{verify_es256, SignatureFormat},
+        store::IssuedChallenge,
+    };
+    use coset::{CoseSign1, TaggedCborSerializable};
+
+    let n = if quick() { 200 } else { 2000 };
+    let v = verifier();
+    let counter = Cell::new(0);
+    let statements: Vec<Vec<u8>> = (0..n)
+        .map(|_| next_statement(&v, &b.key, &counter))
+        .collect();
+    let mut i = 0;
+    let total = per_op(n / 3, || {
+        assert!(v.verify_payment(black_box(&statements[i])).is_ok());
+        i += 1;
+    });
+
+    let st = &statements[0];
+    let sign1 = cose::parse_sign1(st, false).expect("parses");
+    let assertion = PaymentAssertion::from_cbor(&sign1.payload).expect("decodes");
+    let coset_sign1 = CoseSign1::from_tagged_slice(st).expect("coset parses");
+    let protected = coset_sign1
+        .protected
+        .original_data
+        .clone()
+        .unwrap_or_default();
+    let tx = transaction();
+    let store = v.store();
+    let entry = store
+        .challenge(&assertion.challenge)
+        .expect("store")
+        .expect("issued");
+    let IssuedChallenge::Payment {
+        challenge: issued, ..
+    } = entry.issued.clone()
+    else {
+        panic!("not a payment challenge")
+    };
+    // A separate store for the commit: one unused challenge per call.
+    let commit_store = MemoryStore::new();
+    let cred = store
+        .credential(&cred_id())
+        .expect("store")
+        .expect("credential");
+    let mut record = cred.clone();
+    record.counter = 0;
+    let reg = Decision {
+        kind: DecisionKind::Registration,
+        credential_id: cred_id(),
+        statement_hash: [0; 32],
+        at: NOW,
+    };
+    commit_store
+        .insert_challenge(IssuedChallenge::Registration(
+            biopay_core::RegistrationChallenge {
+                rp_id: RP_ID.into(),
+                account_handle: ACCOUNT.to_vec(),
+                challenge: [0xFF; 32],
+                issued_at: NOW,
+                expires_at: NOW + 1,
+                accepted_modalities: vec![Modality::Fingerprint],
+                required_assurance: SecurityLevel::Tee,
+            },
+        ))
+        .expect("insert");
+    commit_store
+        .commit_registration(&[0xFF; 32], &record, &reg)
+        .expect("register");
+    let commit_challenges: Vec<[u8; 32]> = (0..4 * n as u64)
+        .map(|k| {
+            let mut c = [0u8; 32];
+            c[..8].copy_from_slice(&k.to_be_bytes());
+            let mut pc = issued.clone();
+            pc.challenge = c;
+            commit_store
+                .insert_challenge(IssuedChallenge::Payment {
+                    challenge: pc,
+                    counter_at_issue: 0,
+                })
+                .expect("insert");
+            c
+        })
+        .collect();
+    let decision = Decision {
+        kind: DecisionKind::Payment,
+        credential_id: cred_id(),
+        statement_hash: [0; 32],
+        at: NOW,
+    };
+    let payload_value = cbor::from_deterministic_slice(&sign1.payload).expect("payload");
+    let mut k = 0usize;
+
+    let steps: Vec<(&str, f64)> = vec![
+        (
+            "P1-P2 cose::parse_sign1 (all of it)",
+            per_op(n, || {
+                black_box(cose::parse_sign1(black_box(st), false).is_ok());
+            }),
+        ),
+        (
+            "  - cbor::from_deterministic_slice(statement)",
+            per_op(n, || {
+                black_box(cbor::from_deterministic_slice(black_box(st)).is_ok());
+            }),
+        ),
+        (
+            "  - coset CoseSign1::from_tagged_slice",
+            per_op(n, || {
+                black_box(CoseSign1::from_tagged_slice(black_box(st)).is_ok());
+            }),
+        ),
+        (
+            "  - cbor::from_deterministic_slice(protected)",
+            per_op(n, || {
+                black_box(cbor::from_deterministic_slice(black_box(&protected)).is_ok());
+            }),
+        ),
+        (
+            "  - Sig_structure (tbs_data)",
+            per_op(n, || {
+                black_box(coset_sign1.tbs_data(b""));
+            }),
+        ),
+        (
+            "P3 PaymentAssertion::from_cbor",
+            per_op(n, || {
+                black_box(PaymentAssertion::from_cbor(black_box(&sign1.payload)).is_ok());
+            }),
+        ),
+        (
+            "  - cbor::from_deterministic_slice(payload)",
+            per_op(n, || {
+                black_box(cbor::from_deterministic_slice(black_box(&sign1.payload)).is_ok());
+            }),
+        ),
+        (
+            "  - ciborium decode alone (payload)",
+            per_op(n, || {
+                let v: Result<ciborium::value::Value, _> =
+                    ciborium::de::from_reader(black_box(&sign1.payload[..]));
+                black_box(v.is_ok());
+            }),
+        ),
+        (
+            "  - ciborium re-encode alone (payload)",
+            per_op(n, || {
+                let mut out = Vec::with_capacity(256);
+                black_box(ciborium::ser::into_writer(black_box(&payload_value), &mut out).is_ok());
+            }),
+        ),
+        (
+            "P4 store.credential (lock + clone)",
+            per_op(n, || {
+                black_box(
+                    store
+                        .credential(black_box(&assertion.credential_id))
+                        .is_ok(),
+                );
+            }),
+        ),
+        (
+            "P5 verify_es256 (ring)",
+            per_op(n, || {
+                assert!(verify_es256(
+                    &cred.public_key,
+                    &sign1.to_be_signed,
+                    &sign1.signature,
+                    SignatureFormat::Fixed
+                ));
+            }),
+        ),
+        (
+            "P9 store.challenge (lock + clone)",
+            per_op(n, || {
+                black_box(store.challenge(black_box(&assertion.challenge)).is_ok());
+            }),
+        ),
+        (
+            "P12 sha256(canonical transaction)",
+            per_op(n, || {
+                black_box(sha256(&black_box(&tx).canonical_encoding()));
+            }),
+        ),
+        (
+            "  - Transaction::canonical_encoding alone",
+            per_op(n, || {
+                black_box(black_box(&tx).canonical_encoding());
+            }),
+        ),
+        (
+            "P13 sha256(render_transaction)",
+            per_op(n, || {
+                black_box(sha256(render_transaction(RP_ID, black_box(&tx)).as_bytes()));
+            }),
+        ),
+        (
+            "P20 sha256(statement) for the decision",
+            per_op(n, || {
+                black_box(sha256(black_box(st)));
+            }),
+        ),
+        (
+            "P20 store.commit_payment",
+            per_op(n, || {
+                let c = &commit_challenges[k];
+                k += 1;
+                let new_counter = k as u64;
+                assert!(commit_store
+                    .commit_payment(c, &cred_id(), new_counter - 1, new_counter, &decision)
+                    .is_ok());
+            }),
+        ),
+    ];
+    println!();
+    println!("where verify_payment's time goes (each step alone, best of 3 x {n} calls):");
+    println!(
+        "  {:<48} {:>8.1} us  100.0%",
+        "verify_payment (whole call)",
+        total * 1e6
+    );
+    let mut top_level = 0.0;
+    for (name, t) in &steps {
+        if !name.starts_with("  ") {
+            top_level += t;
+        }
+        println!(
+            "  {:<48} {:>8.1} us  {:>5.1}%",
+            name,
+            t * 1e6,
+            100.0 * t / total
+        );
+    }
+    let rest = total - top_level;
+    println!(
+        "  {:<48} {:>8.1} us  {:>5.1}%",
+        "rest (not in the steps above)",
+        rest * 1e6,
+        100.0 * rest / total
+    );
+    // The same steps back to back over distinct statements (the whole call's
+    // access pattern): tells the cost of the steps in context from the cost
+    // of what the list above does not cover.
+    let mut j = 0usize;
+    let in_sequence = per_op(n / 3, || {
+        let st = &statements[j];
+        j += 1;
+        let s1 = cose::parse_sign1(st, false).expect("parses");
+        let a = PaymentAssertion::from_cbor(&s1.payload).expect("decodes");
+        let c = store
+            .credential(&a.credential_id)
+            .expect("store")
+            .expect("credential");
+        assert!(verify_es256(
+            &c.public_key,
+            &s1.to_be_signed,
+            &s1.signature,
+            SignatureFormat::Fixed
+        ));
+        black_box(store.challenge(&a.challenge).expect("store"));
+        black_box(sha256(&tx.canonical_encoding()));
+        black_box(sha256(render_transaction(RP_ID, &tx).as_bytes()));
+        black_box(sha256(st));
+        let c = &commit_challenges[k];
+        k += 1;
+        let new_counter = k as u64;
+        assert!(commit_store
+            .commit_payment(c, &cred_id(), new_counter - 1, new_counter, &decision)
+            .is_ok());
+    });
+    println!(
+        "  {:<48} {:>8.1} us  {:>5.1}%",
+        "the top-level steps in sequence, distinct inputs",
+        in_sequence * 1e6,
+        100.0 * in_sequence / total
+    );
+}
+
+/// `BIOPAY_BENCH_PROFILE=N`: make N statements, then only verify them (for
+/// `perf record -p <pid>` once "verifying" is printed). No criterion run.
+fn profile(n: usize) {
+    let key = credential_key();
+    let v = verifier();
+    let counter = Cell::new(0);
+    let statements: Vec<Vec<u8>> = (0..n).map(|_| next_statement(&v, &key, &counter)).collect();
+    println!(
+        "profile: verifying {n} statements (pid {})",
+        std::process::id()
+    );
+    let start = Instant::now();
+    let accepted = statements
+        .iter()
+        .filter(|s| v.verify_payment(black_box(s)).is_ok())
+        .count();
+    assert_eq!(accepted, n, "a payment was rejected");
+    println!(
+        "profile: {:.1} us per verify_payment",
+        start.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+}
+
+fn main() {
+    if let Some(n) = std::env::var("BIOPAY_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        profile(n);
+        return;
+    }
+    let b = baseline();
+    println!(
+        "Sig_structure of a payment statement: {} bytes; credential key P-256; statement verified and accepted",
+        b.message.len()
+    );
+    let (warm_up, measure, samples) = if quick() {
+        (Duration::from_millis(200), Duration::from_millis(500), 10)
+    } else {
+        (Duration::from_secs(2), Duration::from_secs(5), 30)
+    };
+    let mut c = Criterion::default()
+        .warm_up_time(warm_up)
+        .measurement_time(measure)
+        .sample_size(samples)
+        .configure_from_args();
+    criterion_groups(&mut c, &b);
+    c.final_summary();
+    ratios(&b);
+    breakdown(&b);
+}

@@ -100,6 +100,29 @@ pub fn from_deterministic_slice(bytes: &[u8]) -> Result<Value, CborError> {
     Ok(value)
 }
 
+/// A map key's position in deterministic order without encoding it: an
+/// integer key sorts by (major type, argument), which for shortest-form
+/// encodings is exactly the bytewise order of the encodings; any other key
+/// falls back to its encoding. Integer keys sort before other keys.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey {
+    Int(u8, u64),
+    Encoded(Vec<u8>),
+}
+
+fn sort_key(k: &Value) -> SortKey {
+    if let Value::Integer(i) = k {
+        let i = i128::from(*i);
+        if let Ok(u) = u64::try_from(i) {
+            return SortKey::Int(0, u);
+        }
+        if let Ok(n) = u64::try_from(-1 - i) {
+            return SortKey::Int(1, n);
+        }
+    }
+    SortKey::Encoded(encode_value(k))
+}
+
 /// Checks that every map's keys are strictly increasing in the bytewise order
 /// of their encodings (so sorted and without duplicates), and that no floats occur.
 fn check_key_order(value: &Value, depth: usize) -> Result<(), CborError> {
@@ -109,13 +132,13 @@ fn check_key_order(value: &Value, depth: usize) -> Result<(), CborError> {
     match value {
         Value::Array(items) => items.iter().try_for_each(|v| check_key_order(v, depth + 1)),
         Value::Map(entries) => {
-            let mut previous: Option<Vec<u8>> = None;
+            let mut previous: Option<SortKey> = None;
             for (k, v) in entries {
                 check_key_order(k, depth + 1)?;
                 check_key_order(v, depth + 1)?;
-                let encoded = encode_value(k);
+                let encoded = sort_key(k);
                 if let Some(p) = &previous {
-                    match p.as_slice().cmp(encoded.as_slice()) {
+                    match p.cmp(&encoded) {
                         std::cmp::Ordering::Less => {}
                         std::cmp::Ordering::Equal => return Err(CborError::DuplicateKey),
                         std::cmp::Ordering::Greater => {
@@ -153,6 +176,40 @@ mod tests {
         // {1: 4, 10: 3, -1: 2, "a": 1}
         assert_eq!(hex::encode(&bytes), "a401040a032002616101");
         assert!(from_deterministic_slice(&bytes).is_ok());
+    }
+
+    #[test]
+    fn integer_sort_keys_follow_the_encoding_order() {
+        let ints: Vec<i128> = vec![
+            0,
+            1,
+            23,
+            24,
+            255,
+            256,
+            65_535,
+            65_536,
+            4_294_967_296,
+            -1,
+            -24,
+            -25,
+            -256,
+            -257,
+            -65_537,
+            i128::from(u64::MAX),
+            -1 - i128::from(u64::MAX),
+        ];
+        let keys: Vec<Value> = ints
+            .iter()
+            .map(|i| Value::Integer(ciborium::value::Integer::try_from(*i).unwrap()))
+            .chain([Value::Text("a".into()), Value::Bytes(vec![0])])
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                let by_encoding = encode_value(a).cmp(&encode_value(b));
+                assert_eq!(sort_key(a).cmp(&sort_key(b)), by_encoding, "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Encoding of every message: round trips, known bytes, and strict decoding.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use biopay_core::{
     cbor, messages::DecodeError, CredentialId, Liveness, Message, MessageKind, Modality,
