@@ -2,7 +2,8 @@
 
 use biopay_core::{
     cbor, cose, messages::peek_kind, Deregistration, EnrollmentChange, KeyAttestation, Message,
-    MessageKind, PaymentAssertion, PaymentChallenge, RegistrationChallenge,
+    MessageKind, PaymentAssertion, PaymentChallenge, PlatformKeyRegistration,
+    RegistrationChallenge,
 };
 use serde_json::{json, Value};
 
@@ -54,6 +55,9 @@ fn message_json(payload: &[u8]) -> Result<(MessageKind, Value), DecodeFailure> {
         MessageKind::EnrollmentChange => {
             serde_json::to_value(EnrollmentChange::from_value(value).map_err(err)?)
         }
+        MessageKind::PlatformKeyRegistration => {
+            serde_json::to_value(PlatformKeyRegistration::from_value(value).map_err(err)?)
+        }
         _ => return Err(DecodeFailure::NotAMessage("unsupported kind".into())),
     }
     .map_err(|e| DecodeFailure::NotAMessage(e.to_string()))?;
@@ -72,7 +76,10 @@ pub fn decode_to_json(input: &[u8]) -> Result<Value, DecodeFailure> {
         let (payload, chain) = cose::peek_payload(&bytes)
             .ok_or_else(|| DecodeFailure::NotAMessage("malformed COSE_Sign1".into()))?;
         let (kind, body) = message_json(&payload)?;
-        let strict = cose::parse_sign1(&bytes, kind == MessageKind::KeyAttestation);
+        let strict = match kind {
+            MessageKind::PlatformKeyRegistration => cose::parse_sign1_any_form(&bytes, true),
+            _ => cose::parse_sign1(&bytes, kind == MessageKind::KeyAttestation),
+        };
         let certs: Vec<Value> = chain.iter().map(|c| certificate_json(c)).collect();
         let signature = strict
             .as_ref()

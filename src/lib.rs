@@ -57,3 +57,5 @@ pub mod simulator {
 pub mod vectors;
 
 pub mod decode;
+
+pub mod android_attestation;

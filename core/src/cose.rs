@@ -13,6 +13,9 @@ use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, Label, TaggedCborS
 /// Length of an ES256 signature in COSE's fixed form (r || s).
 pub const ES256_SIG_LEN: usize = 64;
 
+/// Longest P-256 ECDSA signature in ASN.1 DER form.
+pub const ES256_DER_MAX_LEN: usize = 72;
+
 /// Why bytes are not an acceptable COSE_Sign1 statement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -35,7 +38,7 @@ pub enum CoseError {
     /// `x5chain` is present where not allowed, absent where required, or malformed.
     #[error("x5chain missing, malformed or not allowed")]
     X5Chain,
-    /// The signature is not 64 bytes.
+    /// The signature is not 64 bytes (or, where DER is admitted, not 8 to 72 bytes).
     #[error("ES256 signature must be 64 bytes")]
     SignatureLength,
 }
@@ -47,7 +50,7 @@ pub struct Sign1 {
     pub payload: Vec<u8>,
     /// The `x5chain` certificates, leaf first (empty when absent).
     pub x5chain: Vec<Vec<u8>>,
-    /// r || s.
+    /// r || s (or DER, from [`parse_sign1_any_form`]).
     pub signature: Vec<u8>,
     /// The Sig_structure bytes the signature covers (RFC 9052 §4.4).
     pub to_be_signed: Vec<u8>,
@@ -87,7 +90,20 @@ pub fn sign1<E>(
 
 /// Parses a statement. `x5chain_required` says whether the statement kind
 /// carries an attestation chain (key attestations) or must not (all others).
+/// The signature must be 64 bytes (COSE's fixed r || s form).
 pub fn parse_sign1(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseError> {
+    let sign1 = parse_sign1_any_form(bytes, x5chain_required)?;
+    if sign1.signature.len() != ES256_SIG_LEN {
+        return Err(CoseError::SignatureLength);
+    }
+    Ok(sign1)
+}
+
+/// Like [`parse_sign1`], but also admits a signature in ASN.1 DER form (8 to
+/// [`ES256_DER_MAX_LEN`] bytes). Only for statements whose signer may be a
+/// platform keystore (docs/PROTOCOL.md §12.3): the verifier decides which
+/// form it accepts once it knows the credential kind.
+pub fn parse_sign1_any_form(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseError> {
     let value = cbor::from_deterministic_slice(bytes)?;
     if !matches!(value, Value::Tag(18, _)) {
         return Err(CoseError::NotCoseSign1);
@@ -133,7 +149,7 @@ pub fn parse_sign1(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseEr
         Some(p) if !p.is_empty() => p,
         _ => return Err(CoseError::MissingPayload),
     };
-    if sign1.signature.len() != ES256_SIG_LEN {
+    if !(8..=ES256_DER_MAX_LEN).contains(&sign1.signature.len()) {
         return Err(CoseError::SignatureLength);
     }
     Ok(Sign1 {

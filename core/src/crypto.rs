@@ -59,6 +59,24 @@ pub fn verify_es256(
         .is_ok()
 }
 
+/// The form of a P-256 signature from a platform keystore: 64 bytes is
+/// COSE's fixed form, anything else is taken as DER (docs/PROTOCOL.md §12.3).
+pub fn es256_signature_format(sig: &[u8]) -> SignatureFormat {
+    if sig.len() == 64 {
+        SignatureFormat::Fixed
+    } else {
+        SignatureFormat::Der
+    }
+}
+
+/// Converts a DER ECDSA P-256 signature to the fixed r || s form; `None` when
+/// it is not valid DER.
+pub fn es256_der_to_fixed(der: &[u8]) -> Option<Vec<u8>> {
+    p256::ecdsa::Signature::from_der(der)
+        .ok()
+        .map(|s| s.to_bytes().to_vec())
+}
+
 /// DER prefix of a SubjectPublicKeyInfo holding an uncompressed P-256 point
 /// (id-ecPublicKey, prime256v1); the 65-byte point follows.
 pub const P256_SPKI_PREFIX: [u8; 26] = [

@@ -2,6 +2,7 @@
 //! that caught it ([`Step`]) and says why ([`Reason`]).
 
 use crate::{
+    android::{AndroidChainError, AndroidPolicyFailure, KeyDescriptionError},
     cose::CoseError,
     messages::{DecodeError, VerifiedBootState},
     store::{CredentialStatus, StoreError},
@@ -15,8 +16,9 @@ macro_rules! steps {
         ///
         /// `R` steps verify a [`crate::KeyAttestation`] (§6.3), `P` steps a
         /// [`crate::PaymentAssertion`] (§6.4), `D` steps a
-        /// [`crate::Deregistration`] (§6.5) and `E` steps an
-        /// [`crate::EnrollmentChange`] (§6.6).
+        /// [`crate::Deregistration`] (§6.5), `E` steps an
+        /// [`crate::EnrollmentChange`] (§6.6) and `A` steps a
+        /// [`crate::PlatformKeyRegistration`] (§12.5).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum Step { $($(#[$m])* $variant),+ }
@@ -150,6 +152,41 @@ steps! {
     E9Counter = ("E9", "counter"),
     /// E10: status and counter updated atomically.
     E10Commit = ("E10", "commit"),
+
+    /// A1: the statement is a deterministic, tagged COSE_Sign1.
+    A1Statement = ("A1", "statement"),
+    /// A2: protected header is exactly alg ES256 + x5chain; signature 64-byte fixed or DER.
+    A2Header = ("A2", "header"),
+    /// A3: the payload is a well-formed PlatformKeyRegistration.
+    A3Payload = ("A3", "payload"),
+    /// A4: the verifier trusts this platform (Android trust is configured).
+    A4Platform = ("A4", "platform"),
+    /// A5: the x5chain verifies to an Android root key at the current time.
+    A5AttestationChain = ("A5", "attestation-chain"),
+    /// A6: no certificate on the path is revoked or suspended.
+    A6Revocation = ("A6", "revocation"),
+    /// A7: the leaf carries a well-formed KeyDescription.
+    A7KeyDescription = ("A7", "key-description"),
+    /// A8: the attested key is an EC P-256 key.
+    A8AttestedKey = ("A8", "attested-key"),
+    /// A9: the statement is signed by the attested key (proof of possession).
+    A9Signature = ("A9", "signature"),
+    /// A10: rp_id_hash is SHA-256 of this verifier's rp id.
+    A10RpId = ("A10", "rp-id"),
+    /// A11: the challenge was issued as a registration challenge and is unused.
+    A11Challenge = ("A11", "challenge"),
+    /// A12: the challenge has not expired.
+    A12ChallengeExpiry = ("A12", "challenge-expiry"),
+    /// A13: the account handle is the one the challenge was issued for.
+    A13Account = ("A13", "account"),
+    /// A14: the modalities are accepted by the challenge.
+    A14Modality = ("A14", "modality"),
+    /// A15: the KeyDescription meets the Android registration policy (all failures reported).
+    A15AndroidPolicy = ("A15", "android-policy"),
+    /// A16: the credential id is not registered yet.
+    A16CredentialId = ("A16", "credential-id"),
+    /// A17: the challenge is consumed and the credential stored atomically.
+    A17Commit = ("A17", "commit"),
 }
 
 impl core::fmt::Display for Step {
@@ -286,6 +323,28 @@ pub enum Reason {
     /// The credential changed concurrently; retry with a fresh statement.
     #[error("credential changed concurrently")]
     ConcurrentUpdate,
+    /// The verifier has no trust configuration for this platform.
+    #[error("platform keystore credentials are not configured")]
+    PlatformNotTrusted,
+    /// The platform attestation chain did not verify or is revoked.
+    #[error("{0}")]
+    AndroidChain(#[from] AndroidChainError),
+    /// The attestation leaf's KeyDescription is missing or malformed.
+    #[error("{0}")]
+    KeyDescription(#[from] KeyDescriptionError),
+    /// The Android registration policy failed; every failed check is listed.
+    #[error("android policy: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    AndroidPolicy(Vec<AndroidPolicyFailure>),
+    /// A platform-keystore credential may not approve this amount (P17).
+    #[error("platform-keystore credentials may approve at most {max:?} {currency}, not {amount}")]
+    PlatformKeystoreLimit {
+        /// The transaction currency.
+        currency: String,
+        /// The configured limit (`None`: the currency is not allowed at all).
+        max: Option<u64>,
+        /// The transaction amount, minor units.
+        amount: u64,
+    },
     /// The store failed; the statement was not accepted (fail closed).
     #[error("store: {0}")]
     Store(#[from] StoreError),

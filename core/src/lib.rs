@@ -27,6 +27,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod android;
 pub mod cbor;
 pub mod cose;
 pub mod crypto;
@@ -34,23 +35,26 @@ pub mod device;
 pub mod display;
 pub mod env;
 pub mod error;
+pub mod keystore;
 pub mod messages;
 pub mod store;
 pub mod verifier;
 pub mod x509;
 
+pub use android::{AndroidPolicy, AndroidPolicyFailure, AndroidTrust};
 pub use device::{Authenticator, Client, DeviceError, LocalCredential};
 pub use display::render_transaction;
 pub use env::{Clock, DangerDeterministicRandom, ManualClock, Random, SystemClock, SystemRandom};
 pub use error::{Reason, Rejection, Step};
+pub use keystore::{PlatformCredentialState, PlatformKeystoreClient, PlatformKeystoreSigner};
 pub use messages::{
     Challenge, CredentialId, DecodeError, Deregistration, EnrollmentChange, KeyAttestation,
-    Liveness, Message, MessageKind, Modality, PaymentAssertion, PaymentChallenge,
-    RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState,
+    Liveness, Message, MessageKind, Modality, PaymentAssertion, PaymentChallenge, Platform,
+    PlatformKeyRegistration, RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState,
 };
 pub use store::{CredentialKind, CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{
     ApprovedPayment, DeviceModel, HighValueRequirement, IssueError, ModelStatus, Policy,
-    RegisteredCredential, TrustConfig, Verifier,
+    RegisteredCredential, TrustConfig, Verifier, ANDROID_KEYSTORE_MODEL,
 };
 pub use x509::TrustAnchor;

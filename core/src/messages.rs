@@ -79,6 +79,9 @@ pub enum MessageKind {
     Deregistration = 5,
     /// [`EnrollmentChange`], signed by the credential key.
     EnrollmentChange = 6,
+    /// [`PlatformKeyRegistration`], signed by a platform-keystore key
+    /// attested by the platform (docs/PROTOCOL.md §12.2).
+    PlatformKeyRegistration = 7,
 }
 
 impl MessageKind {
@@ -91,6 +94,7 @@ impl MessageKind {
             4 => Self::PaymentAssertion,
             5 => Self::Deregistration,
             6 => Self::EnrollmentChange,
+            7 => Self::PlatformKeyRegistration,
             _ => return None,
         })
     }
@@ -104,6 +108,7 @@ impl MessageKind {
             Self::PaymentAssertion => 4,
             Self::Deregistration => 5,
             Self::EnrollmentChange => 6,
+            Self::PlatformKeyRegistration => 7,
         }
     }
 
@@ -165,6 +170,15 @@ wire_enum!(
         Unverified = 3,
         /// Verification failed.
         Failed = 4,
+    }
+);
+
+wire_enum!(
+    /// The platform keystore that attested a [`PlatformKeyRegistration`]
+    /// (docs/PROTOCOL.md §12.2).
+    Platform {
+        /// Android Keystore (KeyMint / Keymaster key attestation).
+        Android = 1,
     }
 );
 
@@ -292,6 +306,37 @@ pub struct KeyAttestation {
     pub tee_time: u64,
     /// Key 14: the credential's signature counter at creation.
     pub initial_counter: u64,
+}
+
+/// Made by the app at registration of a platform-keystore credential (an
+/// Android Keystore key), signed by that key, with the platform's attestation
+/// chain in the `x5chain` header. docs/PROTOCOL.md §12.2.
+///
+/// Unlike [`KeyAttestation`], the app (not a TEE) assembles this message; the
+/// credential public key is the attested leaf certificate's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlatformKeyRegistration {
+    /// Key 3: SHA-256 of the UTF-8 rp id.
+    #[serde(serialize_with = "ser_hex")]
+    pub rp_id_hash: Digest,
+    /// Key 4: the account handle from the challenge.
+    #[serde(serialize_with = "ser_hex")]
+    pub account_handle: Vec<u8>,
+    /// Key 5: the registration challenge (also the key's attestation challenge).
+    #[serde(serialize_with = "ser_hex")]
+    pub challenge: Challenge,
+    /// Key 6: the credential identifier, chosen by the app.
+    pub credential_id: CredentialId,
+    /// Key 7: modalities the app bound the key to (sorted, no duplicates).
+    pub modalities: Vec<Modality>,
+    /// Key 8: the platform whose attestation is in `x5chain`.
+    pub platform: Platform,
+    /// Key 9: the app's signature counter at creation.
+    pub initial_counter: u64,
+    /// Key 10: the app's enrollment epoch (its own convention, e.g. a hash of
+    /// the key alias generation); carried into every assertion.
+    #[serde(serialize_with = "ser_hex")]
+    pub enrollment_epoch: Digest,
 }
 
 /// Server to device: approve one transaction. docs/PROTOCOL.md §4.4.
@@ -988,6 +1033,34 @@ impl Message for EnrollmentChange {
             current_epoch: f.array32(6, "current_epoch")?,
             counter: f.u64(7, "counter")?,
             tee_time: f.u64(8, "tee_time")?,
+        })
+    }
+}
+
+impl Message for PlatformKeyRegistration {
+    const KIND: MessageKind = MessageKind::PlatformKeyRegistration;
+    fn fields(&self) -> Vec<(u64, Value)> {
+        vec![
+            (3, bytes(&self.rp_id_hash)),
+            (4, bytes(&self.account_handle)),
+            (5, bytes(&self.challenge)),
+            (6, bytes(self.credential_id.as_bytes())),
+            (7, modalities(&self.modalities)),
+            (8, uint(self.platform.to_u64())),
+            (9, uint(self.initial_counter)),
+            (10, bytes(&self.enrollment_epoch)),
+        ]
+    }
+    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+        Ok(Self {
+            rp_id_hash: f.array32(3, "rp_id_hash")?,
+            account_handle: f.account_handle(4)?,
+            challenge: f.array32(5, "challenge")?,
+            credential_id: f.credential_id(6)?,
+            modalities: f.modalities(7, "modalities")?,
+            platform: f.wire(8, "platform", Platform::from_u64)?,
+            initial_counter: f.u64(9, "initial_counter")?,
+            enrollment_epoch: f.array32(10, "enrollment_epoch")?,
         })
     }
 }

@@ -285,7 +285,9 @@ pub trait Store: Send + Sync {
         status: CredentialStatus,
     ) -> Result<(), CommitError>;
 
-    /// Sets a credential's status (an operator action). No effect on the counter.
+    /// Sets a credential's status (an operator action). No effect on the
+    /// counter. A deregistered credential stays deregistered
+    /// ([`CommitError::CredentialNotActive`]).
     fn set_credential_status(
         &self,
         id: &CredentialId,
@@ -463,6 +465,10 @@ impl Store for MemoryStore {
             .credentials
             .get_mut(id)
             .ok_or(CommitError::UnknownCredential)?;
+        // Deregistration is final.
+        if cred.status == CredentialStatus::Deregistered {
+            return Err(CommitError::CredentialNotActive(cred.status));
+        }
         cred.status = status;
         Ok(())
     }

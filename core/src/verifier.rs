@@ -11,6 +11,7 @@
 //! enrollment epoch marks it [`CredentialStatus::EnrollmentChanged`] (P15).
 
 use crate::{
+    android::{self, AndroidTrust, StatusList},
     cose,
     crypto::{self, SignatureFormat},
     display::render_transaction,
@@ -18,8 +19,8 @@ use crate::{
     error::{reject, AtStep, Reason, Rejection, Step},
     messages::{
         Challenge, CredentialId, Deregistration, EnrollmentChange, KeyAttestation, Liveness,
-        Message, Modality, PaymentAssertion, PaymentChallenge, RegistrationChallenge,
-        SecurityLevel, Transaction, VerifiedBootState, CHALLENGE_LEN,
+        Message, Modality, PaymentAssertion, PaymentChallenge, Platform, PlatformKeyRegistration,
+        RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState, CHALLENGE_LEN,
     },
     store::{
         ChallengeEntry, CommitError, CredentialKind, CredentialRecord, CredentialStatus, Decision,
@@ -32,6 +33,9 @@ use std::{
     collections::BTreeMap,
     sync::{PoisonError, RwLock},
 };
+
+/// The `device_model` recorded for Android Keystore credentials.
+pub const ANDROID_KEYSTORE_MODEL: &str = "android-keystore";
 
 /// Status of a device model in the trust configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,6 +119,11 @@ pub struct Policy {
     pub high_value_thresholds: BTreeMap<String, u64>,
     /// What a high-value payment requires.
     pub high_value_requirement: HighValueRequirement,
+    /// Per currency, the largest amount (minor units) a
+    /// [`CredentialKind::PlatformKeystore`] credential may approve (P17); a
+    /// currency without an entry cannot be approved by such credentials.
+    /// docs/PROTOCOL.md §12.6.
+    pub platform_keystore_max_amount: BTreeMap<String, u64>,
 }
 
 impl Default for Policy {
@@ -131,6 +140,11 @@ impl Default for Policy {
                 ("EUR".to_owned(), 30_000),
             ]),
             high_value_requirement: HighValueRequirement::FaceWithLivenessOrStrongBox,
+            platform_keystore_max_amount: BTreeMap::from([
+                ("CNY".to_owned(), 50_000),
+                ("USD".to_owned(), 10_000),
+                ("EUR".to_owned(), 10_000),
+            ]),
         }
     }
 }
@@ -193,6 +207,7 @@ pub struct Verifier<S, C, R> {
     rp_id: String,
     rp_id_hash: [u8; 32],
     trust: RwLock<TrustConfig>,
+    android: RwLock<Option<AndroidTrust>>,
     policy: Policy,
     store: S,
     clock: C,
@@ -214,11 +229,44 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             rp_id: rp_id.to_owned(),
             rp_id_hash: crypto::sha256(rp_id.as_bytes()),
             trust: RwLock::new(trust),
+            android: RwLock::new(None),
             policy,
             store,
             clock,
             random,
         })
+    }
+
+    /// Accepts Android Keystore credentials (docs/PROTOCOL.md §12) under
+    /// `android`: its roots, revocation status list and registration policy.
+    pub fn with_android(self, android: AndroidTrust) -> Self {
+        *self.android.write().unwrap_or_else(PoisonError::into_inner) = Some(android);
+        self
+    }
+
+    /// Replaces the Android attestation status list (fetched by the caller,
+    /// e.g. daily). Returns false when Android trust is not configured.
+    pub fn set_android_status_list(&self, status_list: StatusList) -> bool {
+        match self
+            .android
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(a) => {
+                a.status_list = status_list;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A copy of the Android trust configuration, if any.
+    pub fn android(&self) -> Option<AndroidTrust> {
+        self.android
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The relying party id.
@@ -310,11 +358,14 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                     cred.security_level < SecurityLevel::StrongBox
                 }
             };
-        // Never issue a challenge the credential cannot satisfy.
+        // Never issue a challenge the credential cannot satisfy. A
+        // platform-keystore credential's liveness claim is made by the app,
+        // so it never satisfies a face-with-liveness requirement (§12.6).
+        let face_trusted = cred.kind == CredentialKind::TeeAttested;
         let satisfiable = !high_value
             || match self.policy.high_value_requirement {
                 HighValueRequirement::StrongBox => cred.security_level >= SecurityLevel::StrongBox,
-                _ => !face_required || cred.modalities.contains(&Modality::Face),
+                _ => !face_required || (face_trusted && cred.modalities.contains(&Modality::Face)),
             };
         if !satisfiable {
             return Err(IssueError::PolicyUnsatisfiable);
@@ -511,6 +562,160 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         Ok(RegisteredCredential { record })
     }
 
+    /// Verifies a platform-keystore registration (docs/PROTOCOL.md §12.5,
+    /// steps A1–A17): an Android Keystore attestation chain in `x5chain`, a
+    /// [`PlatformKeyRegistration`] payload signed by the attested key (COSE
+    /// fixed or DER signature), the Android registration policy; then
+    /// registers the credential as [`CredentialKind::PlatformKeystore`].
+    pub fn verify_platform_registration(
+        &self,
+        statement: &[u8],
+    ) -> Result<RegisteredCredential, Rejection> {
+        let now = self.clock.now();
+        // A1, A2
+        let sign1 = cose::parse_sign1_any_form(statement, true).map_err(|e| {
+            let step = if matches!(
+                e,
+                cose::CoseError::Cbor(_)
+                    | cose::CoseError::NotCoseSign1
+                    | cose::CoseError::MissingPayload
+            ) {
+                Step::A1Statement
+            } else {
+                Step::A2Header
+            };
+            Rejection::new(step, e)
+        })?;
+        // A3
+        let reg = PlatformKeyRegistration::from_cbor(&sign1.payload).at(Step::A3Payload)?;
+        // A4
+        let android = match (reg.platform, self.android()) {
+            (Platform::Android, Some(a)) => a,
+            (Platform::Android, None) => {
+                return reject(Step::A4Platform, Reason::PlatformNotTrusted)
+            }
+        };
+        // A5, A6
+        let chain = android::verify_attestation_chain(
+            &sign1.x5chain,
+            &android.anchors,
+            &android.status_list,
+            now,
+        )
+        .map_err(|e| {
+            let step = match e {
+                android::AndroidChainError::Revoked { .. } => Step::A6Revocation,
+                _ => Step::A5AttestationChain,
+            };
+            Rejection::new(step, e)
+        })?;
+        // A7
+        let leaf = sign1.x5chain.first().map(Vec::as_slice).unwrap_or_default();
+        let description = android::key_description_of(leaf).at(Step::A7KeyDescription)?;
+        // A8
+        let Some(key) = crypto::p256_point_from_spki(&chain.leaf_spki_der) else {
+            return reject(Step::A8AttestedKey, Reason::AttestationKeyType);
+        };
+        // A9
+        if !crypto::verify_es256(
+            key,
+            &sign1.to_be_signed,
+            &sign1.signature,
+            crypto::es256_signature_format(&sign1.signature),
+        ) {
+            return reject(Step::A9Signature, Reason::BadSignature);
+        }
+        // A10
+        if !crypto::ct_eq(&reg.rp_id_hash, &self.rp_id_hash) {
+            return reject(Step::A10RpId, Reason::WrongRp);
+        }
+        // A11
+        let issued = match self.challenge_entry(Step::A11Challenge, &reg.challenge)? {
+            ChallengeEntry {
+                issued: IssuedChallenge::Registration(c),
+                ..
+            } => c,
+            _ => return reject(Step::A11Challenge, Reason::WrongChallengeKind),
+        };
+        if issued.rp_id != self.rp_id {
+            return reject(Step::A11Challenge, Reason::WrongRp);
+        }
+        // A12
+        if now > issued.expires_at {
+            return reject(
+                Step::A12ChallengeExpiry,
+                Reason::ChallengeExpired {
+                    expires_at: issued.expires_at,
+                    now,
+                },
+            );
+        }
+        // A13
+        if !crypto::ct_eq(&reg.account_handle, &issued.account_handle) {
+            return reject(Step::A13Account, Reason::AccountMismatch);
+        }
+        // A14
+        if !reg
+            .modalities
+            .iter()
+            .all(|m| issued.accepted_modalities.contains(m))
+        {
+            return reject(Step::A14Modality, Reason::ModalityNotAccepted);
+        }
+        // A15: every check, every failure.
+        let mut policy = android.policy.clone();
+        policy.require_strongbox |= issued.required_assurance >= SecurityLevel::StrongBox
+            || self.policy.min_security_level >= SecurityLevel::StrongBox;
+        let mut failures = android::check_policy(&description, &policy, Some(&reg.challenge));
+        if policy.package_name.is_none() || policy.signing_cert_digests.is_empty() {
+            failures.push(android::AndroidPolicyFailure::ApplicationNotConfigured);
+        }
+        if !failures.is_empty() {
+            return reject(Step::A15AndroidPolicy, Reason::AndroidPolicy(failures));
+        }
+        // A16
+        if self
+            .store
+            .credential(&reg.credential_id)
+            .at(Step::A16CredentialId)?
+            .is_some()
+        {
+            return reject(Step::A16CredentialId, Reason::DuplicateCredential);
+        }
+        // A17
+        let level = description
+            .attestation_security_level
+            .min(description.key_mint_security_level);
+        let record = CredentialRecord {
+            credential_id: reg.credential_id.clone(),
+            rp_id: self.rp_id.clone(),
+            account_handle: reg.account_handle.clone(),
+            public_key: key.to_vec(),
+            modalities: reg.modalities.clone(),
+            enrollment_epoch: reg.enrollment_epoch,
+            security_level: if level >= android::AndroidSecurityLevel::StrongBox {
+                SecurityLevel::StrongBox
+            } else {
+                SecurityLevel::Tee
+            },
+            kind: CredentialKind::PlatformKeystore,
+            device_model: ANDROID_KEYSTORE_MODEL.to_owned(),
+            counter: reg.initial_counter,
+            status: CredentialStatus::Active,
+            registered_at: now,
+        };
+        let decision = self.decision(
+            DecisionKind::Registration,
+            &reg.credential_id,
+            statement,
+            now,
+        );
+        self.store
+            .commit_registration(&reg.challenge, &record, &decision)
+            .map_err(|e| commit_rejection(Step::A17Commit, e))?;
+        Ok(RegisteredCredential { record })
+    }
+
     fn challenge_entry(
         &self,
         step: Step,
@@ -547,7 +752,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         credential_of: impl Fn(&M) -> &CredentialId,
     ) -> Result<(M, CredentialRecord), Rejection> {
         let [s_statement, s_header, s_payload, s_credential, s_signature] = steps;
-        let sign1 = cose::parse_sign1(statement, false).map_err(|e| {
+        let sign1 = cose::parse_sign1_any_form(statement, false).map_err(|e| {
             let step = if matches!(
                 e,
                 cose::CoseError::Cbor(_)
@@ -571,11 +776,20 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         if cred.rp_id != self.rp_id {
             return reject(s_credential, Reason::UnknownCredential);
         }
+        // A TEE signs in COSE's fixed form only; a platform keystore may
+        // return DER (Android's `Signature`), admitted for its credentials only.
+        let format = match cred.kind {
+            CredentialKind::TeeAttested if sign1.signature.len() != cose::ES256_SIG_LEN => {
+                return reject(s_header, cose::CoseError::SignatureLength);
+            }
+            CredentialKind::TeeAttested => SignatureFormat::Fixed,
+            CredentialKind::PlatformKeystore => crypto::es256_signature_format(&sign1.signature),
+        };
         if !crypto::verify_es256(
             &cred.public_key,
             &sign1.to_be_signed,
             &sign1.signature,
-            SignatureFormat::Fixed,
+            format,
         ) {
             return reject(s_signature, Reason::BadSignature);
         }
@@ -605,11 +819,23 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 Reason::CredentialNotActive(cred.status),
             );
         }
-        // P7
-        match self.model_status(&cred.device_model) {
-            Some(ModelStatus::Active) => {}
-            Some(s) => return reject(Step::P7DeviceModel, Reason::DeviceModelNotActive(s)),
-            None => return reject(Step::P7DeviceModel, Reason::UnknownDeviceModel),
+        // P7: a TEE credential's device model, or for a platform-keystore
+        // credential its platform, is still trusted.
+        if cred.kind == CredentialKind::PlatformKeystore {
+            let trusted = self
+                .android
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some();
+            if !trusted {
+                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
+            }
+        } else {
+            match self.model_status(&cred.device_model) {
+                Some(ModelStatus::Active) => {}
+                Some(s) => return reject(Step::P7DeviceModel, Reason::DeviceModelNotActive(s)),
+                None => return reject(Step::P7DeviceModel, Reason::UnknownDeviceModel),
+            }
         }
         // P8
         if !crypto::ct_eq(&a.rp_id_hash, &self.rp_id_hash) {
@@ -680,8 +906,30 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P16Modality, Reason::LivenessRequired);
         }
         // P17
+        if cred.kind == CredentialKind::PlatformKeystore {
+            let tx = &issued.transaction;
+            let max = self
+                .policy
+                .platform_keystore_max_amount
+                .get(&tx.currency)
+                .copied();
+            if max.is_none_or(|m| tx.amount_minor > m) {
+                return reject(
+                    Step::P17Policy,
+                    Reason::PlatformKeystoreLimit {
+                        currency: tx.currency.clone(),
+                        max,
+                        amount: tx.amount_minor,
+                    },
+                );
+            }
+        }
         if self.is_high_value(&issued.transaction) {
-            let face = a.modality == Modality::Face && a.liveness == Liveness::Passed;
+            // The app asserts modality and liveness for platform-keystore
+            // credentials: only a TEE's liveness claim counts.
+            let face = a.modality == Modality::Face
+                && a.liveness == Liveness::Passed
+                && cred.kind == CredentialKind::TeeAttested;
             let strongbox = cred.security_level >= SecurityLevel::StrongBox;
             let req = self.policy.high_value_requirement;
             let ok = match req {
@@ -737,16 +985,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 a.counter,
                 &decision,
             )
-            .map_err(|e| match e {
-                CommitError::CounterConflict => Rejection::new(
-                    Step::P19Counter,
-                    Reason::CounterNotIncreased {
-                        stored: cred.counter,
-                        received: a.counter,
-                    },
-                ),
-                e => commit_rejection(Step::P20Commit, e),
-            })?;
+            .map_err(|e| commit_rejection(Step::P20Commit, e))?;
         Ok(ApprovedPayment {
             credential_id: cred.credential_id,
             account_handle: cred.account_handle,

@@ -246,3 +246,45 @@ fn check_critical_extensions(cert: &X509Certificate<'_>, index: usize) -> Result
     }
     Ok(())
 }
+
+/// The serial number of a DER certificate in lower-case hex without leading
+/// zeros (the form Google's attestation status list uses); `None` when the
+/// certificate does not parse.
+pub fn serial_hex(cert_der: &[u8]) -> Option<String> {
+    match X509Certificate::from_der(cert_der) {
+        Ok(([], cert)) => Some(format!("{:x}", cert.tbs_certificate.serial)),
+        _ => None,
+    }
+}
+
+/// Why [`extension_value`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExtensionLookupError {
+    /// The certificate does not parse.
+    #[error("malformed certificate")]
+    Malformed,
+    /// The extension appears more than once.
+    #[error("duplicate extension")]
+    Duplicate,
+}
+
+/// The raw value (the OCTET STRING's content) of the extension `oid`
+/// (dotted form) of a DER certificate; `None` when absent.
+pub fn extension_value(
+    cert_der: &[u8],
+    oid: &str,
+) -> Result<Option<Vec<u8>>, ExtensionLookupError> {
+    let cert = match X509Certificate::from_der(cert_der) {
+        Ok(([], cert)) => cert,
+        _ => return Err(ExtensionLookupError::Malformed),
+    };
+    let mut found = cert
+        .extensions()
+        .iter()
+        .filter(|e| e.oid.to_id_string() == oid);
+    let first = found.next().map(|e| e.value.to_vec());
+    if found.next().is_some() {
+        return Err(ExtensionLookupError::Duplicate);
+    }
+    Ok(first)
+}

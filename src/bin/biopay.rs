@@ -27,10 +27,144 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Android Keystore key attestation (docs/PROTOCOL.md §12).
+    #[command(name = "android-attestation", subcommand)]
+    AndroidAttestation(AndroidCommand),
+}
+
+#[derive(Subcommand)]
+enum AndroidCommand {
+    /// Parse and verify an attestation chain; print the KeyDescription, the
+    /// chain verdict and every failed policy check. Exits 0 only when the
+    /// chain is valid and trusted (and the policy passes when a policy
+    /// option is given).
+    Verify(AndroidVerify),
+}
+
+#[derive(clap::Args)]
+struct AndroidVerify {
+    /// A trust root (PEM PUBLIC KEY or CERTIFICATE); repeatable. Replaces
+    /// the default roots (Google's hardware attestation root and Key
+    /// Attestation CA1).
+    #[arg(long = "trust-root", value_name = "PEM")]
+    trust_roots: Vec<PathBuf>,
+    /// A revocation status list in Google's JSON format.
+    #[arg(long, value_name = "FILE")]
+    status_list: Option<PathBuf>,
+    /// Verification time, RFC 3339 (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+    /// Expected attestation challenge, hex (a policy option).
+    #[arg(long, value_name = "HEX")]
+    challenge: Option<String>,
+    /// Expected app package name (a policy option).
+    #[arg(long)]
+    package: Option<String>,
+    /// Expected app signing-certificate SHA-256, hex; repeatable (a policy option).
+    #[arg(long = "signing-digest", value_name = "HEX")]
+    signing_digests: Vec<String>,
+    /// Oldest accepted OS patch level, YYYYMM (a policy option).
+    #[arg(long, value_name = "YYYYMM")]
+    min_patch_level: Option<u64>,
+    /// Require StrongBox (a policy option).
+    #[arg(long)]
+    require_strongbox: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Certificate files (PEM or DER), leaf first; a file may hold several PEM certificates.
+    #[arg(required = true, value_name = "CERT")]
+    certs: Vec<PathBuf>,
+}
+
+fn android_verify(a: AndroidVerify) -> Result<bool, String> {
+    use biopay::{android, android_attestation as aa};
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+    let mut chain = Vec::new();
+    for path in &a.certs {
+        chain.extend(
+            aa::certificates_from_bytes(&read(path)?)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+    }
+    let anchors = if a.trust_roots.is_empty() {
+        android::google_roots()
+    } else {
+        let mut anchors = Vec::new();
+        for path in &a.trust_roots {
+            let name = path.display().to_string();
+            anchors.push(
+                android::anchor_from_pem(&name, &read(path)?)
+                    .map_err(|e| format!("{name}: {e}"))?,
+            );
+        }
+        anchors
+    };
+    let status_list = match &a.status_list {
+        Some(p) => android::StatusList::from_json(&read(p)?)
+            .map_err(|e| format!("{}: {e}", p.display()))?,
+        None => android::StatusList::default(),
+    };
+    let at = match &a.at {
+        Some(s) => aa::parse_rfc3339(s)?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs(),
+    };
+    let challenge = a
+        .challenge
+        .as_deref()
+        .map(hex::decode)
+        .transpose()
+        .map_err(|e| format!("--challenge: {e}"))?;
+    let mut signing_cert_digests = Vec::new();
+    for d in &a.signing_digests {
+        let bytes = hex::decode(d).map_err(|e| format!("--signing-digest: {e}"))?;
+        signing_cert_digests.push(
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| "--signing-digest must be 32 bytes".to_string())?,
+        );
+    }
+    let policy_requested = challenge.is_some()
+        || a.package.is_some()
+        || !signing_cert_digests.is_empty()
+        || a.min_patch_level.is_some()
+        || a.require_strongbox;
+    let opts = aa::VerifyOptions {
+        anchors,
+        status_list,
+        at,
+        challenge,
+        policy: android::AndroidPolicy {
+            package_name: a.package,
+            signing_cert_digests,
+            min_os_patch_level: a.min_patch_level.unwrap_or(0),
+            require_strongbox: a.require_strongbox,
+        },
+        policy_requested,
+    };
+    let report = aa::verify(&chain, &opts);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", aa::render_text(&report));
+    }
+    Ok(report.success())
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::AndroidAttestation(AndroidCommand::Verify(a)) => {
+            if android_verify(a)? {
+                Ok(())
+            } else {
+                Err("attestation rejected".into())
+            }
+        }
         Command::Decode { input } => {
             let mut bytes = Vec::new();
             if input == "-" {

@@ -126,12 +126,8 @@ impl core::fmt::Debug for SoftwareTee {
 }
 
 fn check_text(what: &str, s: &str) -> Result<(), TeeError> {
-    let n = s.chars().count();
-    let bad = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-    };
-    if n == 0 || n > 64 || s.chars().any(bad) {
+    // The same rule the protocol applies to every displayed or attested string.
+    if biopay_core::messages::validate_display_text(s, "text", 64).is_err() {
         return Err(TeeError::InvalidInput(format!(
             "{what} must be 1..=64 printable characters"
         )));

@@ -1,0 +1,381 @@
+//! Synthetic Android key attestations for tests: a tiny DER encoder for the
+//! KeyDescription schema and an rcgen PKI (root, intermediate, leaf) whose
+//! leaf carries it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use biopay::{x509::TrustAnchor, PlatformKeystoreSigner};
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber,
+};
+use ring::{
+    rand::SystemRandom,
+    signature::{
+        EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
+    },
+};
+
+/// 2025-01-01T00:00:00Z.
+pub const NOW: u64 = 1_735_689_600;
+pub const PACKAGE: &str = "com.example.pay";
+pub const APP_DIGEST: [u8; 32] = [0xAB; 32];
+pub const KEY_DESCRIPTION_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 11129, 2, 1, 17];
+
+// ---------------------------------------------------------------------------
+// DER
+
+pub fn tlv(tag: &[u8], content: &[u8]) -> Vec<u8> {
+    let mut out = tag.to_vec();
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n < 0x100 {
+        out.extend([0x81, n as u8]);
+    } else {
+        out.extend([0x82, (n >> 8) as u8, n as u8]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+pub fn seq(items: &[Vec<u8>]) -> Vec<u8> {
+    tlv(&[0x30], &items.concat())
+}
+pub fn set(items: &[Vec<u8>]) -> Vec<u8> {
+    tlv(&[0x31], &items.concat())
+}
+pub fn int(v: u64) -> Vec<u8> {
+    let mut bytes: Vec<u8> = v.to_be_bytes().to_vec();
+    while bytes.len() > 1 && bytes[0] == 0 && bytes[1] & 0x80 == 0 {
+        bytes.remove(0);
+    }
+    if bytes[0] & 0x80 != 0 {
+        bytes.insert(0, 0);
+    }
+    tlv(&[0x02], &bytes)
+}
+pub fn enumerated(v: u8) -> Vec<u8> {
+    tlv(&[0x0a], &[v])
+}
+pub fn octets(v: &[u8]) -> Vec<u8> {
+    tlv(&[0x04], v)
+}
+pub fn null() -> Vec<u8> {
+    vec![0x05, 0x00]
+}
+pub fn boolean(v: bool) -> Vec<u8> {
+    vec![0x01, 0x01, if v { 0xff } else { 0x00 }]
+}
+/// `[n] EXPLICIT` around `inner`.
+pub fn ctx(n: u32, inner: &[u8]) -> Vec<u8> {
+    if n < 31 {
+        return tlv(&[0xa0 | n as u8], inner);
+    }
+    let mut tag = vec![0xbf];
+    let mut groups = Vec::new();
+    let mut v = n;
+    while v > 0 {
+        groups.push((v & 0x7f) as u8);
+        v >>= 7;
+    }
+    for (i, g) in groups.iter().rev().enumerate() {
+        tag.push(if i + 1 < groups.len() { g | 0x80 } else { *g });
+    }
+    tlv(&tag, inner)
+}
+
+/// The knobs of a synthetic KeyDescription; `Kd::good(challenge)` passes the
+/// test policy.
+#[derive(Clone)]
+pub struct Kd {
+    pub attestation_level: u8,
+    pub key_mint_level: u8,
+    pub challenge: Vec<u8>,
+    pub purpose: Vec<u64>,
+    pub algorithm: Option<u64>,
+    pub key_size: Option<u64>,
+    pub ec_curve: Option<u64>,
+    pub no_auth_required: bool,
+    pub user_auth_type: Option<u64>,
+    pub auth_timeout: Option<u64>,
+    pub all_applications: bool,
+    pub origin: Option<u64>,
+    /// (deviceLocked, verifiedBootState)
+    pub root_of_trust: Option<(bool, u8)>,
+    pub os_patch_level: Option<u64>,
+    /// (package, signing digest) in softwareEnforced
+    pub app: Option<(String, [u8; 32])>,
+    /// Raw extra hardwareEnforced entries (e.g. unknown tags).
+    pub extra_hw: Vec<Vec<u8>>,
+}
+
+impl Kd {
+    pub fn good(challenge: &[u8]) -> Self {
+        Self {
+            attestation_level: 1,
+            key_mint_level: 1,
+            challenge: challenge.to_vec(),
+            purpose: vec![2],
+            algorithm: Some(3),
+            key_size: Some(256),
+            ec_curve: Some(1),
+            no_auth_required: false,
+            user_auth_type: Some(2),
+            auth_timeout: None,
+            all_applications: false,
+            origin: Some(0),
+            root_of_trust: Some((true, 0)),
+            os_patch_level: Some(202406),
+            app: Some((PACKAGE.into(), APP_DIGEST)),
+            extra_hw: Vec::new(),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut hw = Vec::new();
+        if !self.purpose.is_empty() {
+            hw.push(ctx(
+                1,
+                &set(&self.purpose.iter().map(|p| int(*p)).collect::<Vec<_>>()),
+            ));
+        }
+        if let Some(a) = self.algorithm {
+            hw.push(ctx(2, &int(a)));
+        }
+        if let Some(k) = self.key_size {
+            hw.push(ctx(3, &int(k)));
+        }
+        hw.push(ctx(5, &set(&[int(4)])));
+        if let Some(c) = self.ec_curve {
+            hw.push(ctx(10, &int(c)));
+        }
+        if self.no_auth_required {
+            hw.push(ctx(503, &null()));
+        }
+        if let Some(t) = self.user_auth_type {
+            hw.push(ctx(504, &int(t)));
+        }
+        if let Some(t) = self.auth_timeout {
+            hw.push(ctx(505, &int(t)));
+        }
+        if self.all_applications {
+            hw.push(ctx(600, &null()));
+        }
+        if let Some(o) = self.origin {
+            hw.push(ctx(702, &int(o)));
+        }
+        if let Some((locked, state)) = self.root_of_trust {
+            hw.push(ctx(
+                704,
+                &seq(&[
+                    octets(&[7; 32]),
+                    boolean(locked),
+                    enumerated(state),
+                    octets(&[9; 32]),
+                ]),
+            ));
+        }
+        hw.push(ctx(705, &int(140000)));
+        if let Some(p) = self.os_patch_level {
+            hw.push(ctx(706, &int(p)));
+        }
+        hw.extend(self.extra_hw.iter().cloned());
+        let mut sw = vec![ctx(701, &int(1_735_000_000_000))];
+        if let Some((package, digest)) = &self.app {
+            let app_id = seq(&[
+                set(&[seq(&[octets(package.as_bytes()), int(7)])]),
+                set(&[octets(digest)]),
+            ]);
+            sw.push(ctx(709, &octets(&app_id)));
+        }
+        seq(&[
+            int(300),
+            enumerated(self.attestation_level),
+            int(300),
+            enumerated(self.key_mint_level),
+            octets(&self.challenge),
+            octets(&[]),
+            seq(&sw),
+            seq(&hw),
+        ])
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PKI
+
+/// How to build the PKI (root and intermediate).
+#[derive(Clone)]
+pub struct PkiSpec {
+    pub intermediate_is_ca: bool,
+    /// Year the intermediate expires.
+    pub intermediate_until: i32,
+    pub intermediate_serial: Vec<u8>,
+    /// A P-384 root (else P-256).
+    pub p384_root: bool,
+}
+
+impl Default for PkiSpec {
+    fn default() -> Self {
+        Self {
+            intermediate_is_ca: true,
+            intermediate_until: 2030,
+            intermediate_serial: vec![0x0a, 0x1b, 0x2c, 0x3d],
+            p384_root: false,
+        }
+    }
+}
+
+/// A root and an intermediate that issue attestation leaves.
+pub struct Pki {
+    root_key: KeyPair,
+    root_params: CertificateParams,
+    root_cert: Vec<u8>,
+    inter_key: KeyPair,
+    inter_params: CertificateParams,
+    inter_cert: Vec<u8>,
+}
+
+pub struct Attested {
+    /// DER, leaf first: leaf, intermediate, root.
+    pub chain: Vec<Vec<u8>>,
+    /// PKCS#8 of the leaf (attested) key.
+    pub leaf_pkcs8: Vec<u8>,
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+fn ca(cn: &str, serial: &[u8], until: i32, is_ca: bool) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = dn(cn);
+    p.serial_number = Some(SerialNumber::from_slice(serial));
+    p.not_before = date_time_ymd(2020, 1, 1);
+    p.not_after = date_time_ymd(until, 1, 1);
+    if is_ca {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    } else {
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    }
+    p
+}
+
+impl Pki {
+    pub fn new(spec: &PkiSpec) -> Self {
+        let root_key = if spec.p384_root {
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap()
+        } else {
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
+        };
+        let root_params = ca("Synthetic Attestation Root", &[0x01], 2040, true);
+        let root_cert = root_params.self_signed(&root_key).unwrap().der().to_vec();
+        let inter_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let inter_params = ca(
+            "Synthetic TEE Intermediate",
+            &spec.intermediate_serial,
+            spec.intermediate_until,
+            spec.intermediate_is_ca,
+        );
+        let inter_cert = inter_params
+            .signed_by(&inter_key, &Issuer::from_params(&root_params, &root_key))
+            .unwrap()
+            .der()
+            .to_vec();
+        Self {
+            root_key,
+            root_params,
+            root_cert,
+            inter_key,
+            inter_params,
+            inter_cert,
+        }
+    }
+
+    pub fn root(&self) -> TrustAnchor {
+        TrustAnchor {
+            name: "synthetic root".into(),
+            spki_der: self.root_key.subject_public_key_info(),
+        }
+    }
+
+    pub fn intermediate_der(&self) -> &[u8] {
+        &self.inter_cert
+    }
+
+    /// A leaf carrying `key_description` (raw extension value; `None`: no
+    /// extension) and the chain leaf, intermediate, root.
+    pub fn issue(&self, key_description: Option<Vec<u8>>, corrupt_signature: bool) -> Attested {
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name = dn("Android Keystore Key");
+        leaf.serial_number = Some(SerialNumber::from_slice(&[0x01]));
+        leaf.not_before = date_time_ymd(1970, 1, 1);
+        leaf.not_after = date_time_ymd(2100, 1, 1);
+        if let Some(kd) = key_description {
+            leaf.custom_extensions
+                .push(CustomExtension::from_oid_content(KEY_DESCRIPTION_OID, kd));
+        }
+        let issuer = Issuer::from_params(&self.inter_params, &self.inter_key);
+        let mut leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap().der().to_vec();
+        if corrupt_signature {
+            let n = leaf_cert.len();
+            leaf_cert[n - 1] ^= 0x01;
+        }
+        Attested {
+            chain: vec![leaf_cert, self.inter_cert.clone(), self.root_cert.clone()],
+            leaf_pkcs8: leaf_key.serialize_der(),
+        }
+    }
+}
+
+/// A certificate's serial in status-list form.
+pub fn serial_hex(der: &[u8]) -> String {
+    biopay::x509::serial_hex(der).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// A platform keystore signer backed by ring.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Form {
+    /// What Android's `Signature` returns.
+    Der,
+    /// COSE's r || s.
+    Fixed,
+}
+
+pub struct RingKeystore {
+    pub pkcs8: Vec<u8>,
+    pub chain: Vec<Vec<u8>>,
+    pub form: Form,
+}
+
+impl RingKeystore {
+    pub fn public_key(&self) -> Vec<u8> {
+        let alg = &ECDSA_P256_SHA256_ASN1_SIGNING;
+        EcdsaKeyPair::from_pkcs8(alg, &self.pkcs8, &SystemRandom::new())
+            .unwrap()
+            .public_key()
+            .as_ref()
+            .to_vec()
+    }
+}
+
+impl PlatformKeystoreSigner for RingKeystore {
+    fn attestation_chain(&self) -> Result<Vec<Vec<u8>>, biopay::DeviceError> {
+        Ok(self.chain.clone())
+    }
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, biopay::DeviceError> {
+        let alg = match self.form {
+            Form::Der => &ECDSA_P256_SHA256_ASN1_SIGNING,
+            Form::Fixed => &ECDSA_P256_SHA256_FIXED_SIGNING,
+        };
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(alg, &self.pkcs8, &rng).unwrap();
+        Ok(key.sign(&rng, data).unwrap().as_ref().to_vec())
+    }
+}
