@@ -31,7 +31,7 @@ fi
 cargo build --locked -p biopay-bindings
 lib=target/debug/libbiopay_bindings.so
 for lang in kotlin python swift; do
-  rm -rf "$out/$lang"
+  rm -rf "${out:?}/$lang"
   cargo run --quiet --locked -p uniffi-bindgen -- generate --library "$lib" --no-format --language "$lang" --out-dir "$out/$lang" >/dev/null
 done
 cp "$lib" "$out/python/"
@@ -49,9 +49,16 @@ java -Djna.library.path=target/debug \
 echo "==> Python: unittest"
 PYTHONPATH="$out/python" python3 bindings/tests/python/test_biopay.py
 
+# --- Packaging scripts (their toolchains are not here: lint what we can) ----
+echo "==> packaging scripts: shellcheck (the Android NDK, Gradle and Xcode builds are NOT RUN here)"
+if ! command -v shellcheck >/dev/null; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq shellcheck >/dev/null
+fi
+shellcheck bindings/android/build-aar.sh bindings/ios/build-xcframework.sh scripts/test-bindings.sh
+
 # --- Swift ------------------------------------------------------------------
 echo "==> Swift: syntax check of the generated bindings and the XCTest suite (tree-sitter-swift)"
-python3 scripts/swift_syntax_check.py "$out/swift/Biopay.swift" bindings/tests/swift/BiopayTests.swift
+python3 scripts/swift_syntax_check.py "$out/swift/Biopay.swift" bindings/tests/swift/BiopayTests.swift bindings/ios/Package.swift
 if command -v swift >/dev/null; then
   echo "Swift toolchain found: see bindings/swift/README.md to run the XCTest suite"
 else

@@ -11,11 +11,13 @@
 //!   tests can run the full link without hardware.
 //! - [`PaymentVerifier`]: the relying party's verifier for JVM and Python back ends.
 
+mod bench;
 mod client;
 mod errors;
 mod types;
 mod verifier;
 
+pub use bench::{native_flow_timings, FlowTimings};
 pub use client::{BiopayClient, SimulatedTee, SimulatedVendor};
 pub use errors::{BiopayError, VerificationError};
 pub use types::{
