@@ -1,0 +1,941 @@
+//! The HTTP/JSON API (axum). Binary fields are base64url without padding.
+//! Every error is `{"error": {"code", "step", "reason"}}`: for a rejected
+//! statement `code` is the verification step of docs/PROTOCOL.md §6 (e.g.
+//! `"P12"`) and `step` its name (`"transaction-hash"`); other errors carry an
+//! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, ...) and a
+//! null step.
+
+use crate::{
+    audit::AuditRecord,
+    client::{b64, unb64},
+    config::{
+        modality_name, model_status_name, parse_modality, parse_model_status, parse_security_level,
+        Scope,
+    },
+    limiter::Subject,
+    store::ServerStore,
+    AppState,
+};
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, MatchedPath, Path, Query, Request, State},
+    http::{header, HeaderMap, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Json,
+};
+use biopay_core::{
+    cose, crypto, messages::Message, render_transaction, store::CredentialRecord, CredentialId,
+    CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion, Reason,
+    Rejection, SecurityLevel, Store, Transaction,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::{sync::Arc, time::Instant};
+use utoipa::{OpenApi, ToSchema};
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// The error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A verification step code (`"P12"`) or an upper-case error code (`"BAD_REQUEST"`).
+    pub code: String,
+    /// The step's stable name (`"transaction-hash"`), null for non-verification errors.
+    pub step: Option<String>,
+    /// Human-readable explanation.
+    pub reason: String,
+}
+
+/// An API error: status and body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    step: Option<&'static str>,
+    reason: String,
+}
+
+impl ApiError {
+    /// A non-verification error.
+    pub fn new(status: StatusCode, code: &str, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            step: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", reason)
+    }
+
+    fn unavailable(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", reason)
+    }
+}
+
+impl From<&Rejection> for ApiError {
+    fn from(r: &Rejection) -> Self {
+        let status = match &r.reason {
+            Reason::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::ChallengeAlreadyUsed
+            | Reason::ConcurrentUpdate
+            | Reason::CounterSuperseded { .. }
+            | Reason::DuplicateCredential => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self {
+            status,
+            code: r.step.code().to_owned(),
+            step: Some(r.step.name()),
+            reason: r.reason.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                step: self.step.map(str::to_owned),
+                reason: self.reason,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "BODY_TOO_LARGE"
+        } else {
+            "BAD_REQUEST"
+        };
+        ApiError::new(status, code, e.body_text())
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+fn bytes_field(name: &str, s: &str) -> Result<Vec<u8>, ApiError> {
+    unb64(s).map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
+}
+
+fn credential_id(s: &str) -> Result<CredentialId, ApiError> {
+    CredentialId::new(bytes_field("credential id", s)?)
+        .map_err(|e| ApiError::bad_request(format!("credential id: {e}")))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::unavailable("worker failed"))
+}
+
+// ---------------------------------------------------------------------------
+// Authentication and request metrics
+
+/// Checks the bearer key against the configured keys of `scope`: SHA-256 of
+/// the presented key compared in constant time with every stored hash.
+fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "missing bearer API key",
+            )
+        })?;
+    let hash = crypto::sha256(presented.as_bytes());
+    let mut in_scope = false;
+    let mut other_scope = false;
+    for (key_hash, key_scope) in &state.api_keys {
+        let eq = crypto::ct_eq(key_hash, &hash);
+        in_scope |= eq && *key_scope == scope;
+        other_scope |= eq && *key_scope != scope;
+    }
+    if in_scope {
+        Ok(())
+    } else if other_scope {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "API key lacks this scope",
+        ))
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "unknown API key",
+        ))
+    }
+}
+
+/// Middleware: the relying-party scope.
+pub async fn require_rp(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    match authorize(&state, req.headers(), Scope::Rp) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Middleware: the admin scope.
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match authorize(&state, req.headers(), Scope::Admin) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Middleware: counts requests by matched route and status.
+pub async fn count_requests(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let resp = next.run(req).await;
+    state.metrics.request(&route, resp.status().as_u16());
+    resp
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+}
+
+// ---------------------------------------------------------------------------
+// Bodies
+
+/// Request: a registration challenge.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationChallengeRequest {
+    /// The account handle (base64url, 1..=64 bytes, opaque, never PII).
+    pub account: String,
+    /// Accepted modalities: `fingerprint`, `face`.
+    pub modalities: Vec<String>,
+    /// Weakest accepted key storage: `software`, `tee` (default), `strong_box`.
+    #[serde(default)]
+    pub required_assurance: Option<String>,
+}
+
+/// A challenge to send to the device.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeResponse {
+    /// The encoded challenge message (deterministic CBOR, base64url).
+    pub challenge: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// For a payment: the text the device's trusted UI will show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_text: Option<String>,
+}
+
+/// Request: a key attestation to verify.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationRequest {
+    /// The KeyAttestation COSE_Sign1 (base64url).
+    pub attestation: String,
+}
+
+/// A credential as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialView {
+    /// Credential id (base64url).
+    pub credential_id: String,
+    /// Account handle (base64url).
+    pub account: String,
+    /// Device model.
+    pub device_model: String,
+    /// Bound modalities.
+    pub modalities: Vec<String>,
+    /// `software`, `tee`, `strong_box`.
+    pub security_level: String,
+    /// `tee_attested` or `platform_keystore`.
+    pub kind: String,
+    /// Last accepted signature counter.
+    pub counter: u64,
+    /// `active`, `suspended`, `suspected_clone`, `enrollment_changed`, `deregistered`.
+    pub status: String,
+    /// Registration time, Unix seconds.
+    pub registered_at: u64,
+}
+
+fn level_name(l: SecurityLevel) -> &'static str {
+    match l {
+        SecurityLevel::Software => "software",
+        SecurityLevel::Tee => "tee",
+        SecurityLevel::StrongBox => "strong_box",
+    }
+}
+
+impl From<&CredentialRecord> for CredentialView {
+    fn from(c: &CredentialRecord) -> Self {
+        Self {
+            credential_id: b64(c.credential_id.as_bytes()),
+            account: b64(&c.account_handle),
+            device_model: c.device_model.clone(),
+            modalities: c
+                .modalities
+                .iter()
+                .map(|m| modality_name(*m).to_owned())
+                .collect(),
+            security_level: level_name(c.security_level).to_owned(),
+            kind: c.kind.as_str().to_owned(),
+            counter: c.counter,
+            status: c.status.as_str().to_owned(),
+            registered_at: c.registered_at,
+        }
+    }
+}
+
+/// The transaction to approve.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionBody {
+    /// Amount in minor units (8800 = 88.00 CNY).
+    pub amount_minor: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Payee id.
+    pub payee_id: String,
+    /// Payee display name.
+    pub payee_name: String,
+    /// Order id.
+    pub order_id: String,
+    /// Optional memo shown on the trusted UI.
+    #[serde(default)]
+    pub memo: Option<String>,
+}
+
+impl From<TransactionBody> for Transaction {
+    fn from(t: TransactionBody) -> Self {
+        Transaction {
+            amount_minor: t.amount_minor,
+            currency: t.currency,
+            payee_id: t.payee_id,
+            payee_name: t.payee_name,
+            order_id: t.order_id,
+            memo: t.memo,
+        }
+    }
+}
+
+impl From<&Transaction> for TransactionBody {
+    fn from(t: &Transaction) -> Self {
+        Self {
+            amount_minor: t.amount_minor,
+            currency: t.currency.clone(),
+            payee_id: t.payee_id.clone(),
+            payee_name: t.payee_name.clone(),
+            order_id: t.order_id.clone(),
+            memo: t.memo.clone(),
+        }
+    }
+}
+
+/// Request: a payment challenge.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentChallengeRequest {
+    /// The credential that must sign (base64url).
+    pub credential_id: String,
+    /// The transaction.
+    pub transaction: TransactionBody,
+}
+
+/// Request: a payment assertion to verify.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPaymentRequest {
+    /// The PaymentAssertion COSE_Sign1 (base64url).
+    pub assertion: String,
+}
+
+/// An accepted payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentAccepted {
+    /// Always `accepted`.
+    pub status: String,
+    /// The credential (base64url).
+    pub credential_id: String,
+    /// The account (base64url).
+    pub account: String,
+    /// The approved transaction, as issued with the challenge.
+    pub transaction: TransactionBody,
+    /// `fingerprint` or `face`.
+    pub modality: String,
+    /// The new signature counter.
+    pub counter: u64,
+    /// SHA-256 of the statement (hex), as in the audit log.
+    pub statement_hash: String,
+}
+
+/// Request: a deregistration statement.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeregisterRequest {
+    /// The Deregistration COSE_Sign1 (base64url).
+    pub statement: String,
+}
+
+/// A credential's new status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusResponse {
+    /// The credential (base64url) or model id.
+    pub id: String,
+    /// Its status now.
+    pub status: String,
+}
+
+/// Request: set a device model's status.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelStatusRequest {
+    /// `active`, `revoked`, `compromised`.
+    pub status: String,
+}
+
+/// Query: list an account's credentials.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AccountQuery {
+    /// The account handle (base64url).
+    pub account: String,
+}
+
+/// The health check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// Audit log entries so far.
+    pub audit_entries: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Decisions: audit, metrics, rate limiting
+
+/// The credential a signed statement names, read without verifying it (for
+/// rate limiting and the audit record of a rejection only).
+fn peek<M: Message>(
+    statement: &[u8],
+    x5chain: bool,
+    id: impl Fn(&M) -> &CredentialId,
+) -> Option<CredentialId> {
+    let s = cose::parse_sign1(statement, x5chain).ok()?;
+    M::from_cbor(&s.payload).ok().map(|m| id(&m).clone())
+}
+
+impl AppState {
+    fn record_rejection(
+        &self,
+        kind: &str,
+        credential: Option<&CredentialId>,
+        statement: &[u8],
+        r: &Rejection,
+    ) {
+        self.metrics.decision(kind, "rejected", r.step.code());
+        let record = AuditRecord {
+            at: crate::now(),
+            kind: kind.to_owned(),
+            outcome: "rejected".to_owned(),
+            step: r.step.code().to_owned(),
+            credential: credential.map(CredentialId::to_hex).unwrap_or_default(),
+            statement_hash: hex::encode(crypto::sha256(statement)),
+            reason: r.reason.to_string(),
+        };
+        if let Err(e) = self.store().append_audit(&record) {
+            tracing::error!(error = %e, "audit append failed");
+        }
+        tracing::info!(
+            kind,
+            step = r.step.code(),
+            credential = record.credential,
+            reason = record.reason,
+            "rejected"
+        );
+    }
+
+    fn account_of(&self, id: &CredentialId) -> Option<Vec<u8>> {
+        self.store()
+            .credential(id)
+            .ok()
+            .flatten()
+            .map(|c| c.account_handle)
+    }
+
+    /// Refuses statements for a locked credential or account.
+    fn check_limits(&self, id: &CredentialId) -> Result<(), ApiError> {
+        let locked = self
+            .limiter
+            .is_locked(&Subject::Credential(id.as_bytes().to_vec()))
+            || (self.limiter.tracks_accounts()
+                && self
+                    .account_of(id)
+                    .is_some_and(|a| self.limiter.is_locked(&Subject::Account(a))));
+        if locked {
+            self.metrics.decision("any", "refused", "RATE_LIMITED");
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many failed verifications for this credential or account; try later",
+            ));
+        }
+        Ok(())
+    }
+
+    fn count_failure(&self, id: &CredentialId) {
+        self.limiter
+            .fail(Subject::Credential(id.as_bytes().to_vec()));
+        if let Some(a) = self.account_of(id) {
+            self.limiter.fail(Subject::Account(a));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+
+/// Issues a registration challenge.
+#[utoipa::path(post, path = "/v1/registrations/challenge", tag = "registration",
+    request_body = RegistrationChallengeRequest,
+    responses((status = 200, body = ChallengeResponse), (status = 400, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn registration_challenge(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ChallengeResponse>, ApiError> {
+    let req: RegistrationChallengeRequest = parse_json(body)?;
+    let account = bytes_field("account", &req.account)?;
+    let modalities = req
+        .modalities
+        .iter()
+        .map(|m| {
+            parse_modality(m)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown modality {m:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if modalities.is_empty() {
+        return Err(ApiError::bad_request("modalities must not be empty"));
+    }
+    let level = match req.required_assurance.as_deref() {
+        None => SecurityLevel::Tee,
+        Some(s) => parse_security_level(s)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown security level {s:?}")))?,
+    };
+    let c = blocking(move || {
+        state
+            .verifier
+            .registration_challenge(&account, &modalities, level)
+    })
+    .await?
+    .map_err(issue_error)?;
+    Ok(Json(ChallengeResponse {
+        challenge: b64(&c.to_cbor()),
+        expires_at: c.expires_at,
+        display_text: None,
+    }))
+}
+
+fn issue_error(e: IssueError) -> ApiError {
+    match e {
+        IssueError::Invalid(e) => ApiError::bad_request(e.to_string()),
+        IssueError::CredentialNotUsable => ApiError::new(
+            StatusCode::CONFLICT,
+            "CREDENTIAL_NOT_USABLE",
+            "credential unknown or not active",
+        ),
+        IssueError::PolicyUnsatisfiable => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POLICY_UNSATISFIABLE",
+            "the credential cannot satisfy the policy for this amount",
+        ),
+        other => ApiError::unavailable(other.to_string()),
+    }
+}
+
+/// Verifies a key attestation and registers the credential (R1–R16).
+#[utoipa::path(post, path = "/v1/registrations", tag = "registration",
+    request_body = RegistrationRequest,
+    responses((status = 200, body = CredentialView),
+        (status = 409, description = "challenge used or credential exists", body = ErrorBody),
+        (status = 422, description = "rejected at a verification step", body = ErrorBody),
+        (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CredentialView>, ApiError> {
+    let req: RegistrationRequest = parse_json(body)?;
+    let statement = bytes_field("attestation", &req.attestation)?;
+    let started = Instant::now();
+    let st = state.clone();
+    let out = blocking(move || {
+        let peeked = peek(&statement, true, |a: &KeyAttestation| &a.credential_id);
+        match st.verifier.verify_registration(&statement) {
+            Ok(r) => {
+                st.metrics.decision("registration", "accepted", "R16");
+                tracing::info!(credential = r.record.credential_id.to_hex(), "registered");
+                Ok(CredentialView::from(&r.record))
+            }
+            Err(r) => {
+                st.record_rejection("registration", peeked.as_ref(), &statement, &r);
+                Err(ApiError::from(&r))
+            }
+        }
+    })
+    .await?;
+    state.metrics.verify_latency(started.elapsed());
+    out.map(Json)
+}
+
+/// Lists an account's credentials.
+#[utoipa::path(get, path = "/v1/credentials", tag = "credentials", params(AccountQuery),
+    responses((status = 200, body = [CredentialView]), (status = 400, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_credentials(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<AccountQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CredentialView>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let account = bytes_field("account", &q.account)?;
+    let st = state.clone();
+    let list = blocking(move || {
+        let rp = st.verifier.rp_id().to_owned();
+        st.store().credentials_for_account(&rp, &account)
+    })
+    .await?
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(list.iter().map(CredentialView::from).collect()))
+}
+
+/// Issues a payment challenge for a transaction.
+#[utoipa::path(post, path = "/v1/payments/challenge", tag = "payments",
+    request_body = PaymentChallengeRequest,
+    responses((status = 200, body = ChallengeResponse), (status = 400, body = ErrorBody),
+        (status = 409, description = "credential unknown or not active", body = ErrorBody),
+        (status = 422, description = "policy unsatisfiable", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn payment_challenge(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ChallengeResponse>, ApiError> {
+    let req: PaymentChallengeRequest = parse_json(body)?;
+    let id = credential_id(&req.credential_id)?;
+    let tx: Transaction = req.transaction.into();
+    let rp = state.verifier.rp_id().to_owned();
+    let c = blocking(move || state.verifier.payment_challenge(&id, tx))
+        .await?
+        .map_err(issue_error)?;
+    Ok(Json(ChallengeResponse {
+        challenge: b64(&c.to_cbor()),
+        expires_at: c.expires_at,
+        display_text: Some(render_transaction(&rp, &c.transaction)),
+    }))
+}
+
+/// Verifies a payment assertion (P1–P20); on acceptance the challenge is
+/// consumed, the counter advanced and the decision audited in one transaction.
+#[utoipa::path(post, path = "/v1/payments/verify", tag = "payments",
+    request_body = VerifyPaymentRequest,
+    responses((status = 200, body = PaymentAccepted),
+        (status = 409, description = "replayed or concurrently used challenge", body = ErrorBody),
+        (status = 422, description = "rejected at a verification step", body = ErrorBody),
+        (status = 429, description = "too many failures for the credential or account", body = ErrorBody),
+        (status = 503, description = "store unavailable; nothing was accepted", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn verify_payment(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PaymentAccepted>, ApiError> {
+    let req: VerifyPaymentRequest = parse_json(body)?;
+    let statement = bytes_field("assertion", &req.assertion)?;
+    let started = Instant::now();
+    let st = state.clone();
+    let out = blocking(move || {
+        let peeked = peek(&statement, false, |a: &PaymentAssertion| &a.credential_id);
+        if let Some(id) = &peeked {
+            st.check_limits(id)?;
+        }
+        match st.verifier.verify_payment(&statement) {
+            Ok(p) => {
+                st.metrics.decision("payment", "accepted", "P20");
+                st.limiter
+                    .clear(&Subject::Credential(p.credential_id.as_bytes().to_vec()));
+                tracing::info!(
+                    credential = p.credential_id.to_hex(),
+                    counter = p.counter,
+                    "payment accepted"
+                );
+                Ok(PaymentAccepted {
+                    status: "accepted".into(),
+                    credential_id: b64(p.credential_id.as_bytes()),
+                    account: b64(&p.account_handle),
+                    transaction: TransactionBody::from(&p.transaction),
+                    modality: modality_name(p.modality).into(),
+                    counter: p.counter,
+                    statement_hash: hex::encode(p.statement_hash),
+                })
+            }
+            Err(r) => {
+                st.record_rejection("payment", peeked.as_ref(), &statement, &r);
+                if let Some(id) = &peeked {
+                    st.count_failure(id);
+                }
+                Err(ApiError::from(&r))
+            }
+        }
+    })
+    .await?;
+    state.metrics.verify_latency(started.elapsed());
+    out.map(Json)
+}
+
+/// Verifies a signed deregistration (D1–D9) of credential `id`.
+#[utoipa::path(post, path = "/v1/credentials/{id}/deregister", tag = "credentials",
+    params(("id" = String, Path, description = "credential id, base64url")),
+    request_body = DeregisterRequest,
+    responses((status = 200, body = StatusResponse), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn deregister(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let id = credential_id(&id)?;
+    let req: DeregisterRequest = parse_json(body)?;
+    let statement = bytes_field("statement", &req.statement)?;
+    if let Some(named) = peek(&statement, false, |d: &Deregistration| &d.credential_id) {
+        if named != id {
+            return Err(ApiError::bad_request(
+                "the statement names another credential",
+            ));
+        }
+    }
+    let st = state.clone();
+    blocking(
+        move || match st.verifier.verify_deregistration(&statement) {
+            Ok(done) => {
+                st.metrics.decision("deregistration", "accepted", "D9");
+                Ok(Json(StatusResponse {
+                    id: b64(done.as_bytes()),
+                    status: CredentialStatus::Deregistered.as_str().into(),
+                }))
+            }
+            Err(r) => {
+                st.record_rejection("deregistration", Some(&id), &statement, &r);
+                st.count_failure(&id);
+                Err(ApiError::from(&r))
+            }
+        },
+    )
+    .await?
+}
+
+/// Admin: suspends a credential.
+#[utoipa::path(post, path = "/v1/admin/credentials/{id}/suspend", tag = "admin",
+    params(("id" = String, Path, description = "credential id, base64url")),
+    responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn suspend_credential(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let id = credential_id(&id)?;
+    let st = state.clone();
+    let shown = b64(id.as_bytes());
+    blocking(move || {
+        st.store()
+            .set_credential_status(&id, CredentialStatus::Suspended)
+            .map_err(|e| match e {
+                biopay_core::store::CommitError::UnknownCredential => {
+                    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "unknown credential")
+                }
+                biopay_core::store::CommitError::CredentialNotActive(s) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "CREDENTIAL_NOT_USABLE",
+                    format!("credential is {}", s.as_str()),
+                ),
+                other => ApiError::unavailable(other.to_string()),
+            })?;
+        let record = AuditRecord {
+            at: crate::now(),
+            kind: "admin".into(),
+            outcome: "suspended".into(),
+            step: "ADMIN".into(),
+            credential: id.to_hex(),
+            statement_hash: String::new(),
+            reason: "suspended by an operator".into(),
+        };
+        st.store()
+            .append_audit(&record)
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        tracing::info!(
+            credential = id.to_hex(),
+            "credential suspended by an operator"
+        );
+        Ok(Json(StatusResponse {
+            id: shown,
+            status: CredentialStatus::Suspended.as_str().into(),
+        }))
+    })
+    .await?
+}
+
+/// Admin: sets a device model's status (e.g. revokes it). Persisted; other
+/// server processes pick it up at their next refresh.
+#[utoipa::path(post, path = "/v1/admin/models/{model}/status", tag = "admin",
+    params(("model" = String, Path, description = "device model id")),
+    request_body = ModelStatusRequest,
+    responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn set_model_status(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let req: ModelStatusRequest = parse_json(body)?;
+    let status = parse_model_status(&req.status)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown model status {:?}", req.status)))?;
+    let st = state.clone();
+    blocking(move || {
+        if st.verifier.trust().model(&model).is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "unknown device model",
+            ));
+        }
+        st.store()
+            .set_model_status(&model, model_status_name(status))
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        st.verifier.set_model_status(&model, status);
+        let record = AuditRecord {
+            at: crate::now(),
+            kind: "admin".into(),
+            outcome: format!("model_{}", model_status_name(status)),
+            step: "ADMIN".into(),
+            credential: String::new(),
+            statement_hash: String::new(),
+            reason: format!("device model {model} set to {}", model_status_name(status)),
+        };
+        st.store()
+            .append_audit(&record)
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        tracing::info!(
+            model,
+            status = model_status_name(status),
+            "device model status set"
+        );
+        Ok(Json(StatusResponse {
+            id: model,
+            status: model_status_name(status).into(),
+        }))
+    })
+    .await?
+}
+
+/// Liveness and store reachability.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    let st = state.clone();
+    let (seq, _) = blocking(move || st.store().audit_head())
+        .await?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        backend: state.store().backend_name().into(),
+        audit_entries: seq,
+    }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.store().backend_name()),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
+    )
+}
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, what) in [("api_key", "relying-party"), ("admin_key", "admin")] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(format!("a {what} API key")))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The OpenAPI description of this API, generated from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "biopay-server", description = "Biometric payment verification service. Binary fields are base64url without padding; errors name the verification step of docs/PROTOCOL.md §6."),
+    paths(registration_challenge, register, list_credentials, payment_challenge, verify_payment,
+        deregister, suspend_credential, set_model_status, healthz, metrics, openapi_json),
+    components(schemas(ErrorBody, ErrorDetail, ChallengeResponse, CredentialView, TransactionBody,
+        PaymentAccepted, StatusResponse, Health)),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as pretty JSON (what docs/openapi.json holds).
+pub fn openapi_document() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}

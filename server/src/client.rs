@@ -1,0 +1,163 @@
+//! A small blocking HTTP client for the API, used by the tests, the load
+//! generator and the `demo-device` helper.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// base64url without padding.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url without padding.
+pub fn unb64(s: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|e| format!("base64url: {e}"))
+}
+
+/// A response: HTTP status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code (`body.error.code`), if any.
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+/// A client bound to one server and one API key.
+#[derive(Clone)]
+pub struct ApiClient {
+    agent: ureq::Agent,
+    base: String,
+    key: Option<String>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`) sending `key` as a bearer token.
+    pub fn new(base: &str, key: Option<&str>) -> Self {
+        Self {
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .max_idle_connections_per_host(64)
+                .build(),
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.map(str::to_owned),
+        }
+    }
+
+    /// The same server with another key.
+    pub fn with_key(&self, key: Option<&str>) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            key: key.map(str::to_owned),
+        }
+    }
+
+    /// Sends a request; transport failures are `Err`, any HTTP status is `Ok`.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+        let mut req = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
+        if let Some(k) = &self.key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let resp = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e.to_string()),
+        };
+        let status = resp.status();
+        let text = resp.into_string().map_err(|e| e.to_string())?;
+        Ok(Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        })
+    }
+
+    /// POST with a JSON body.
+    pub fn post(&self, path: &str, body: Value) -> Result<Reply, String> {
+        self.call("POST", path, Some(&body))
+    }
+
+    /// GET.
+    pub fn get(&self, path: &str) -> Result<Reply, String> {
+        self.call("GET", path, None)
+    }
+
+    /// A registration challenge (CBOR bytes) for `account`.
+    pub fn registration_challenge(&self, account: &[u8]) -> Result<Vec<u8>, String> {
+        let r = self.post(
+            "/v1/registrations/challenge",
+            json!({"account": b64(account), "modalities": ["fingerprint", "face"]}),
+        )?;
+        field_bytes(&r, "challenge")
+    }
+
+    /// Submits a key attestation.
+    pub fn register(&self, attestation: &[u8]) -> Result<Reply, String> {
+        self.post(
+            "/v1/registrations",
+            json!({"attestation": b64(attestation)}),
+        )
+    }
+
+    /// A payment challenge (CBOR bytes) for `credential` and a transaction.
+    pub fn payment_challenge(
+        &self,
+        credential: &[u8],
+        order: &str,
+        amount_minor: u64,
+    ) -> Result<Reply, String> {
+        self.post(
+            "/v1/payments/challenge",
+            json!({
+                "credential_id": b64(credential),
+                "transaction": {
+                    "amount_minor": amount_minor,
+                    "currency": "CNY",
+                    "payee_id": "merchant-0042",
+                    "payee_name": "Coffee Corner",
+                    "order_id": order,
+                }
+            }),
+        )
+    }
+
+    /// Submits a payment assertion.
+    pub fn verify_payment(&self, assertion: &[u8]) -> Result<Reply, String> {
+        self.post("/v1/payments/verify", json!({"assertion": b64(assertion)}))
+    }
+}
+
+/// The bytes of a base64url field of a successful reply.
+pub fn field_bytes(r: &Reply, field: &str) -> Result<Vec<u8>, String> {
+    if r.status != 200 {
+        return Err(format!("HTTP {}: {}", r.status, r.body));
+    }
+    let s = r.body[field]
+        .as_str()
+        .ok_or_else(|| format!("no {field} in {}", r.body))?;
+    unb64(s)
+}

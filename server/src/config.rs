@@ -1,0 +1,325 @@
+//! Server configuration: a TOML file, overridden by environment variables
+//! and command-line flags (see `biopay-server serve --help`).
+
+use crate::demo;
+use base64::Engine as _;
+use biopay_core::{
+    DeviceModel, Modality, ModelStatus, Policy, SecurityLevel, TrustAnchor, TrustConfig,
+};
+use serde::Deserialize;
+use std::{net::SocketAddr, path::PathBuf};
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address (loopback by default).
+    pub listen: SocketAddr,
+    /// Data directory: the SQLite database and the audit signing key.
+    pub data_dir: PathBuf,
+    /// `postgres://...`; when absent, SQLite in `data_dir/biopay.db`.
+    pub database_url: Option<String>,
+    /// PostgreSQL pool size.
+    pub pg_max_connections: u32,
+    /// The relying party id.
+    pub rp_id: String,
+    /// Device models and their root keys (TOML, see [`TrustFile`]).
+    pub trust_file: Option<PathBuf>,
+    /// DANGER: trust the fixed simulated vendor PKI of the demo (tests, demos only).
+    pub danger_demo_trust: bool,
+    /// DANGER: accept the well-known demo API keys (tests, demos only).
+    pub danger_demo_keys: bool,
+    /// Relying-party and admin API keys, stored as SHA-256 hashes.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Per-request timeout, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Failed verifications allowed per credential and per account in the window.
+    pub lock_after_failures: u32,
+    /// The failure-counting window, seconds.
+    pub failure_window_secs: u64,
+    /// Challenge lifetime, seconds.
+    pub challenge_ttl_secs: u64,
+    /// How often expired challenges are collected, seconds.
+    pub purge_interval_secs: u64,
+    /// How often the audit head is checkpointed (signed), seconds.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("biopay-data"),
+            database_url: None,
+            pg_max_connections: 16,
+            rp_id: "pay.example.com".into(),
+            trust_file: None,
+            danger_demo_trust: false,
+            danger_demo_keys: false,
+            api_keys: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            lock_after_failures: 5,
+            failure_window_secs: 300,
+            challenge_ttl_secs: 120,
+            purge_interval_secs: 30,
+            checkpoint_interval_secs: 10,
+        }
+    }
+}
+
+/// One API key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs (never the key).
+    pub name: String,
+    /// `rp` (the /v1 API) or `admin` (the /v1/admin API).
+    pub scope: Scope,
+    /// Hex SHA-256 of the key (`biopay-server hash-key` prints it).
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a key may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The relying party's /v1 API.
+    Rp,
+    /// Operator actions under /v1/admin.
+    Admin,
+}
+
+/// The trust file: device models and the root keys their attestation chains end at.
+///
+/// ```toml
+/// [[models]]
+/// id = "acme-phone-x1"
+/// modalities = ["fingerprint", "face"]
+/// security_level = "tee"          # software | tee | strong_box
+/// status = "active"               # active | revoked | compromised
+/// [[models.roots]]
+/// name = "Acme Devices Root CA"
+/// spki_der_base64url = "MFkwEwYH..."
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustFile {
+    /// The models.
+    pub models: Vec<TrustModel>,
+}
+
+/// One model in the trust file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustModel {
+    /// Model id (attestation leaf subject OU).
+    pub id: String,
+    /// `fingerprint`, `face`.
+    pub modalities: Vec<String>,
+    /// `software`, `tee`, `strong_box`.
+    pub security_level: String,
+    /// `active`, `revoked`, `compromised` (default active).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Root public keys.
+    pub roots: Vec<TrustRoot>,
+}
+
+/// A root public key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustRoot {
+    /// Display name.
+    pub name: String,
+    /// DER SubjectPublicKeyInfo, base64url without padding.
+    pub spki_der_base64url: String,
+}
+
+/// Parses a modality name.
+pub fn parse_modality(s: &str) -> Option<Modality> {
+    match s {
+        "fingerprint" => Some(Modality::Fingerprint),
+        "face" => Some(Modality::Face),
+        _ => None,
+    }
+}
+
+/// The name of a modality.
+pub fn modality_name(m: Modality) -> &'static str {
+    match m {
+        Modality::Fingerprint => "fingerprint",
+        Modality::Face => "face",
+    }
+}
+
+/// Parses a security level name.
+pub fn parse_security_level(s: &str) -> Option<SecurityLevel> {
+    match s {
+        "software" => Some(SecurityLevel::Software),
+        "tee" => Some(SecurityLevel::Tee),
+        "strong_box" => Some(SecurityLevel::StrongBox),
+        _ => None,
+    }
+}
+
+/// Parses a model status name.
+pub fn parse_model_status(s: &str) -> Option<ModelStatus> {
+    match s {
+        "active" => Some(ModelStatus::Active),
+        "revoked" => Some(ModelStatus::Revoked),
+        "compromised" => Some(ModelStatus::Compromised),
+        _ => None,
+    }
+}
+
+/// The name of a model status.
+pub fn model_status_name(s: ModelStatus) -> &'static str {
+    match s {
+        ModelStatus::Active => "active",
+        ModelStatus::Revoked => "revoked",
+        ModelStatus::Compromised => "compromised",
+    }
+}
+
+impl Config {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The verifier policy.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            challenge_ttl_secs: self.challenge_ttl_secs,
+            ..Policy::default()
+        }
+    }
+
+    /// The trust configuration: the trust file's models, plus the demo
+    /// vendor's model under `danger_demo_trust`.
+    pub fn trust(&self) -> Result<TrustConfig, String> {
+        let mut trust = TrustConfig::new();
+        if let Some(path) = &self.trust_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("read {}: {e}", path.display()))?;
+            let file: TrustFile =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            for m in file.models {
+                trust = trust.with_model(model_of(m)?);
+            }
+        }
+        if self.danger_demo_trust {
+            trust = trust.with_model(demo::danger_demo_model()?);
+        }
+        Ok(trust)
+    }
+}
+
+fn model_of(m: TrustModel) -> Result<DeviceModel, String> {
+    let mut modalities = m
+        .modalities
+        .iter()
+        .map(|s| parse_modality(s).ok_or_else(|| format!("model {}: unknown modality {s:?}", m.id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    modalities.sort();
+    modalities.dedup();
+    let security_level = parse_security_level(&m.security_level)
+        .ok_or_else(|| format!("model {}: unknown security level", m.id))?;
+    let status = match m.status.as_deref() {
+        None => ModelStatus::Active,
+        Some(s) => {
+            parse_model_status(s).ok_or_else(|| format!("model {}: unknown status", m.id))?
+        }
+    };
+    let trust_anchors = m
+        .roots
+        .iter()
+        .map(|r| {
+            let spki_der = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(r.spki_der_base64url.trim())
+                .map_err(|e| format!("model {}: root {}: {e}", m.id, r.name))?;
+            Ok(TrustAnchor {
+                name: r.name.clone(),
+                spki_der,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if trust_anchors.is_empty() {
+        return Err(format!("model {}: no roots", m.id));
+    }
+    Ok(DeviceModel {
+        id: m.id,
+        trust_anchors,
+        modalities,
+        security_level,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_with_keys_and_trust_file_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = demo::danger_demo_pki().unwrap();
+        let root = crate::client::b64(&pki.trust_anchor().spki_der);
+        let trust = dir.path().join("trust.toml");
+        std::fs::write(
+            &trust,
+            format!(
+                "[[models]]\nid = \"acme-x1\"\nmodalities = [\"face\", \"fingerprint\"]\n\
+                 security_level = \"strong_box\"\nstatus = \"revoked\"\n\
+                 [[models.roots]]\nname = \"Acme Root\"\nspki_der_base64url = \"{root}\"\n"
+            ),
+        )
+        .unwrap();
+        let cfg = dir.path().join("server.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:9000\"\nrp_id = \"shop.example\"\ntrust_file = {:?}\n\
+                 lock_after_failures = 2\n\
+                 [[api_keys]]\nname = \"shop\"\nscope = \"rp\"\nsha256 = \"{}\"\n",
+                trust.display().to_string(),
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
+        let c = Config::from_file(&cfg).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.lock_after_failures, 2);
+        assert_eq!(c.api_keys[0].scope, Scope::Rp);
+        assert!(
+            !format!("{:?}", c.api_keys[0]).contains("abab"),
+            "no key hash in Debug"
+        );
+        let t = c.trust().unwrap();
+        let m = t.model("acme-x1").unwrap();
+        assert_eq!(m.status, ModelStatus::Revoked);
+        assert_eq!(m.security_level, SecurityLevel::StrongBox);
+        assert_eq!(m.modalities, vec![Modality::Fingerprint, Modality::Face]);
+        assert_eq!(m.trust_anchors[0].spki_der, pki.trust_anchor().spki_der);
+        assert!(t.model(demo::DEMO_MODEL).is_none(), "demo trust is opt-in");
+
+        std::fs::write(&trust, "[[models]]\nid = \"x\"\nmodalities = [\"iris\"]\nsecurity_level = \"tee\"\nroots = []\n").unwrap();
+        assert!(c.trust().unwrap_err().contains("unknown modality"));
+        std::fs::write(&cfg, "listen = \"127.0.0.1:9000\"\nunknown_field = 1\n").unwrap();
+        assert!(Config::from_file(&cfg).is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! # biopay-server
+//!
+//! The payment verification service: an HTTP/JSON API (axum) around
+//! [`biopay_core::Verifier`], with durable [`biopay_core::Store`]s on SQLite
+//! (embedded default) and PostgreSQL (several processes, one database), a
+//! hash-chained audit log with signed checkpoints, API keys, failure rate
+//! limiting, Prometheus metrics and an OpenAPI document generated from the
+//! handlers.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), String> {
+//! let mut config = biopay_server::config::Config::default();
+//! config.danger_demo_trust = true; // trusts the published demo vendor PKI: tests only
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+//! biopay_server::run(config, listener, std::future::pending()).await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod limiter;
+pub mod load;
+pub mod metrics;
+pub mod store;
+
+use crate::{
+    audit::SigningKey,
+    config::{parse_model_status, Config, Scope},
+    limiter::FailureLimiter,
+    metrics::Metrics,
+    store::{AnyStore, ServerStore},
+};
+use axum::{
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use biopay_core::{SystemClock, SystemRandom, Verifier};
+use std::{future::Future, sync::Arc, time::Duration};
+use tower_http::timeout::TimeoutLayer;
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    biopay_core::Clock::now(&SystemClock)
+}
+
+/// The demo API keys accepted under `danger_demo_keys`.
+pub const DANGER_DEMO_RP_KEY: &str = "demo-rp-key";
+/// The demo admin key accepted under `danger_demo_keys`.
+pub const DANGER_DEMO_ADMIN_KEY: &str = "demo-admin-key";
+
+/// Shared server state.
+pub struct AppState {
+    /// The verifier over the configured store.
+    pub verifier: Verifier<AnyStore, SystemClock, SystemRandom>,
+    /// SHA-256 hashes of accepted API keys with their scopes.
+    pub api_keys: Vec<([u8; 32], Scope)>,
+    /// Failure rate limiting.
+    pub limiter: FailureLimiter,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The audit checkpoint key.
+    pub signing_key: SigningKey,
+}
+
+impl AppState {
+    /// The store.
+    pub fn store(&self) -> &AnyStore {
+        self.verifier.store()
+    }
+
+    /// Builds the state: opens the store (applying migrations), loads the
+    /// trust configuration, the persisted model statuses and the signing key.
+    /// Blocking.
+    pub fn build(config: &Config) -> Result<Self, String> {
+        let store = match &config.database_url {
+            Some(url) => AnyStore::Postgres(
+                store::postgres::PgStore::connect(url, config.pg_max_connections)
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => AnyStore::Sqlite(
+                store::sqlite::SqliteStore::open(&config.data_dir.join("biopay.db"))
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let mut api_keys = Vec::new();
+        for k in &config.api_keys {
+            let hash = audit::parse_hash(&k.sha256.to_ascii_lowercase())
+                .ok_or_else(|| format!("API key {}: sha256 must be 64 hex digits", k.name))?;
+            api_keys.push((hash, k.scope));
+        }
+        if config.danger_demo_keys {
+            let sha = |k: &str| biopay_core::crypto::sha256(k.as_bytes());
+            api_keys.push((sha(DANGER_DEMO_RP_KEY), Scope::Rp));
+            api_keys.push((sha(DANGER_DEMO_ADMIN_KEY), Scope::Admin));
+        }
+        let verifier = Verifier::new(
+            &config.rp_id,
+            config.trust()?,
+            config.policy(),
+            store,
+            SystemClock,
+            SystemRandom::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let state = Self {
+            verifier,
+            api_keys,
+            limiter: FailureLimiter::new(
+                config.lock_after_failures,
+                Duration::from_secs(config.failure_window_secs),
+            ),
+            metrics: Metrics::default(),
+            signing_key: SigningKey::load_or_create(&config.data_dir)?,
+        };
+        state.refresh_model_statuses();
+        Ok(state)
+    }
+
+    /// Applies the persisted device-model statuses (set by any process).
+    pub fn refresh_model_statuses(&self) {
+        match self.store().model_statuses() {
+            Ok(list) => {
+                for (model, status) in list {
+                    if let Some(s) = parse_model_status(&status) {
+                        self.verifier.set_model_status(&model, s);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading model statuses failed"),
+        }
+    }
+
+    /// Signs a checkpoint of the audit head when it moved since the last one.
+    pub fn checkpoint(&self) -> Result<(), String> {
+        let store = self.store();
+        let (seq, hash) = store.audit_head().map_err(|e| e.to_string())?;
+        let last = store
+            .checkpoints()
+            .map_err(|e| e.to_string())?
+            .last()
+            .map(|c| c.seq)
+            .unwrap_or(0);
+        if seq > last {
+            store
+                .insert_checkpoint(&self.signing_key.checkpoint(seq, &hash, now()))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The router with every endpoint, authentication, limits and timeouts.
+pub fn router(state: Arc<AppState>, config: &Config) -> Router {
+    let rp = Router::new()
+        .route(
+            "/v1/registrations/challenge",
+            post(api::registration_challenge),
+        )
+        .route("/v1/registrations", post(api::register))
+        .route("/v1/payments/challenge", post(api::payment_challenge))
+        .route("/v1/payments/verify", post(api::verify_payment))
+        .route("/v1/credentials/{id}/deregister", post(api::deregister))
+        .route("/v1/credentials", get(api::list_credentials))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            api::require_rp,
+        ));
+    let admin = Router::new()
+        .route(
+            "/v1/admin/credentials/{id}/suspend",
+            post(api::suspend_credential),
+        )
+        .route(
+            "/v1/admin/models/{model}/status",
+            post(api::set_model_status),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            api::require_admin,
+        ));
+    Router::new()
+        .merge(rp)
+        .merge(admin)
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(api::openapi_json))
+        .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            api::count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(config.request_timeout_ms),
+        ))
+        .with_state(state)
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then finishes
+/// in-flight requests, stops the background tasks and signs a final checkpoint.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let cfg = config.clone();
+    let state = Arc::new(
+        tokio::task::spawn_blocking(move || AppState::build(&cfg))
+            .await
+            .map_err(|e| e.to_string())??,
+    );
+    if state.api_keys.is_empty() {
+        tracing::warn!("no API keys configured: every /v1 request will be refused (401)");
+    }
+    let app = router(state.clone(), &config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let bg = tokio::spawn(background(state.clone(), config.clone(), stop_rx));
+    tracing::info!(
+        addr = %listener.local_addr().map_err(|e| e.to_string())?,
+        backend = state.store().backend_name(),
+        rp_id = state.verifier.rp_id(),
+        checkpoint_key = state.signing_key.public_key_hex(),
+        "biopay-server listening"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stop_tx.send(true);
+    let _ = bg.await;
+    // The last reference is dropped on a blocking thread: the synchronous
+    // PostgreSQL client owns a runtime that must not be dropped in async context.
+    match tokio::task::spawn_blocking(move || {
+        let r = state.checkpoint();
+        drop(state);
+        r
+    })
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "final checkpoint failed"),
+        Err(e) => tracing::warn!(error = %e, "final checkpoint failed"),
+    }
+    tracing::info!("biopay-server stopped");
+    Ok(())
+}
+
+async fn background(
+    state: Arc<AppState>,
+    config: Config,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs.max(1)));
+    let mut checkpoint =
+        tokio::time::interval(Duration::from_secs(config.checkpoint_interval_secs.max(1)));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = purge.tick() => {
+                let st = state.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    st.refresh_model_statuses();
+                    st.verifier.purge_expired_challenges()
+                }).await;
+                match r {
+                    Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired challenges collected"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "purging challenges failed"),
+                    Err(e) => tracing::warn!(error = %e, "purge task failed"),
+                }
+            }
+            _ = checkpoint.tick() => {
+                let st = state.clone();
+                match tokio::task::spawn_blocking(move || st.checkpoint()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                    Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Reads the whole audit log of `store` and verifies it against `trusted_keys`.
+pub fn verify_audit(
+    store: &dyn ServerStore,
+    trusted_keys: &[String],
+) -> Result<Result<audit::ChainReport, audit::ChainProblem>, String> {
+    // Checkpoints first: on a live server, any checkpoint read now covers
+    // only entries that the reads below will see.
+    let checkpoints = store.checkpoints().map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_entries(after, 10_000)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        entries.extend(page);
+    }
+    Ok(audit::verify_chain(&entries, &checkpoints, trusted_keys))
+}

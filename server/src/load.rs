@@ -1,0 +1,215 @@
+//! The load generator: N concurrent clients, each a [`FastDevice`] that
+//! registers once and then pays in a loop over loopback HTTP, bounded by time
+//! and by count. Reports payments/s and latency percentiles, and, in the same
+//! run on the same cores, raw ring ECDSA-P256 verifications/s for the ratio.
+
+use crate::{
+    client::{field_bytes, ApiClient},
+    demo::FastDevice,
+};
+use ring::{
+    rand::SystemRandom,
+    signature::{
+        EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED,
+        ECDSA_P256_SHA256_FIXED_SIGNING,
+    },
+};
+use serde::Serialize;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Server base URL.
+    pub url: String,
+    /// Relying-party API key.
+    pub key: String,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Time bound for the payment phase.
+    pub duration: Duration,
+    /// Count bound: stop after this many accepted payments in total.
+    pub max_payments: u64,
+    /// Seconds to measure raw ECDSA verification (0 skips it).
+    pub ecdsa_secs: f64,
+}
+
+/// What was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Clients.
+    pub clients: usize,
+    /// Accepted payments.
+    pub accepted: u64,
+    /// Failed or rejected payments.
+    pub failed: u64,
+    /// Payment phase wall time, seconds.
+    pub seconds: f64,
+    /// Accepted payments per second (challenge + verify round trips).
+    pub payments_per_sec: f64,
+    /// Median latency of one payment (challenge + sign + verify), ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Raw ECDSA-P256 verifications per second on all cores (0 when skipped).
+    pub ecdsa_verifications_per_sec: f64,
+    /// payments_per_sec / ecdsa_verifications_per_sec.
+    pub ratio: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let last = sorted.len() - 1;
+    // Rounded index into a non-empty slice; float-to-int conversion saturates.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let idx = ((last as f64) * p).round() as usize;
+    sorted
+        .get(idx.min(last))
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Raw ring ECDSA-P256 verifications per second with `threads` threads for `secs`.
+pub fn ecdsa_verifications_per_sec(threads: usize, secs: f64) -> Result<f64, String> {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| "keygen".to_owned())?;
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|_| "key".to_owned())?;
+    let msg = [42u8; 200];
+    let sig = key.sign(&rng, &msg).map_err(|_| "sign".to_owned())?;
+    let public = key.public_key().as_ref().to_vec();
+    let sig = sig.as_ref().to_vec();
+    let total = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            let total = total.clone();
+            let (public, sig) = (&public, &sig);
+            s.spawn(move || {
+                let pk = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    for _ in 0..64 {
+                        if pk.verify(&msg, sig).is_ok() {
+                            n += 1;
+                        }
+                    }
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+    });
+    #[allow(clippy::cast_precision_loss)]
+    Ok(total.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Runs the load and reports.
+pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let api = ApiClient::new(&cfg.url, Some(&cfg.key));
+    // Register every client's device first (not timed).
+    let rp = rp_id(&api)?;
+    let mut devices = Vec::new();
+    for i in 0..cfg.clients.max(1) {
+        let mut d = FastDevice::new(&dir.path().join(format!("d{i}")), &rp)?;
+        let c = api.registration_challenge(format!("load-account-{i}").as_bytes())?;
+        let att = d.register(&c)?;
+        let r = api.register(&att)?;
+        if r.status != 200 {
+            return Err(format!("registration failed: HTTP {} {}", r.status, r.body));
+        }
+        devices.push(d);
+    }
+    let accepted = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + cfg.duration;
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = std::thread::scope(|s| {
+        let handles: Vec<_> = devices
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut d)| {
+                let api = api.clone();
+                let (accepted, failed) = (accepted.clone(), failed.clone());
+                let max = cfg.max_payments;
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut n = 0u64;
+                    while Instant::now() < deadline && accepted.load(Ordering::Relaxed) < max {
+                        n += 1;
+                        let t = Instant::now();
+                        let ok = (|| -> Result<bool, String> {
+                            let r = api.payment_challenge(
+                                d.credential_id().as_bytes(),
+                                &format!("load-{i}-{n}"),
+                                880,
+                            )?;
+                            let c = field_bytes(&r, "challenge")?;
+                            let a = d.authorize(&c)?;
+                            Ok(api.verify_payment(&a)?.status == 200)
+                        })();
+                        if ok == Ok(true) {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            lat.push(t.elapsed());
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let accepted = accepted.load(Ordering::Relaxed);
+    #[allow(clippy::cast_precision_loss)]
+    let payments_per_sec = accepted as f64 / seconds;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ecdsa = if cfg.ecdsa_secs > 0.0 {
+        ecdsa_verifications_per_sec(threads, cfg.ecdsa_secs)?
+    } else {
+        0.0
+    };
+    Ok(LoadReport {
+        clients: cfg.clients,
+        accepted,
+        failed: failed.load(Ordering::Relaxed),
+        seconds,
+        payments_per_sec,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        ecdsa_verifications_per_sec: ecdsa,
+        ratio: if ecdsa > 0.0 {
+            payments_per_sec / ecdsa
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The server's rp id, read from a fresh registration challenge.
+fn rp_id(api: &ApiClient) -> Result<String, String> {
+    use biopay_core::messages::Message;
+    let c = api.registration_challenge(b"load-probe")?;
+    Ok(biopay_core::RegistrationChallenge::from_cbor(&c)
+        .map_err(|e| e.to_string())?
+        .rp_id)
+}

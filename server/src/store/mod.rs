@@ -1,0 +1,321 @@
+//! Durable implementations of [`biopay_core::Store`]: SQLite (embedded, the
+//! default) and PostgreSQL (several server processes on one database).
+//!
+//! Both keep the same tables (see the migrations in each module): `challenges`,
+//! `credentials`, `audit_log` + `audit_head` + `audit_checkpoints`, and
+//! `model_status` (operator revocations). Every `commit_*` runs in ONE
+//! transaction that consumes the challenge with a conditional update
+//! (`... WHERE NOT consumed`, row count checked), moves the counter with a
+//! conditional update (`... WHERE counter = expected AND status = ...`) and
+//! appends the decision to the audit chain (the chain head row is locked, so
+//! appends are serialized across processes).
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
+use biopay_core::{
+    messages::Message,
+    store::{
+        ChallengeEntry, CommitError, CredentialKind, CredentialRecord, CredentialStatus, Decision,
+        DecisionKind, IssuedChallenge, Store, StoreError,
+    },
+    Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
+};
+
+/// What the server needs from a backend beyond [`Store`]: the audit log,
+/// persisted model statuses and read-outs for operators and tests.
+pub trait ServerStore: Store {
+    /// Appends a decision that changed no state (a rejection) to the audit log.
+    fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// The audit log entries with `seq > after`, in order, at most `limit`.
+    fn audit_entries(&self, after: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The head of the log: (last seq, its hash hex).
+    fn audit_head(&self) -> Result<(u64, String), StoreError>;
+    /// All checkpoints, by seq.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Stores a checkpoint (ignored when one exists for that seq).
+    fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// Persists a device model's status.
+    fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError>;
+    /// The persisted model statuses.
+    fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+pub(crate) fn kind_str(k: DecisionKind) -> &'static str {
+    match k {
+        DecisionKind::Registration => "registration",
+        DecisionKind::Payment => "payment",
+        DecisionKind::Deregistration => "deregistration",
+        DecisionKind::EnrollmentChange => "enrollment_change",
+    }
+}
+
+/// The audit record of an accepted decision.
+pub(crate) fn accepted_record(d: &Decision) -> AuditRecord {
+    use biopay_core::Step;
+    let step = match d.kind {
+        DecisionKind::Registration => Step::R16Commit,
+        DecisionKind::Payment => Step::P20Commit,
+        DecisionKind::Deregistration => Step::D9Commit,
+        DecisionKind::EnrollmentChange => Step::E10Commit,
+    };
+    AuditRecord {
+        at: d.at,
+        kind: kind_str(d.kind).to_owned(),
+        outcome: "accepted".to_owned(),
+        step: step.code().to_owned(),
+        credential: d.credential_id.to_hex(),
+        statement_hash: hex::encode(d.statement_hash),
+        reason: String::new(),
+    }
+}
+
+pub(crate) fn modalities_str(m: &[Modality]) -> String {
+    m.iter()
+        .map(|m| m.to_u64().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(crate) fn parse_modalities(s: &str) -> Result<Vec<Modality>, StoreError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|p| {
+            p.parse::<u64>()
+                .ok()
+                .and_then(Modality::from_u64)
+                .ok_or_else(|| StoreError(format!("bad modality {p:?} in store")))
+        })
+        .collect()
+}
+
+pub(crate) fn i64_of(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError(format!("value {v} too large for the store")))
+}
+
+pub(crate) fn u64_of(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError(format!("negative value {v} in store")))
+}
+
+/// A credential row as read from either backend.
+pub(crate) struct CredentialRow {
+    pub credential_id: Vec<u8>,
+    pub rp_id: String,
+    pub account_handle: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub modalities: String,
+    pub enrollment_epoch: Vec<u8>,
+    pub security_level: i64,
+    pub kind: String,
+    pub device_model: String,
+    pub counter: i64,
+    pub status: String,
+    pub registered_at: i64,
+}
+
+impl CredentialRow {
+    pub(crate) fn into_record(self) -> Result<CredentialRecord, StoreError> {
+        let bad = |what: &str| StoreError(format!("bad {what} in stored credential"));
+        Ok(CredentialRecord {
+            credential_id: CredentialId::new(self.credential_id).map_err(|_| bad("id"))?,
+            rp_id: self.rp_id,
+            account_handle: self.account_handle,
+            public_key: self.public_key,
+            modalities: parse_modalities(&self.modalities)?,
+            enrollment_epoch: self
+                .enrollment_epoch
+                .try_into()
+                .map_err(|_| bad("enrollment epoch"))?,
+            security_level: u64::try_from(self.security_level)
+                .ok()
+                .and_then(SecurityLevel::from_u64)
+                .ok_or_else(|| bad("security level"))?,
+            kind: CredentialKind::parse(&self.kind).ok_or_else(|| bad("kind"))?,
+            device_model: self.device_model,
+            counter: u64_of(self.counter)?,
+            status: CredentialStatus::parse(&self.status).ok_or_else(|| bad("status"))?,
+            registered_at: u64_of(self.registered_at)?,
+        })
+    }
+}
+
+/// A challenge as stored: kind, CBOR body, counter at issue, expiry.
+pub(crate) fn challenge_columns(
+    issued: &IssuedChallenge,
+) -> Result<(&'static str, Vec<u8>, i64, i64), StoreError> {
+    Ok(match issued {
+        IssuedChallenge::Registration(c) => ("registration", c.to_cbor(), 0, i64_of(c.expires_at)?),
+        IssuedChallenge::Payment {
+            challenge,
+            counter_at_issue,
+        } => (
+            "payment",
+            challenge.to_cbor(),
+            i64_of(*counter_at_issue)?,
+            i64_of(challenge.expires_at)?,
+        ),
+    })
+}
+
+pub(crate) fn challenge_entry(
+    kind: &str,
+    body: &[u8],
+    counter_at_issue: i64,
+    consumed: bool,
+) -> Result<ChallengeEntry, StoreError> {
+    let bad = |e: biopay_core::DecodeError| StoreError(format!("stored challenge: {e}"));
+    let issued = match kind {
+        "registration" => {
+            IssuedChallenge::Registration(RegistrationChallenge::from_cbor(body).map_err(bad)?)
+        }
+        "payment" => IssuedChallenge::Payment {
+            challenge: PaymentChallenge::from_cbor(body).map_err(bad)?,
+            counter_at_issue: u64_of(counter_at_issue)?,
+        },
+        other => return Err(StoreError(format!("stored challenge of kind {other:?}"))),
+    };
+    Ok(ChallengeEntry { issued, consumed })
+}
+
+/// Why a conditional counter update touched no row, given the row as it is now.
+pub(crate) fn counter_conflict(
+    now: Option<(i64, String)>,
+    expected_counter: i64,
+    expected_status: CredentialStatus,
+) -> CommitError {
+    match now {
+        None => CommitError::UnknownCredential,
+        Some((counter, status)) => {
+            let status = CredentialStatus::parse(&status).unwrap_or(CredentialStatus::Suspended);
+            if counter == expected_counter && status != expected_status {
+                CommitError::CredentialNotActive(status)
+            } else {
+                CommitError::CounterConflict
+            }
+        }
+    }
+}
+
+/// The challenge bytes as stored.
+pub(crate) fn challenge_key(c: &Challenge) -> Vec<u8> {
+    c.to_vec()
+}
+
+/// Either backend, chosen at startup.
+pub enum AnyStore {
+    /// Embedded SQLite.
+    Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL.
+    Postgres(postgres::PgStore),
+}
+
+impl AnyStore {
+    /// A short name for logs and metrics.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+            AnyStore::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_challenge(issued))
+    }
+    fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError> {
+        delegate!(self, s => s.challenge(challenge))
+    }
+    fn credential(&self, id: &CredentialId) -> Result<Option<CredentialRecord>, StoreError> {
+        delegate!(self, s => s.credential(id))
+    }
+    fn credentials_for_account(
+        &self,
+        rp_id: &str,
+        account_handle: &[u8],
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        delegate!(self, s => s.credentials_for_account(rp_id, account_handle))
+    }
+    fn commit_registration(
+        &self,
+        challenge: &Challenge,
+        record: &CredentialRecord,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.commit_registration(challenge, record, decision))
+    }
+    fn commit_payment(
+        &self,
+        challenge: &Challenge,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.commit_payment(challenge, id, expected_counter, new_counter, decision))
+    }
+    fn commit_status(
+        &self,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        expected_status: CredentialStatus,
+        status: CredentialStatus,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.commit_status(id, expected_counter, new_counter, expected_status, status, decision))
+    }
+    fn flag_credential(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.flag_credential(id, status))
+    }
+    fn set_credential_status(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.set_credential_status(id, status))
+    }
+    fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
+        delegate!(self, s => s.purge_expired_challenges(now))
+    }
+}
+
+impl ServerStore for AnyStore {
+    fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        delegate!(self, s => s.append_audit(record))
+    }
+    fn audit_entries(&self, after: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        delegate!(self, s => s.audit_entries(after, limit))
+    }
+    fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        delegate!(self, s => s.audit_head())
+    }
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        delegate!(self, s => s.checkpoints())
+    }
+    fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_checkpoint(checkpoint))
+    }
+    fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError> {
+        delegate!(self, s => s.set_model_status(model, status))
+    }
+    fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError> {
+        delegate!(self, s => s.model_statuses())
+    }
+}

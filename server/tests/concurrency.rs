@@ -1,0 +1,334 @@
+//! Double spend across two server processes on one store, and kill -9 while
+//! a load runs. Both run on SQLite and on a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use biopay_server::{
+    audit::AuditEntry,
+    client::{field_bytes, unb64, ApiClient},
+    demo::{DemoDevice, FastDevice},
+    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
+};
+use common::*;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Barrier, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+fn open_store(data: &std::path::Path, backend: &Backend) -> AnyStore {
+    match backend {
+        Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open(&data.join("biopay.db")).unwrap()),
+        Backend::Postgres(url) => AnyStore::Postgres(PgStore::connect(url, 2).unwrap()),
+    }
+}
+
+fn all_entries(store: &AnyStore) -> Vec<AuditEntry> {
+    store.audit_entries(0, u64::MAX >> 2).unwrap()
+}
+
+fn consumed_payment_challenges(data: &std::path::Path, backend: &Backend) -> i64 {
+    const Q: &str = "SELECT COUNT(*) FROM challenges WHERE kind = 'payment' AND consumed";
+    match backend {
+        Backend::Sqlite => rusqlite::Connection::open(data.join("biopay.db"))
+            .unwrap()
+            .query_row(Q, [], |r| r.get(0))
+            .unwrap(),
+        Backend::Postgres(url) => Postgres::client(url).query_one(Q, &[]).unwrap().get(0),
+    }
+}
+
+const ROUNDS: usize = 6;
+const SUBMITTERS: usize = 24;
+
+fn double_spend(b: &TestBackend) {
+    let data = b.dir.path().join("server");
+    let args = ["--lock-after-failures", "0"];
+    let s1 = ServerProcess::start(&data, &b.backend, &args);
+    let s2 = ServerProcess::start(&data, &b.backend, &args);
+    let (a1, a2) = (s1.api(), s2.api());
+    let phone = tempfile::tempdir().unwrap();
+    let mut d = DemoDevice::provision(&phone.path().join("p"), RP).unwrap();
+    let r = a1
+        .register(
+            &d.register(&a1.registration_challenge(b"acct").unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+    let id = unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
+    let mut accepted_total = 0;
+    for round in 0..ROUNDS {
+        let c = field_bytes(
+            &a2.payment_challenge(&id, &format!("o{round}"), 100)
+                .unwrap(),
+            "challenge",
+        )
+        .unwrap();
+        let assertion = Arc::new(d.authorize(&c).unwrap());
+        let barrier = Arc::new(Barrier::new(SUBMITTERS));
+        let outcomes: Vec<(u16, Option<String>)> = (0..SUBMITTERS)
+            .map(|i| {
+                let api: ApiClient = if i % 2 == 0 { a1.clone() } else { a2.clone() };
+                let (assertion, barrier) = (assertion.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let r = api.verify_payment(&assertion).unwrap();
+                    (r.status, r.code().map(str::to_owned))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let accepted = outcomes.iter().filter(|(s, _)| *s == 200).count();
+        assert_eq!(
+            accepted, 1,
+            "round {round}: exactly one acceptance expected: {outcomes:?}"
+        );
+        for (status, code) in outcomes.iter().filter(|(s, _)| *s != 200) {
+            assert!(
+                *status == 409 && matches!(code.as_deref(), Some("P9" | "P20" | "P19")),
+                "round {round}: a loser must be refused as a replay or a lost race: {status} {code:?}"
+            );
+        }
+        accepted_total += accepted;
+    }
+    s1.stop();
+    s2.stop();
+    let store = open_store(&data, &b.backend);
+    let entries = all_entries(&store);
+    let accepted_payments: Vec<_> = entries
+        .iter()
+        .filter(|e| e.record.kind == "payment" && e.record.outcome == "accepted")
+        .collect();
+    assert_eq!(accepted_payments.len(), ROUNDS);
+    let hashes: HashSet<_> = accepted_payments
+        .iter()
+        .map(|e| &e.record.statement_hash)
+        .collect();
+    assert_eq!(
+        hashes.len(),
+        ROUNDS,
+        "one statement accepted once per round"
+    );
+    let cred = biopay_core::Store::credential(&store, &biopay_core::CredentialId::new(id).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(cred.counter, u64::try_from(ROUNDS).unwrap());
+    assert_eq!(
+        consumed_payment_challenges(&data, &b.backend),
+        i64::try_from(ROUNDS).unwrap()
+    );
+    let (ok, out) = audit_verify(&data, &b.backend);
+    assert!(ok, "{out}");
+    eprintln!(
+        "double spend ({:?}): {ROUNDS} runs x {SUBMITTERS} concurrent submissions over 2 processes: {accepted_total} accepted (expected {ROUNDS}), {} refused",
+        b.backend,
+        ROUNDS * SUBMITTERS - accepted_total
+    );
+}
+
+const KILLS: usize = 5;
+const CLIENTS: usize = 4;
+
+#[derive(Default)]
+struct Tally {
+    /// (credential hex, counter, statement hash) of every answer "accepted".
+    accepted: Vec<(String, u64, String)>,
+    /// Submissions whose answer was lost to a kill, resubmitted after the restart.
+    unknown: usize,
+    /// Of those, refused as already used: committed before the kill.
+    committed_before_kill: usize,
+}
+
+fn wait_up(api: &ApiClient, stop_at: Instant) -> bool {
+    while Instant::now() < stop_at {
+        if api.get("/healthz").is_ok_and(|r| r.status == 200) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn crash(b: &TestBackend) {
+    let data = b.dir.path().join("server");
+    let args = ["--lock-after-failures", "0"];
+    let mut server = ServerProcess::start(&data, &b.backend, &args);
+    let listen = server.addr.clone();
+    let api = ApiClient::new(&server.url(), Some(RP_KEY));
+    let devdir = tempfile::tempdir().unwrap();
+    let devices: Vec<FastDevice> = (0..CLIENTS)
+        .map(|i| {
+            let mut d = FastDevice::new(&devdir.path().join(format!("d{i}")), RP).unwrap();
+            let c = api
+                .registration_challenge(format!("acct-{i}").as_bytes())
+                .unwrap();
+            assert_eq!(api.register(&d.register(&c).unwrap()).unwrap().status, 200);
+            d
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let clients: Vec<_> = devices
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut d)| {
+            let (api, stop, tally) = (api.clone(), stop.clone(), tally.clone());
+            std::thread::spawn(move || {
+                let cred = d.credential_id().to_hex();
+                let mut n = 0;
+                let mut last_counter = 0;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    n += 1;
+                    let Ok(r) = api.payment_challenge(
+                        d.credential_id().as_bytes(),
+                        &format!("c{i}-{n}"),
+                        100,
+                    ) else {
+                        assert!(wait_up(&api, deadline), "server never came back");
+                        continue;
+                    };
+                    let Ok(c) = field_bytes(&r, "challenge") else {
+                        continue;
+                    };
+                    let a = d.authorize(&c).unwrap();
+                    let hash = hex::encode(biopay_core::crypto::sha256(&a));
+                    let reply = match api.verify_payment(&a) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            // The answer was lost: resubmit once the server is back.
+                            assert!(wait_up(&api, deadline), "server never came back");
+                            let r = api.verify_payment(&a).unwrap();
+                            let mut t = tally.lock().unwrap();
+                            t.unknown += 1;
+                            if r.code() == Some("P9") {
+                                t.committed_before_kill += 1;
+                            }
+                            r
+                        }
+                    };
+                    if reply.status == 200 {
+                        let counter = reply.body["counter"].as_u64().unwrap();
+                        assert!(
+                            counter > last_counter,
+                            "counter went backwards: {counter} after {last_counter}"
+                        );
+                        last_counter = counter;
+                        tally
+                            .lock()
+                            .unwrap()
+                            .accepted
+                            .push((cred.clone(), counter, hash));
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut runs = 0;
+    for k in 0..KILLS {
+        // Let the load run for a while (bounded), then kill without warning.
+        let until = Instant::now() + Duration::from_millis(400 + 150 * u64::try_from(k).unwrap());
+        let before = tally.lock().unwrap().accepted.len();
+        while Instant::now() < until || tally.lock().unwrap().accepted.len() == before {
+            assert!(Instant::now() < deadline, "no progress under load");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server.kill9();
+        runs += 1;
+        server = ServerProcess::start_on(&data, &b.backend, &args, &listen);
+        // After each restart the log verifies.
+        let (ok, out) = audit_verify(&data, &b.backend);
+        assert!(ok, "after kill {k}: {out}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    server.stop();
+
+    let t = tally.lock().unwrap();
+    let store = open_store(&data, &b.backend);
+    let entries = all_entries(&store);
+    let accepted_in_log: HashMap<&str, usize> = entries
+        .iter()
+        .filter(|e| e.record.kind == "payment" && e.record.outcome == "accepted")
+        .fold(HashMap::new(), |mut m, e| {
+            *m.entry(e.record.statement_hash.as_str()).or_default() += 1;
+            m
+        });
+    let lost = t
+        .accepted
+        .iter()
+        .filter(|(_, _, h)| !accepted_in_log.contains_key(h.as_str()))
+        .count();
+    assert_eq!(lost, 0, "answered accepted but missing from the audit log");
+    assert!(
+        accepted_in_log.values().all(|n| *n == 1),
+        "a statement accepted twice"
+    );
+    let total_in_log: usize = accepted_in_log.values().sum();
+    assert_eq!(
+        i64::try_from(total_in_log).unwrap(),
+        consumed_payment_challenges(&data, &b.backend),
+        "every consumed challenge has exactly one accepted decision"
+    );
+    assert!(total_in_log >= t.accepted.len());
+    // Stored counters are at least the highest counter answered accepted.
+    let mut max_counter: HashMap<&str, u64> = HashMap::new();
+    for (c, n, _) in &t.accepted {
+        let m = max_counter.entry(c.as_str()).or_default();
+        *m = (*m).max(*n);
+    }
+    for (c, n) in max_counter {
+        let id = biopay_core::CredentialId::new(hex::decode(c).unwrap()).unwrap();
+        let stored = biopay_core::Store::credential(&store, &id)
+            .unwrap()
+            .unwrap()
+            .counter;
+        assert!(
+            stored >= n,
+            "counter went backwards in the store: {stored} < {n}"
+        );
+    }
+    let (ok, out) = audit_verify(&data, &b.backend);
+    assert!(ok, "{out}");
+    eprintln!(
+        "crash ({:?}): {runs} kill -9 runs, {} answered accepted, {} in the log, lost 0; {} answers lost to kills ({} had committed)",
+        b.backend,
+        t.accepted.len(),
+        total_in_log,
+        t.unknown,
+        t.committed_before_kill
+    );
+}
+
+#[test]
+fn sqlite_double_spend_two_processes() {
+    double_spend(&TestBackend::sqlite());
+}
+
+#[test]
+fn postgres_double_spend_two_processes() {
+    if let Some(b) = TestBackend::postgres() {
+        double_spend(&b);
+    }
+}
+
+#[test]
+fn sqlite_kill_9_under_load() {
+    crash(&TestBackend::sqlite());
+}
+
+#[test]
+fn postgres_kill_9_under_load() {
+    if let Some(b) = TestBackend::postgres() {
+        crash(&b);
+    }
+}

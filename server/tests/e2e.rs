@@ -1,0 +1,392 @@
+//! The HTTP-level end-to-end suite, written once and run against both stores
+//! (SQLite and a real PostgreSQL): the software TEE drives the full link
+//! through a real server process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use biopay_core::{messages::Message, PaymentChallenge};
+use biopay_server::{
+    client::{b64, field_bytes, unb64, ApiClient},
+    demo::DemoDevice,
+};
+use common::*;
+use serde_json::json;
+
+struct Phone {
+    device: DemoDevice,
+    id: Vec<u8>,
+    account: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+fn enroll(api: &ApiClient, account: &[u8]) -> Phone {
+    let dir = tempfile::tempdir().unwrap();
+    let mut device = DemoDevice::provision(&dir.path().join("phone"), RP).unwrap();
+    let c = api.registration_challenge(account).unwrap();
+    let r = api.register(&device.register(&c).unwrap()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "active");
+    assert_eq!(r.body["counter"], 0);
+    let id = unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
+    Phone {
+        device,
+        id,
+        account: account.to_vec(),
+        _dir: dir,
+    }
+}
+
+/// A genuine assertion for a fresh challenge (not submitted).
+fn assertion(api: &ApiClient, p: &mut Phone, order: &str, amount: u64) -> Vec<u8> {
+    let c = field_bytes(
+        &api.payment_challenge(&p.id, order, amount).unwrap(),
+        "challenge",
+    )
+    .unwrap();
+    p.device.authorize(&c).unwrap()
+}
+
+#[track_caller]
+fn assert_error(r: &biopay_server::client::Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.code(), Some(code), "{}", r.body);
+}
+
+fn pay_replay_and_tamper(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let mut p = enroll(&api, b"account-7");
+    let a = assertion(&api, &mut p, "o-1", 8800);
+    let ok = api.verify_payment(&a).unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["status"], "accepted");
+    assert_eq!(ok.body["counter"], 1);
+    assert_eq!(ok.body["transaction"]["amount_minor"], 8800);
+    assert_eq!(ok.body["transaction"]["order_id"], "o-1");
+
+    // Replay: the challenge is single-use.
+    let replay = api.verify_payment(&a).unwrap();
+    assert_error(&replay, 409, "P9");
+    assert_eq!(replay.body["error"]["step"], "challenge");
+
+    // A malicious app raises the amount before the TEE sees the challenge:
+    // the TEE shows and signs the other transaction, the server refuses at P12.
+    let r = api.payment_challenge(&p.id, "o-2", 8800).unwrap();
+    let mut c = PaymentChallenge::from_cbor(&field_bytes(&r, "challenge").unwrap()).unwrap();
+    c.transaction.amount_minor = 880_000 - 1;
+    let tampered = p.device.authorize(&c.to_cbor()).unwrap();
+    let rej = api.verify_payment(&tampered).unwrap();
+    assert_error(&rej, 422, "P12");
+    assert_eq!(rej.body["error"]["step"], "transaction-hash");
+
+    // A statement re-signed with another counter is refused at the counter step
+    // (P19) and flags the credential as a suspected clone.
+    let a3 = assertion(&api, &mut p, "o-3", 100);
+    let forged = p.device.danger_resign(&a3, |x| x.counter = 1).unwrap();
+    assert_error(&api.verify_payment(&forged).unwrap(), 422, "P19");
+    let list = api
+        .get(&format!("/v1/credentials?account={}", b64(&p.account)))
+        .unwrap();
+    assert_eq!(list.body[0]["status"], "suspected_clone", "{}", list.body);
+    assert_eq!(list.body[0]["counter"], 1);
+    s.stop();
+}
+
+fn lifecycle_and_admin(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let admin = s.admin();
+    let mut p = enroll(&api, b"account-8");
+    let mut q = enroll(&api, b"account-8");
+    let list = api
+        .get(&format!("/v1/credentials?account={}", b64(b"account-8")))
+        .unwrap();
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body.as_array().unwrap().len(), 2);
+
+    // Scopes: an rp key cannot call admin endpoints, an admin key cannot pay, no key nothing.
+    let suspend = format!("/v1/admin/credentials/{}/suspend", b64(&p.id));
+    assert_error(&api.post(&suspend, json!({})).unwrap(), 403, "FORBIDDEN");
+    assert_error(
+        &admin.payment_challenge(&p.id, "x", 1).unwrap(),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        &api.with_key(None)
+            .get("/v1/credentials?account=YQ")
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
+    assert_error(
+        &api.with_key(Some("wrong"))
+            .get("/v1/credentials?account=YQ")
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
+
+    // Suspension after the challenge was issued: refused at P6.
+    let a = assertion(&api, &mut p, "o-1", 500);
+    let r = admin.post(&suspend, json!({})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_error(&api.verify_payment(&a).unwrap(), 422, "P6");
+    assert_error(
+        &api.payment_challenge(&p.id, "o-2", 500).unwrap(),
+        409,
+        "CREDENTIAL_NOT_USABLE",
+    );
+
+    // Revoking the device model: refused at P7; reactivating it restores payments.
+    let a = assertion(&api, &mut q, "o-3", 500);
+    let model = "/v1/admin/models/biopay-demo-phone/status";
+    assert_eq!(
+        admin
+            .post(model, json!({"status": "revoked"}))
+            .unwrap()
+            .status,
+        200
+    );
+    assert_error(&api.verify_payment(&a).unwrap(), 422, "P7");
+    assert_eq!(
+        admin
+            .post(model, json!({"status": "active"}))
+            .unwrap()
+            .status,
+        200
+    );
+    let a = assertion(&api, &mut q, "o-4", 500);
+    assert_eq!(api.verify_payment(&a).unwrap().status, 200);
+    assert_error(
+        &admin
+            .post("/v1/admin/models/nope/status", json!({"status": "revoked"}))
+            .unwrap(),
+        404,
+        "NOT_FOUND",
+    );
+
+    // Deregistration signed by the device.
+    let id = biopay_core::CredentialId::new(q.id.clone()).unwrap();
+    let d = q.device.deregister(&id).unwrap();
+    // Not for another credential's URL.
+    assert_error(
+        &api.post(
+            &format!("/v1/credentials/{}/deregister", b64(&p.id)),
+            json!({"statement": b64(&d)}),
+        )
+        .unwrap(),
+        400,
+        "BAD_REQUEST",
+    );
+    let r = api
+        .post(
+            &format!("/v1/credentials/{}/deregister", b64(&q.id)),
+            json!({"statement": b64(&d)}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "deregistered");
+    assert_error(
+        &api.payment_challenge(&q.id, "o-5", 500).unwrap(),
+        409,
+        "CREDENTIAL_NOT_USABLE",
+    );
+    // Deregistration is final: an operator cannot suspend (or revive) it.
+    assert_error(
+        &admin
+            .post(
+                &format!("/v1/admin/credentials/{}/suspend", b64(&q.id)),
+                json!({}),
+            )
+            .unwrap(),
+        409,
+        "CREDENTIAL_NOT_USABLE",
+    );
+    assert_error(
+        &admin
+            .post(
+                &format!("/v1/admin/credentials/{}/suspend", b64(&[9; 16])),
+                json!({}),
+            )
+            .unwrap(),
+        404,
+        "NOT_FOUND",
+    );
+    s.stop();
+}
+
+fn bad_requests_are_clear_errors(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let raw = |body: &str| {
+        let agent = ureq::AgentBuilder::new().build();
+        match agent
+            .post(&format!("{}/v1/payments/verify", s.url()))
+            .set("Authorization", &format!("Bearer {RP_KEY}"))
+            .set("Content-Type", "application/json")
+            .send_string(body)
+        {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let status = r.status();
+                (
+                    status,
+                    serde_json::from_str::<serde_json::Value>(&r.into_string().unwrap()).unwrap(),
+                )
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (st, body) = raw("{not json");
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (400, Some("BAD_REQUEST"))
+    );
+    let (st, body) = raw(r#"{"assertion": "***"}"#);
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (400, Some("BAD_REQUEST"))
+    );
+    let (st, body) = raw(r#"{"assertion": "AAAA", "extra": 1}"#);
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (400, Some("BAD_REQUEST"))
+    );
+    let (st, body) = raw(&format!(r#"{{"assertion": "{}"}}"#, "A".repeat(200_000)));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (413, Some("BODY_TOO_LARGE"))
+    );
+    // Random bytes: rejected at the first step, by code and name.
+    let r = api.verify_payment(&[0x42; 40]).unwrap();
+    assert_error(&r, 422, "P1");
+    assert_eq!(r.body["error"]["step"], "statement");
+    let r = api.register(&[0xd2, 0x84]).unwrap();
+    assert_error(&r, 422, "R1");
+    assert_error(&api.get("/v1/nothing-here").unwrap(), 404, "NOT_FOUND");
+    assert_error(
+        &api.get("/v1/credentials?account=%%%").unwrap(),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        &api.payment_challenge(&[1; 8], "o", 1).unwrap(),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        &api.payment_challenge(&[1; 16], "o", 1).unwrap(),
+        409,
+        "CREDENTIAL_NOT_USABLE",
+    );
+    let r = api
+        .post(
+            "/v1/registrations/challenge",
+            json!({"account": "YQ", "modalities": ["iris"]}),
+        )
+        .unwrap();
+    assert_error(&r, 400, "BAD_REQUEST");
+    // The server is still fine, and serves the generated OpenAPI document.
+    assert_eq!(api.get("/healthz").unwrap().status, 200);
+    let doc = api.with_key(None).get("/openapi.json").unwrap();
+    assert_eq!(doc.status, 200);
+    let expected: serde_json::Value =
+        serde_json::from_str(&biopay_server::api::openapi_document()).unwrap();
+    assert_eq!(doc.body, expected);
+    let m = api.get("/metrics").unwrap();
+    let text = m.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            "biopay_decisions_total{kind=\"payment\",outcome=\"rejected\",step=\"P1\"} 1"
+        ),
+        "{text}"
+    );
+    s.stop();
+}
+
+fn failures_lock_the_credential_and_account(b: &TestBackend) {
+    let s = b.server(&["--lock-after-failures", "3"]);
+    let api = s.api();
+    let mut p = enroll(&api, b"account-9");
+    let mut q = enroll(&api, b"account-9");
+    for i in 0..3 {
+        let a = assertion(&api, &mut p, &format!("bad-{i}"), 100);
+        let mut broken = a.clone();
+        let n = broken.len();
+        broken[n - 1] ^= 1; // the signature's last byte
+        assert_error(&api.verify_payment(&broken).unwrap(), 422, "P5");
+    }
+    // Locked: even a genuine assertion is refused without verification,
+    // for this credential and for the other credential of the same account.
+    let good = assertion(&api, &mut p, "good", 100);
+    assert_error(&api.verify_payment(&good).unwrap(), 429, "RATE_LIMITED");
+    let other = assertion(&api, &mut q, "other", 100);
+    assert_error(&api.verify_payment(&other).unwrap(), 429, "RATE_LIMITED");
+    // Another account is unaffected.
+    let mut r = enroll(&api, b"account-10");
+    let a = assertion(&api, &mut r, "fine", 100);
+    assert_eq!(api.verify_payment(&a).unwrap().status, 200);
+    s.stop();
+}
+
+fn durable_across_restart_and_audited(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let mut p = enroll(&api, b"account-11");
+    let mut accepted = Vec::new();
+    for i in 0..3 {
+        let a = assertion(&api, &mut p, &format!("o-{i}"), 1000);
+        let r = api.verify_payment(&a).unwrap();
+        assert_eq!(r.status, 200);
+        accepted.push((a, r.body["statement_hash"].as_str().unwrap().to_owned()));
+    }
+    let rejected = api.verify_payment(&accepted[0].0).unwrap();
+    assert_error(&rejected, 409, "P9");
+    let (data, backend, extra, _) = s.restart_args();
+    s.stop(); // graceful: signs a final checkpoint
+    let (ok, out) = audit_verify(&data, &backend);
+    assert!(ok, "{out}");
+    // 1 registration + 3 payments + 1 rejection.
+    assert!(out.contains("audit log intact: 5 entries"), "{out}");
+
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let s = ServerProcess::start(&data, &backend, &extra);
+    let api = s.api();
+    // The counter and the consumed challenges survived.
+    let list = api
+        .get(&format!("/v1/credentials?account={}", b64(b"account-11")))
+        .unwrap();
+    assert_eq!(list.body[0]["counter"], 3);
+    for (a, _) in &accepted {
+        assert_error(&api.verify_payment(a).unwrap(), 409, "P9");
+    }
+    let a = assertion(&api, &mut p, "after-restart", 1000);
+    let r = api.verify_payment(&a).unwrap();
+    assert_eq!(r.body["counter"], 4);
+    s.stop();
+    let (ok, out) = audit_verify(&data, &backend);
+    assert!(ok, "{out}");
+    assert!(out.contains("audit log intact: 9 entries"), "{out}");
+}
+
+macro_rules! suite {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(&super::TestBackend::sqlite()); })+
+        }
+        mod postgres {
+            $(#[test] fn $case() {
+                if let Some(b) = super::TestBackend::postgres() { super::$case(&b); }
+            })+
+        }
+    };
+}
+
+suite!(
+    pay_replay_and_tamper,
+    lifecycle_and_admin,
+    bad_requests_are_clear_errors,
+    failures_lock_the_credential_and_account,
+    durable_across_restart_and_audited,
+);
