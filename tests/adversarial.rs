@@ -992,3 +992,27 @@ fn commits_re_check_the_credential_atomically() {
         .unwrap();
     assert_eq!(w.stored().status, CredentialStatus::Suspended);
 }
+
+#[test]
+fn outer_and_signed_signature_algorithms_must_agree() {
+    // Rewrite the leaf's outer signatureAlgorithm from ecdsa-with-SHA256 to
+    // ecdsa-with-SHA384 (same length), leaving the signed TBS untouched.
+    let w = World::new();
+    let mut chain = w.phone.authenticator().attestation_chain();
+    let anchors = vec![w.pki.trust_anchor()];
+    assert!(
+        x509::verify_chain(&chain, &anchors, NOW).is_ok(),
+        "control: the genuine chain verifies"
+    );
+    let leaf = &mut chain[0];
+    let sha256_oid = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    let last = leaf
+        .windows(sha256_oid.len())
+        .rposition(|w| w == sha256_oid)
+        .unwrap();
+    leaf[last + sha256_oid.len() - 1] = 0x03;
+    assert_eq!(
+        x509::verify_chain(&chain, &anchors, NOW).unwrap_err(),
+        x509::ChainError::Malformed { index: 0 }
+    );
+}

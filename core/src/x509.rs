@@ -142,6 +142,11 @@ pub fn verify_chain(
             return Err(ChainError::NotValidAtTime { index: current });
         }
         check_critical_extensions(cert, current)?;
+        // RFC 5280 §4.1.1.2: the outer signatureAlgorithm must equal the
+        // signature field inside the signed TBSCertificate.
+        if cert.signature_algorithm != cert.tbs_certificate.signature {
+            return Err(ChainError::Malformed { index: current });
+        }
         // Signed directly by a trust anchor key?
         for (i, key) in anchor_keys.iter().enumerate() {
             if let Some(key) = key {
