@@ -27,7 +27,7 @@ use axum::{
 use biopay_core::{
     cose, crypto, messages::Message, render_transaction, store::CredentialRecord, CredentialId,
     CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion, Reason,
-    Rejection, SecurityLevel, Store, Transaction,
+    Rejection, SecurityLevel, Step, Store, Transaction,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::{sync::Arc, time::Instant};
@@ -512,7 +512,26 @@ impl AppState {
         Ok(())
     }
 
-    fn count_failure(&self, id: &CredentialId) {
+    /// Counts a failed verification against the credential and its account,
+    /// but only when the statement's signature verified (steps after P5):
+    /// anyone can send garbage naming a victim's credential id, and that must
+    /// not lock the victim out.
+    fn count_failure(&self, id: &CredentialId, rejection: &Rejection) {
+        if matches!(
+            rejection.step,
+            Step::P1Statement
+                | Step::P2Header
+                | Step::P3Payload
+                | Step::P4Credential
+                | Step::P5Signature
+                | Step::D1Statement
+                | Step::D2Header
+                | Step::D3Payload
+                | Step::D4Credential
+                | Step::D5Signature
+        ) {
+            return;
+        }
         self.limiter
             .fail(Subject::Credential(id.as_bytes().to_vec()));
         if let Some(a) = self.account_of(id) {
@@ -708,7 +727,7 @@ pub async fn verify_payment(
             Err(r) => {
                 st.record_rejection("payment", peeked.as_ref(), &statement, &r);
                 if let Some(id) = &peeked {
-                    st.count_failure(id);
+                    st.count_failure(id, &r);
                 }
                 Err(ApiError::from(&r))
             }
@@ -753,7 +772,7 @@ pub async fn deregister(
             }
             Err(r) => {
                 st.record_rejection("deregistration", Some(&id), &statement, &r);
-                st.count_failure(&id);
+                st.count_failure(&id, &r);
                 Err(ApiError::from(&r))
             }
         },

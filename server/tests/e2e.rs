@@ -310,12 +310,23 @@ fn failures_lock_the_credential_and_account(b: &TestBackend) {
     let api = s.api();
     let mut p = enroll(&api, b"account-9");
     let mut q = enroll(&api, b"account-9");
-    for i in 0..3 {
-        let a = assertion(&api, &mut p, &format!("bad-{i}"), 100);
+    // Statements that do not verify (P5) count against nobody: anyone can
+    // send garbage naming a victim's credential id.
+    for i in 0..5 {
+        let a = assertion(&api, &mut p, &format!("garbage-{i}"), 100);
         let mut broken = a.clone();
         let n = broken.len();
         broken[n - 1] ^= 1; // the signature's last byte
         assert_error(&api.verify_payment(&broken).unwrap(), 422, "P5");
+    }
+    // Correctly signed statements that fail a later step do count.
+    for i in 0..3 {
+        let a = assertion(&api, &mut p, &format!("bad-{i}"), 100);
+        let unconfirmed = p
+            .device
+            .danger_resign(&a, |x| x.user_confirmed = false)
+            .unwrap();
+        assert_error(&api.verify_payment(&unconfirmed).unwrap(), 422, "P14");
     }
     // Locked: even a genuine assertion is refused without verification,
     // for this credential and for the other credential of the same account.
