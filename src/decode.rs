@@ -64,6 +64,22 @@ fn message_json(payload: &[u8]) -> Result<(MessageKind, Value), DecodeFailure> {
     Ok((kind, json))
 }
 
+/// The `alg` of a statement's protected header as written (e.g. `"ES256"`,
+/// `"ES384"`), `null` when absent: the viewer shows what is there, the
+/// verifier decides what is acceptable.
+fn header_alg(bytes: &[u8]) -> Value {
+    use coset::{Algorithm, TaggedCborSerializable};
+    match coset::CoseSign1::from_tagged_slice(bytes)
+        .ok()
+        .and_then(|s| s.protected.header.alg)
+    {
+        Some(Algorithm::Assigned(a)) => json!(format!("{a:?}")),
+        Some(Algorithm::PrivateUse(i)) => json!(i),
+        Some(Algorithm::Text(t)) => json!(t),
+        None => Value::Null,
+    }
+}
+
 fn kind_name(kind: MessageKind) -> Value {
     serde_json::to_value(kind).unwrap_or(Value::Null)
 }
@@ -88,7 +104,7 @@ pub fn decode_to_json(input: &[u8]) -> Result<Value, DecodeFailure> {
         return Ok(json!({
             "kind": kind_name(kind),
             "cose": {
-                "alg": "ES256",
+                "alg": header_alg(&bytes),
                 "well_formed": strict.is_ok(),
                 "error": strict.as_ref().err().map(ToString::to_string),
                 "x5chain": certs,

@@ -115,3 +115,32 @@ fn committed_signature_flags_hold_under_an_independent_check() {
     );
     assert!(accepted >= 5 && accepted < list.len());
 }
+
+#[test]
+fn decode_shows_each_vector_as_it_is() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors");
+    let ok =
+        biopay::decode::decode_to_json(&std::fs::read(dir.join("payment.cose")).unwrap()).unwrap();
+    assert_eq!(ok["kind"], "payment_assertion");
+    assert_eq!(ok["cose"]["alg"], "ES256");
+    assert_eq!(ok["cose"]["well_formed"], true);
+    assert_eq!(ok["payload"]["counter"], 1);
+    let es384 =
+        biopay::decode::decode_to_json(&std::fs::read(dir.join("payment-alg-es384.cose")).unwrap())
+            .unwrap();
+    assert_eq!(
+        es384["cose"]["alg"], "ES384",
+        "the viewer shows the header as written"
+    );
+    assert_eq!(es384["cose"]["well_formed"], false);
+    let reg =
+        biopay::decode::decode_to_json(&std::fs::read(dir.join("registration.cose")).unwrap())
+            .unwrap();
+    assert_eq!(reg["cose"]["x5chain"].as_array().unwrap().len(), 2);
+    // Hex input is accepted too.
+    let hex_input = hex::encode(std::fs::read(dir.join("payment.cose")).unwrap());
+    assert_eq!(
+        biopay::decode::decode_to_json(hex_input.as_bytes()).unwrap(),
+        ok
+    );
+}
