@@ -9,8 +9,9 @@ use biopay_core::{
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf};
 
-/// Everything the server needs to start.
-#[derive(Debug, Clone, Deserialize)]
+/// Everything the server needs to start. Its `Debug` hides the password of
+/// `database_url`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listen address (loopback by default).
@@ -45,6 +46,47 @@ pub struct Config {
     pub purge_interval_secs: u64,
     /// How often the audit head is checkpointed (signed), seconds.
     pub checkpoint_interval_secs: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_password),
+            )
+            .field("pg_max_connections", &self.pg_max_connections)
+            .field("rp_id", &self.rp_id)
+            .field("trust_file", &self.trust_file)
+            .field("danger_demo_trust", &self.danger_demo_trust)
+            .field("danger_demo_keys", &self.danger_demo_keys)
+            .field("api_keys", &self.api_keys)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("lock_after_failures", &self.lock_after_failures)
+            .field("failure_window_secs", &self.failure_window_secs)
+            .field("challenge_ttl_secs", &self.challenge_ttl_secs)
+            .field("purge_interval_secs", &self.purge_interval_secs)
+            .field("checkpoint_interval_secs", &self.checkpoint_interval_secs)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (userinfo, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_owned(),
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 impl Default for Config {
@@ -268,6 +310,29 @@ fn model_of(m: TrustModel) -> Result<DeviceModel, String> {
         security_level,
         status,
     })
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let c = Config {
+            database_url: Some("postgres://app:hunter2@db.internal:5432/pay".into()),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.internal:5432/pay"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_password("postgres://localhost/pay"),
+            "postgres://localhost/pay"
+        );
+    }
 }
 
 #[cfg(test)]
