@@ -903,21 +903,20 @@ mod forged_chains {
 impl World {
     /// Like `assertion` but tolerates a credential the server no longer accepts.
     fn assertion_unchecked(&mut self, order: &str) -> (PaymentChallenge, Vec<u8>) {
-        // The server will not issue a challenge for a suspended credential, so
-        // reuse the transaction flow directly against the TEE with a forged challenge.
-        let mut c = PaymentChallenge {
+        // The server will not issue a challenge for a credential that is not
+        // active, so hand the TEE one directly (it does not consult the server).
+        let now = self.clock.now();
+        let c = PaymentChallenge {
             rp_id: RP.into(),
             account_handle: self.cred.account_handle.clone(),
             credential_id: self.cred.credential_id.clone(),
             challenge: [0x77; 32],
             transaction: tx(order, 8800),
-            issued_at: NOW,
-            expires_at: NOW + 60,
+            issued_at: now,
+            expires_at: now + 60,
             accepted_modalities: vec![Modality::Fingerprint],
             require_liveness: false,
         };
-        c.issued_at = self.clock.now();
-        c.expires_at = c.issued_at + 60;
         self.phone.authenticator_mut().user().present(thumb());
         let bytes = self.phone.authorize(&c.to_cbor()).unwrap();
         (c, bytes)

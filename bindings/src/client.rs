@@ -2,7 +2,7 @@
 
 use crate::{
     errors::BiopayError,
-    types::{credential_id, DeviceModelConfig, LocalCredential, Modality, SecurityLevel},
+    types::{DeviceModelConfig, LocalCredential, Modality, SecurityLevel},
 };
 use biopay_core::{
     Authenticator, Client, CredentialId, DeviceError, PaymentChallenge, RegistrationChallenge,
@@ -216,7 +216,7 @@ impl BiopayClient {
 
     /// Deletes a credential on the device; returns the Deregistration statement for the server.
     pub fn deregister(&self, credential_id: Vec<u8>) -> Result<Vec<u8>, BiopayError> {
-        let id = credential_id_arg(credential_id)?;
+        let id = crate::types::credential_id(credential_id)?;
         Ok(self.lock().deregister(&id)?)
     }
 
@@ -229,8 +229,4 @@ impl BiopayClient {
             .map(Into::into)
             .collect())
     }
-}
-
-fn credential_id_arg(bytes: Vec<u8>) -> Result<CredentialId, BiopayError> {
-    credential_id(bytes)
 }
