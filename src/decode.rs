@@ -38,25 +38,25 @@ fn message_json(payload: &[u8]) -> Result<(MessageKind, Value), DecodeFailure> {
     let err = |e: biopay_core::DecodeError| DecodeFailure::NotAMessage(e.to_string());
     let json = match kind {
         MessageKind::RegistrationChallenge => {
-            serde_json::to_value(RegistrationChallenge::from_value(value).map_err(err)?)
+            serde_json::to_value(RegistrationChallenge::from_cbor(payload).map_err(err)?)
         }
         MessageKind::KeyAttestation => {
-            serde_json::to_value(KeyAttestation::from_value(value).map_err(err)?)
+            serde_json::to_value(KeyAttestation::from_cbor(payload).map_err(err)?)
         }
         MessageKind::PaymentChallenge => {
-            serde_json::to_value(PaymentChallenge::from_value(value).map_err(err)?)
+            serde_json::to_value(PaymentChallenge::from_cbor(payload).map_err(err)?)
         }
         MessageKind::PaymentAssertion => {
-            serde_json::to_value(PaymentAssertion::from_value(value).map_err(err)?)
+            serde_json::to_value(PaymentAssertion::from_cbor(payload).map_err(err)?)
         }
         MessageKind::Deregistration => {
-            serde_json::to_value(Deregistration::from_value(value).map_err(err)?)
+            serde_json::to_value(Deregistration::from_cbor(payload).map_err(err)?)
         }
         MessageKind::EnrollmentChange => {
-            serde_json::to_value(EnrollmentChange::from_value(value).map_err(err)?)
+            serde_json::to_value(EnrollmentChange::from_cbor(payload).map_err(err)?)
         }
         MessageKind::PlatformKeyRegistration => {
-            serde_json::to_value(PlatformKeyRegistration::from_value(value).map_err(err)?)
+            serde_json::to_value(PlatformKeyRegistration::from_cbor(payload).map_err(err)?)
         }
         _ => return Err(DecodeFailure::NotAMessage("unsupported kind".into())),
     }

@@ -6,7 +6,7 @@
 //! parameter is allowed and the unprotected header is empty. External AAD is
 //! empty. The whole statement must be deterministically encoded.
 
-use crate::cbor::{self, CborError};
+use crate::cbor::{self, CborError, Item};
 use ciborium::value::Value;
 use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, Label, TaggedCborSerializable};
 
@@ -104,60 +104,93 @@ pub fn parse_sign1(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseEr
 /// platform keystore (docs/PROTOCOL.md §12.3): the verifier decides which
 /// form it accepts once it knows the credential kind.
 pub fn parse_sign1_any_form(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseError> {
-    let value = cbor::from_deterministic_slice(bytes)?;
-    if !matches!(value, Value::Tag(18, _)) {
+    // One strict pass over the statement; every string is borrowed from it.
+    let Item::Tag(18, inner) = cbor::decode(bytes)? else {
+        return Err(CoseError::NotCoseSign1);
+    };
+    let Item::Array(parts) = *inner else {
+        return Err(CoseError::NotCoseSign1);
+    };
+    let [Item::Bytes(protected), Item::Map(unprotected), payload, Item::Bytes(signature)] =
+        parts.as_slice()
+    else {
+        return Err(CoseError::NotCoseSign1);
+    };
+    let payload = match payload {
+        Item::Bytes(p) => Some(*p),
+        Item::Null => None,
+        _ => return Err(CoseError::NotCoseSign1),
+    };
+    if !unprotected.iter().all(|(label, _)| is_label(label)) {
         return Err(CoseError::NotCoseSign1);
     }
-    let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|_| CoseError::NotCoseSign1)?;
-    cbor::from_deterministic_slice(&sign1.protected.original_data.clone().unwrap_or_default())
-        .map_err(|_| CoseError::UnexpectedHeader)?;
-    let h = &sign1.protected.header;
-    if h.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::ES256)) {
+    let header = match cbor::decode(protected) {
+        Ok(Item::Map(entries)) if entries.iter().all(|(label, _)| is_label(label)) => entries,
+        // Well-formed but not deterministic (or the empty header, which lacks alg).
+        Err(CborError::NotDeterministic | CborError::DuplicateKey) => {
+            return Err(CoseError::UnexpectedHeader)
+        }
+        _ if protected.is_empty() => return Err(CoseError::UnexpectedHeader),
+        _ => return Err(CoseError::NotCoseSign1),
+    };
+    let alg = header.iter().find(|(label, _)| *label == Item::Uint(1));
+    if !matches!(alg, Some((_, Item::Nint(6)))) {
         return Err(CoseError::UnsupportedAlgorithm);
     }
-    if !sign1.unprotected.is_empty()
-        || !h.crit.is_empty()
-        || h.content_type.is_some()
-        || !h.key_id.is_empty()
-        || !h.iv.is_empty()
-        || !h.partial_iv.is_empty()
-        || !h.counter_signatures.is_empty()
-    {
+    if !unprotected.is_empty() {
         return Err(CoseError::UnexpectedHeader);
     }
     let mut x5chain = Vec::new();
-    for (label, v) in &h.rest {
-        match (label, v) {
-            (Label::Int(33), Value::Bytes(one)) => x5chain.push(one.clone()),
-            (Label::Int(33), Value::Array(items)) if items.len() >= 2 => {
+    for (label, value) in &header {
+        match (label, value) {
+            (Item::Uint(1), _) => {}
+            (Item::Uint(33), Item::Bytes(one)) => x5chain.push(one.to_vec()),
+            (Item::Uint(33), Item::Array(items)) if items.len() >= 2 => {
                 for item in items {
-                    let Value::Bytes(cert) = item else {
+                    let Item::Bytes(cert) = item else {
                         return Err(CoseError::X5Chain);
                     };
-                    x5chain.push(cert.clone());
+                    x5chain.push(cert.to_vec());
                 }
             }
-            (Label::Int(33), _) => return Err(CoseError::X5Chain),
+            (Item::Uint(33), _) => return Err(CoseError::X5Chain),
             _ => return Err(CoseError::UnexpectedHeader),
         }
     }
     if x5chain.is_empty() == x5chain_required {
         return Err(CoseError::X5Chain);
     }
-    let to_be_signed = sign1.tbs_data(b"");
-    let payload = match sign1.payload {
+    let payload = match payload {
         Some(p) if !p.is_empty() => p,
         _ => return Err(CoseError::MissingPayload),
     };
-    if !(8..=ES256_DER_MAX_LEN).contains(&sign1.signature.len()) {
+    if !(8..=ES256_DER_MAX_LEN).contains(&signature.len()) {
         return Err(CoseError::SignatureLength);
     }
     Ok(Sign1 {
-        payload,
+        payload: payload.to_vec(),
         x5chain,
-        signature: sign1.signature,
-        to_be_signed,
+        signature: signature.to_vec(),
+        to_be_signed: sig_structure(protected, payload),
     })
+}
+
+/// A COSE header label: an integer or a text string (RFC 9052 §3).
+fn is_label(item: &Item<'_>) -> bool {
+    matches!(item, Item::Uint(_) | Item::Nint(_) | Item::Text(_))
+}
+
+/// The deterministic encoding of `["Signature1", protected, h'', payload]`
+/// (RFC 9052 §4.4), written directly.
+fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 9 + protected.len() + 9 + payload.len());
+    out.push(0x84);
+    out.push(0x6a);
+    out.extend_from_slice(b"Signature1");
+    cbor::write_bytes(&mut out, protected);
+    out.push(0x40);
+    cbor::write_bytes(&mut out, payload);
+    out
 }
 
 /// Reads the payload of a tagged COSE_Sign1 without checking headers or
@@ -178,3 +211,140 @@ pub fn peek_payload(bytes: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
         .unwrap_or_default();
     Some((sign1.payload?, chain))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The parser before the single-pass one: a strictness check, then
+    /// `coset`. Kept as the oracle the new parser must agree with.
+fn reference_parse(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseError> {
+        let value = cbor::from_deterministic_slice(bytes)?;
+        if !matches!(value, Value::Tag(18, _)) {
+            return Err(CoseError::NotCoseSign1);
+        }
+        let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|_| CoseError::NotCoseSign1)?;
+        cbor::from_deterministic_slice(&sign1.protected.original_data.clone().unwrap_or_default())
+            .map_err(|_| CoseError::UnexpectedHeader)?;
+        let h = &sign1.protected.header;
+        if h.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::ES256)) {
+            return Err(CoseError::UnsupportedAlgorithm);
+        }
+        if !sign1.unprotected.is_empty()
+            || !h.crit.is_empty()
+            || h.content_type.is_some()
+            || !h.key_id.is_empty()
+            || !h.iv.is_empty()
+            || !h.partial_iv.is_empty()
+            || !h.counter_signatures.is_empty()
+        {
+            return Err(CoseError::UnexpectedHeader);
+        }
+        let mut x5chain = Vec::new();
+        for (label, v) in &h.rest {
+            match (label, v) {
+                (Label::Int(33), Value::Bytes(one)) => x5chain.push(one.clone()),
+                (Label::Int(33), Value::Array(items)) if items.len() >= 2 => {
+                    for item in items {
+                        let Value::Bytes(cert) = item else {
+                            return Err(CoseError::X5Chain);
+                        };
+                        x5chain.push(cert.clone());
+                    }
+                }
+                (Label::Int(33), _) => return Err(CoseError::X5Chain),
+                _ => return Err(CoseError::UnexpectedHeader),
+            }
+        }
+        if x5chain.is_empty() == x5chain_required {
+            return Err(CoseError::X5Chain);
+        }
+        let to_be_signed = sign1.tbs_data(b"");
+        let payload = match sign1.payload {
+            Some(p) if !p.is_empty() => p,
+            _ => return Err(CoseError::MissingPayload),
+        };
+        if !(8..=ES256_DER_MAX_LEN).contains(&sign1.signature.len()) {
+            return Err(CoseError::SignatureLength);
+        }
+        Ok(Sign1 {
+            payload,
+            x5chain,
+            signature: sign1.signature,
+            to_be_signed,
+        })
+    }
+
+    fn sign(payload: Vec<u8>, chain: &[Vec<u8>]) -> Vec<u8> {
+        sign1(payload, chain, |tbs| {
+            Ok::<_, std::convert::Infallible>(crate::crypto::sha256(tbs).repeat(2))
+        })
+        .unwrap()
+    }
+
+    fn agree(bytes: &[u8], x5chain_required: bool) -> Result<(), TestCaseError> {
+        let new = parse_sign1_any_form(bytes, x5chain_required);
+        let old = reference_parse(bytes, x5chain_required);
+        match (&new, &old) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(&a.payload, &b.payload);
+                prop_assert_eq!(&a.x5chain, &b.x5chain);
+                prop_assert_eq!(&a.signature, &b.signature);
+                prop_assert_eq!(&a.to_be_signed, &b.to_be_signed);
+            }
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "{}: new {:?}, old {:?}", hex::encode(bytes), new.map(|_| ()), old.map(|_| ())),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn agrees_with_coset_on_statements_and_their_mutations(
+            payload in proptest::collection::vec(any::<u8>(), 1..300),
+            chain in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 0..3),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 0..3),
+        ) {
+            // A payload that is itself a byte string item keeps the payload strict-CBOR-free:
+            // the COSE layer does not decode it.
+            let mut bytes = sign(payload, &chain);
+            for (at, byte, op) in edits {
+                let i = at % (bytes.len() + 1);
+                match op {
+                    0 if i < bytes.len() => bytes[i] = byte,
+                    1 if i < bytes.len() => bytes[i] ^= 1 << (byte % 8),
+                    2 => bytes.insert(i, byte),
+                    _ if i < bytes.len() => { bytes.remove(i); }
+                    _ => {}
+                }
+            }
+            agree(&bytes, false)?;
+            agree(&bytes, true)?;
+        }
+    }
+
+    #[test]
+    fn sig_structure_matches_the_rfc_example_shape() {
+        // docs/PROTOCOL.md §3.2: payload 010203 under h'a10126'.
+        assert_eq!(
+            hex::encode(sig_structure(&[0xa1, 0x01, 0x26], &[1, 2, 3])),
+            "846a5369676e61747572653143a101264043010203"
+        );
+        for len in [0usize, 23, 24, 255, 256, 65_535, 65_536] {
+            let payload = vec![7u8; len];
+            let statement = sign(payload.clone(), &[]);
+            let ours = parse_sign1_any_form(&statement, false);
+            let coset = CoseSign1::from_tagged_slice(&statement).unwrap();
+            if len == 0 {
+                assert_eq!(ours.err(), Some(CoseError::MissingPayload));
+            } else {
+                assert_eq!(ours.unwrap().to_be_signed, coset.tbs_data(b""), "{len}");
+            }
+        }
+    }
+}
+

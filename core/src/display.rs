@@ -77,15 +77,31 @@ pub fn format_amount(amount_minor: u64, currency: &str) -> String {
 ///
 /// The `Memo:` line is present only when the transaction has a memo.
 pub fn render_transaction(rp_id: &str, tx: &Transaction) -> String {
-    let mut text = format!(
-        "{}\nPay {} {}\nTo: {} ({})\nOrder: {}",
-        rp_id,
-        format_amount(tx.amount_minor, &tx.currency),
-        tx.currency,
-        tx.payee_name,
-        tx.payee_id,
-        tx.order_id
+    let amount = format_amount(tx.amount_minor, &tx.currency);
+    let mut text = String::with_capacity(
+        48 + rp_id.len()
+            + amount.len()
+            + tx.currency.len()
+            + tx.payee_name.len()
+            + tx.payee_id.len()
+            + tx.order_id.len()
+            + tx.memo.as_ref().map_or(0, String::len),
     );
+    for part in [
+        rp_id,
+        "\nPay ",
+        &amount,
+        " ",
+        &tx.currency,
+        "\nTo: ",
+        &tx.payee_name,
+        " (",
+        &tx.payee_id,
+        ")\nOrder: ",
+        &tx.order_id,
+    ] {
+        text.push_str(part);
+    }
     if let Some(memo) = &tx.memo {
         text.push_str("\nMemo: ");
         text.push_str(memo);

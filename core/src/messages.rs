@@ -6,7 +6,7 @@
 //! out-of-range values are errors, and the input must be deterministically
 //! encoded (see [`crate::cbor`]).
 
-use crate::cbor::{self, CborError};
+use crate::cbor::{self, CborError, Item};
 use ciborium::value::{Integer, Value};
 use serde::Serialize;
 
@@ -454,7 +454,7 @@ pub trait Message: Sized {
     fn fields(&self) -> Vec<(u64, Value)>;
 
     /// Reads the message-specific fields. Every key must be consumed.
-    fn from_fields(fields: &mut Fields) -> Result<Self, DecodeError>;
+    fn from_fields(fields: &mut Fields<'_>) -> Result<Self, DecodeError>;
 
     /// The deterministic CBOR encoding.
     fn to_cbor(&self) -> Vec<u8> {
@@ -465,13 +465,12 @@ pub trait Message: Sized {
 
     /// Strictly decodes the deterministic CBOR encoding.
     fn from_cbor(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let value = cbor::from_deterministic_slice(bytes)?;
-        Self::from_value(value)
+        Self::from_item(cbor::decode(bytes)?)
     }
 
-    /// Strictly decodes an already parsed CBOR value.
-    fn from_value(value: Value) -> Result<Self, DecodeError> {
-        let mut fields = Fields::new(value)?;
+    /// Strictly decodes an already parsed CBOR item.
+    fn from_item(item: Item<'_>) -> Result<Self, DecodeError> {
+        let mut fields = Fields::new(item)?;
         let kind = fields.u64(1, "kind")?;
         if kind != Self::KIND.to_u64() {
             return Err(DecodeError::WrongKind {
@@ -523,43 +522,66 @@ fn modalities(v: &[Modality]) -> Value {
 }
 
 /// The fields of a message map being decoded; see [`Message::from_fields`].
-pub struct Fields(Vec<(i64, Value)>);
+/// Keys are integers in increasing order (deterministic CBOR), so fields are
+/// taken in key order with a cursor.
+pub struct Fields<'a> {
+    entries: Vec<(i64, Item<'a>)>,
+    taken: Vec<bool>,
+}
 
-impl Fields {
-    fn new(value: Value) -> Result<Self, DecodeError> {
-        let Value::Map(entries) = value else {
+impl<'a> Fields<'a> {
+    fn new(item: Item<'a>) -> Result<Self, DecodeError> {
+        let Item::Map(entries) = item else {
             return Err(DecodeError::NotAMap);
         };
         let mut out = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            let Value::Integer(k) = k else {
-                return Err(DecodeError::NonIntegerKey);
+            let k = match k {
+                Item::Uint(u) => i64::try_from(u).map_err(|_| DecodeError::NonIntegerKey)?,
+                Item::Nint(n) => i64::try_from(n)
+                    .map(|n| -1 - n)
+                    .map_err(|_| DecodeError::NonIntegerKey)?,
+                _ => return Err(DecodeError::NonIntegerKey),
             };
-            let k = i64::try_from(i128::from(k)).map_err(|_| DecodeError::NonIntegerKey)?;
             out.push((k, v));
         }
-        Ok(Self(out))
+        let taken = vec![false; out.len()];
+        Ok(Self {
+            entries: out,
+            taken,
+        })
     }
 
     fn finish(self) -> Result<(), DecodeError> {
-        match self.0.first() {
-            Some((k, _)) => Err(DecodeError::UnknownKey(*k)),
+        match self
+            .entries
+            .iter()
+            .zip(&self.taken)
+            .find(|(_, taken)| !**taken)
+        {
+            Some(((k, _), _)) => Err(DecodeError::UnknownKey(*k)),
             None => Ok(()),
         }
     }
 
-    fn take(&mut self, key: i64) -> Option<Value> {
-        let i = self.0.iter().position(|(k, _)| *k == key)?;
-        Some(self.0.remove(i).1)
+    fn take(&mut self, key: i64) -> Option<Item<'a>> {
+        let i = self.entries.iter().position(|(k, _)| *k == key)?;
+        let taken = self.taken.get_mut(i)?;
+        if *taken {
+            return None;
+        }
+        *taken = true;
+        let slot = self.entries.get_mut(i)?;
+        Some(std::mem::replace(&mut slot.1, Item::Null))
     }
 
-    fn req(&mut self, key: i64, field: &'static str) -> Result<Value, DecodeError> {
+    fn req(&mut self, key: i64, field: &'static str) -> Result<Item<'a>, DecodeError> {
         self.take(key).ok_or(DecodeError::MissingField(field))
     }
 
     /// A required unsigned integer.
     pub fn u64(&mut self, key: i64, field: &'static str) -> Result<u64, DecodeError> {
-        as_u64(self.req(key, field)?, field)
+        as_u64(&self.req(key, field)?, field)
     }
 
     fn u32(&mut self, key: i64, field: &'static str) -> Result<u32, DecodeError> {
@@ -571,10 +593,30 @@ impl Fields {
 
     fn bool(&mut self, key: i64, field: &'static str) -> Result<bool, DecodeError> {
         match self.req(key, field)? {
-            Value::Bool(b) => Ok(b),
+            Item::Bool(b) => Ok(b),
             _ => Err(DecodeError::InvalidField {
                 field,
                 reason: "expected a boolean",
+            }),
+        }
+    }
+
+    fn byte_slice(
+        &mut self,
+        key: i64,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<&'a [u8], DecodeError> {
+        match self.req(key, field)? {
+            Item::Bytes(b) if (min..=max).contains(&b.len()) => Ok(b),
+            Item::Bytes(_) => Err(DecodeError::InvalidField {
+                field,
+                reason: "byte string length out of range",
+            }),
+            _ => Err(DecodeError::InvalidField {
+                field,
+                reason: "expected a byte string",
             }),
         }
     }
@@ -586,38 +628,32 @@ impl Fields {
         min: usize,
         max: usize,
     ) -> Result<Vec<u8>, DecodeError> {
-        match self.req(key, field)? {
-            Value::Bytes(b) if (min..=max).contains(&b.len()) => Ok(b),
-            Value::Bytes(_) => Err(DecodeError::InvalidField {
-                field,
-                reason: "byte string length out of range",
-            }),
-            _ => Err(DecodeError::InvalidField {
-                field,
-                reason: "expected a byte string",
-            }),
-        }
+        Ok(self.byte_slice(key, field, min, max)?.to_vec())
+    }
+
+    fn array<const N: usize>(
+        &mut self,
+        key: i64,
+        field: &'static str,
+    ) -> Result<[u8; N], DecodeError> {
+        let b = self.byte_slice(key, field, N, N)?;
+        b.try_into().map_err(|_| DecodeError::InvalidField {
+            field,
+            reason: "byte string length out of range",
+        })
     }
 
     fn array32(&mut self, key: i64, field: &'static str) -> Result<[u8; 32], DecodeError> {
-        let b = self.bytes(key, field, 32, 32)?;
-        b.try_into().map_err(|_| DecodeError::InvalidField {
-            field,
-            reason: "expected 32 bytes",
-        })
+        self.array::<32>(key, field)
     }
 
     fn array16(&mut self, key: i64, field: &'static str) -> Result<[u8; 16], DecodeError> {
-        let b = self.bytes(key, field, 16, 16)?;
-        b.try_into().map_err(|_| DecodeError::InvalidField {
-            field,
-            reason: "expected 16 bytes",
-        })
+        self.array::<16>(key, field)
     }
 
     fn text(&mut self, key: i64, field: &'static str) -> Result<String, DecodeError> {
         match self.req(key, field)? {
-            Value::Text(t) => Ok(t),
+            Item::Text(t) => Ok(t.to_owned()),
             _ => Err(DecodeError::InvalidField {
                 field,
                 reason: "expected a text string",
@@ -628,7 +664,7 @@ impl Fields {
     fn opt_text(&mut self, key: i64, field: &'static str) -> Result<Option<String>, DecodeError> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Text(t)) => Ok(Some(t)),
+            Some(Item::Text(t)) => Ok(Some(t.to_owned())),
             Some(_) => Err(DecodeError::InvalidField {
                 field,
                 reason: "expected a text string",
@@ -656,14 +692,14 @@ impl Fields {
     }
 
     fn modalities(&mut self, key: i64, field: &'static str) -> Result<Vec<Modality>, DecodeError> {
-        let Value::Array(items) = self.req(key, field)? else {
+        let Item::Array(items) = self.req(key, field)? else {
             return Err(DecodeError::InvalidField {
                 field,
                 reason: "expected an array",
             });
         };
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        for item in &items {
             let m = Modality::from_u64(as_u64(item, field)?).ok_or(DecodeError::InvalidField {
                 field,
                 reason: "unknown modality",
@@ -692,12 +728,9 @@ impl Fields {
     }
 }
 
-fn as_u64(v: Value, field: &'static str) -> Result<u64, DecodeError> {
+fn as_u64(v: &Item<'_>, field: &'static str) -> Result<u64, DecodeError> {
     match v {
-        Value::Integer(i) => u64::try_from(i).map_err(|_| DecodeError::InvalidField {
-            field,
-            reason: "expected an unsigned integer",
-        }),
+        Item::Uint(u) => Ok(*u),
         _ => Err(DecodeError::InvalidField {
             field,
             reason: "expected an unsigned integer",
@@ -816,8 +849,8 @@ impl Transaction {
         Value::Map(entries)
     }
 
-    fn from_value(value: Value) -> Result<Self, DecodeError> {
-        let mut f = Fields::new(value)?;
+    fn from_item(item: Item<'_>) -> Result<Self, DecodeError> {
+        let mut f = Fields::new(item)?;
         let tx = Self {
             amount_minor: f.u64(1, "amount_minor")?,
             currency: f.text(2, "currency")?,
@@ -831,14 +864,38 @@ impl Transaction {
         Ok(tx)
     }
 
-    /// The canonical encoding: the deterministic CBOR map (keys 1..6).
+    /// The canonical encoding: the deterministic CBOR map (keys 1..6),
+    /// written directly (the verifier hashes it for every payment, P12).
     pub fn canonical_encoding(&self) -> Vec<u8> {
-        cbor::to_deterministic_vec(self.to_value()).unwrap_or_default()
+        let mut out = Vec::with_capacity(
+            16 + self.currency.len()
+                + self.payee_id.len()
+                + self.payee_name.len()
+                + self.order_id.len()
+                + self.memo.as_ref().map_or(0, |m| m.len() + 4),
+        );
+        // Keys 1..6 are single-byte unsigned integers, already in order.
+        cbor::write_head(&mut out, 5, if self.memo.is_some() { 6 } else { 5 });
+        out.push(1);
+        cbor::write_head(&mut out, 0, self.amount_minor);
+        out.push(2);
+        cbor::write_text(&mut out, &self.currency);
+        out.push(3);
+        cbor::write_text(&mut out, &self.payee_id);
+        out.push(4);
+        cbor::write_text(&mut out, &self.payee_name);
+        out.push(5);
+        cbor::write_text(&mut out, &self.order_id);
+        if let Some(memo) = &self.memo {
+            out.push(6);
+            cbor::write_text(&mut out, memo);
+        }
+        out
     }
 
     /// Strictly decodes a canonical encoding.
     pub fn from_canonical(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::from_value(cbor::from_deterministic_slice(bytes)?)
+        Self::from_item(cbor::decode(bytes)?)
     }
 }
 
@@ -865,7 +922,7 @@ impl Message for RegistrationChallenge {
             (9, uint(self.required_assurance.to_u64())),
         ]
     }
-    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         let m = Self {
             rp_id: f.rp_id(3)?,
             account_handle: f.account_handle(4)?,
@@ -901,13 +958,13 @@ impl Message for KeyAttestation {
             (14, uint(self.initial_counter)),
         ]
     }
-    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         let m = Self {
             rp_id_hash: f.array32(3, "rp_id_hash")?,
             account_handle: f.account_handle(4)?,
             challenge: f.array32(5, "challenge")?,
             credential_public_key: crate::crypto::sec1_from_cose_key(
-                f.req(6, "credential_public_key")?,
+                f.req(6, "credential_public_key")?.to_value(),
             )?,
             credential_id: f.credential_id(7)?,
             modalities: f.modalities(8, "modalities")?,
@@ -938,13 +995,13 @@ impl Message for PaymentChallenge {
             (11, Value::Bool(self.require_liveness)),
         ]
     }
-    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         let m = Self {
             rp_id: f.rp_id(3)?,
             account_handle: f.account_handle(4)?,
             credential_id: f.credential_id(5)?,
             challenge: f.array32(6, "challenge")?,
-            transaction: Transaction::from_value(f.req(7, "transaction")?)?,
+            transaction: Transaction::from_item(f.req(7, "transaction")?)?,
             issued_at: f.u64(8, "issued_at")?,
             expires_at: f.u64(9, "expires_at")?,
             accepted_modalities: f.modalities(10, "accepted_modalities")?,
@@ -974,7 +1031,7 @@ impl Message for PaymentAssertion {
             (15, bytes(&self.enrollment_epoch)),
         ]
     }
-    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             rp_id_hash: f.array32(3, "rp_id_hash")?,
             credential_id: f.credential_id(4)?,
@@ -1003,7 +1060,7 @@ impl Message for Deregistration {
             (6, uint(self.tee_time)),
         ]
     }
-    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             rp_id_hash: f.array32(3, "rp_id_hash")?,
             credential_id: f.credential_id(4)?,
@@ -1025,7 +1082,7 @@ impl Message for EnrollmentChange {
             (8, uint(self.tee_time)),
         ]
     }
-    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             rp_id_hash: f.array32(3, "rp_id_hash")?,
             credential_id: f.credential_id(4)?,
@@ -1051,7 +1108,7 @@ impl Message for PlatformKeyRegistration {
             (10, bytes(&self.enrollment_epoch)),
         ]
     }
-    fn from_fields(f: &mut Fields) -> Result<Self, DecodeError> {
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             rp_id_hash: f.array32(3, "rp_id_hash")?,
             account_handle: f.account_handle(4)?,
