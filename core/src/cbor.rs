@@ -243,7 +243,9 @@ impl<'a> Reader<'a> {
         let n = arg.ok_or(CborError::NotDeterministic)?;
         let n = usize::try_from(n).map_err(|_| CborError::NotWellFormed)?;
         let remaining = self.bytes.len() - self.pos;
-        if n.checked_mul(per_element).is_none_or(|need| need > remaining) {
+        if n.checked_mul(per_element)
+            .is_none_or(|need| need > remaining)
+        {
             return Err(CborError::NotWellFormed);
         }
         Ok(n)
@@ -277,7 +279,8 @@ impl<'a> Reader<'a> {
             }
             3 => {
                 let n = self.length(arg, 1)?;
-                let text = std::str::from_utf8(self.take(n)?).map_err(|_| CborError::NotWellFormed)?;
+                let text =
+                    std::str::from_utf8(self.take(n)?).map_err(|_| CborError::NotWellFormed)?;
                 Ok(Item::Text(text))
             }
             4 => {
@@ -385,7 +388,7 @@ mod tests {
         Ok(value)
     }
 
-/// Checks that every map's keys are strictly increasing in the bytewise order
+    /// Checks that every map's keys are strictly increasing in the bytewise order
     /// of their encodings (so sorted and without duplicates), and that no floats occur.
     fn check_key_order(value: &Value, depth: usize) -> Result<(), CborError> {
         if depth > MAX_DEPTH {
@@ -546,7 +549,13 @@ mod tests {
             (Err(_), Err(_)) => {}
             // The one intended difference: bignum tags are refused outright.
             (Err(CborError::NotDeterministic), Ok(v)) if has_bignum_tag(v) => {}
-            _ => prop_assert!(false, "{}: decode {:?}, reference {:?}", hex::encode(bytes), new, old),
+            _ => prop_assert!(
+                false,
+                "{}: decode {:?}, reference {:?}",
+                hex::encode(bytes),
+                new,
+                old
+            ),
         }
         Ok(())
     }
@@ -596,8 +605,14 @@ mod tests {
 
     #[test]
     fn decode_reports_each_error_class() {
-        assert_eq!(decode(&[0xa2, 0x02, 0x00, 0x01, 0x00]), Err(CborError::NotDeterministic));
-        assert_eq!(decode(&[0xa2, 0x01, 0x00, 0x01, 0x00]), Err(CborError::DuplicateKey));
+        assert_eq!(
+            decode(&[0xa2, 0x02, 0x00, 0x01, 0x00]),
+            Err(CborError::NotDeterministic)
+        );
+        assert_eq!(
+            decode(&[0xa2, 0x01, 0x00, 0x01, 0x00]),
+            Err(CborError::DuplicateKey)
+        );
         // {2: 0, 1: 0, 2: 0}: out of order and a duplicate that is not adjacent
         assert_eq!(
             decode(&[0xa3, 0x02, 0x00, 0x01, 0x00, 0x02, 0x00]),
@@ -605,15 +620,27 @@ mod tests {
         );
         assert_eq!(decode(&[0x00, 0x00]), Err(CborError::TrailingBytes));
         assert_eq!(decode(&[0x18, 0x01]), Err(CborError::NotDeterministic));
-        assert_eq!(decode(&[0x19, 0x00, 0xff]), Err(CborError::NotDeterministic));
-        assert_eq!(decode(&[0x5f, 0x41, 0x00, 0xff]), Err(CborError::NotDeterministic));
-        assert_eq!(decode(&[0xfb, 0, 0, 0, 0, 0, 0, 0, 0]), Err(CborError::NotDeterministic));
+        assert_eq!(
+            decode(&[0x19, 0x00, 0xff]),
+            Err(CborError::NotDeterministic)
+        );
+        assert_eq!(
+            decode(&[0x5f, 0x41, 0x00, 0xff]),
+            Err(CborError::NotDeterministic)
+        );
+        assert_eq!(
+            decode(&[0xfb, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(CborError::NotDeterministic)
+        );
         assert_eq!(decode(&[0x58, 0x20, 0x00]), Err(CborError::NotWellFormed));
         assert_eq!(decode(&[0x62, 0xff, 0xfe]), Err(CborError::NotWellFormed));
         assert_eq!(decode(&[0x1c]), Err(CborError::NotWellFormed));
         assert_eq!(decode(&[0xff]), Err(CborError::NotWellFormed));
         // An array claiming 2^32 elements in a 5-byte input: no allocation, an error.
-        assert_eq!(decode(&[0x9a, 0xff, 0xff, 0xff, 0xff]), Err(CborError::NotWellFormed));
+        assert_eq!(
+            decode(&[0x9a, 0xff, 0xff, 0xff, 0xff]),
+            Err(CborError::NotWellFormed)
+        );
         let mut deep = vec![0x81; MAX_DEPTH + 1];
         deep.push(0x00);
         assert_eq!(decode(&deep), Err(CborError::TooDeep));

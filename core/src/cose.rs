@@ -220,7 +220,7 @@ mod tests {
 
     /// The parser before the single-pass one: a strictness check, then
     /// `coset`. Kept as the oracle the new parser must agree with.
-fn reference_parse(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseError> {
+    fn reference_parse(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseError> {
         let value = cbor::from_deterministic_slice(bytes)?;
         if !matches!(value, Value::Tag(18, _)) {
             return Err(CoseError::NotCoseSign1);
@@ -295,7 +295,13 @@ fn reference_parse(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseEr
                 prop_assert_eq!(&a.to_be_signed, &b.to_be_signed);
             }
             (Err(_), Err(_)) => {}
-            _ => prop_assert!(false, "{}: new {:?}, old {:?}", hex::encode(bytes), new.map(|_| ()), old.map(|_| ())),
+            _ => prop_assert!(
+                false,
+                "{}: new {:?}, old {:?}",
+                hex::encode(bytes),
+                new.map(|_| ()),
+                old.map(|_| ())
+            ),
         }
         Ok(())
     }
@@ -347,4 +353,3 @@ fn reference_parse(bytes: &[u8], x5chain_required: bool) -> Result<Sign1, CoseEr
         }
     }
 }
-

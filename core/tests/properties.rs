@@ -250,7 +250,8 @@ fn cbor_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             proptest::collection::vec((inner.clone(), inner.clone()), 0..6).prop_map(Value::Map),
-            (prop_oneof![0u64..2, 4u64..1000], inner).prop_map(|(tag, v)| Value::Tag(tag, Box::new(v))),
+            (prop_oneof![0u64..2, 4u64..1000], inner)
+                .prop_map(|(tag, v)| Value::Tag(tag, Box::new(v))),
         ]
     })
 }
