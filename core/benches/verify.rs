@@ -35,131 +35,40 @@ use biopay_core::{
     crypto::sha256,
     render_transaction,
     store::{Decision, DecisionKind},
-    CredentialId, CredentialKind, CredentialRecord, CredentialStatus, DangerDeterministicRandom,
-    DeviceModel, Liveness, ManualClock, MemoryStore, Message, Modality, ModelStatus,
-    PaymentAssertion, PaymentChallenge, Policy, SecurityLevel, Store, Transaction, TrustConfig,
-    Verifier,
+    testing::{
+        self, credential_id, credential_key, honest_assertion, public_key, transaction,
+        verifier_with_credential, FixtureVerifier, Setup, ACCOUNT, NOW, RP_ID,
+    },
+    MemoryStore, Message, Modality, PaymentAssertion, PaymentChallenge, SecurityLevel, Store,
 };
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use std::{
     cell::Cell,
-    convert::Infallible,
     time::{Duration, Instant},
 };
 
-const RP_ID: &str = "pay.example.com";
-const NOW: u64 = 1_790_000_000;
-const MODEL: &str = "bench-model-1";
-const ACCOUNT: &[u8] = b"account-7";
-const EPOCH: [u8; 32] = [0xE7; 32];
+type BenchVerifier = FixtureVerifier;
 
-type BenchVerifier = Verifier<MemoryStore, ManualClock, DangerDeterministicRandom>;
-
-fn credential_key() -> SigningKey {
-    SigningKey::from_slice(&[0x5A; 32]).expect("fixed scalar")
-}
-
-fn public_key(key: &SigningKey) -> Vec<u8> {
-    key.verifying_key()
-        .to_encoded_point(false)
-        .as_bytes()
-        .to_vec()
-}
-
-fn cred_id() -> CredentialId {
-    CredentialId::new(vec![0xC1; 32]).expect("valid length")
-}
-
-fn transaction() -> Transaction {
-    Transaction {
-        amount_minor: 8800,
-        currency: "CNY".into(),
-        payee_id: "merchant-0042".into(),
-        payee_name: "Coffee Corner".into(),
-        order_id: "2026-11-21-000123".into(),
-        memo: Some("2 lattes".into()),
-    }
-}
-
-/// A verifier with one credential committed straight into its store (no TEE).
 fn verifier() -> BenchVerifier {
-    let model = DeviceModel {
-        id: MODEL.into(),
-        trust_anchors: Vec::new(),
-        modalities: vec![Modality::Fingerprint, Modality::Face],
-        security_level: SecurityLevel::Tee,
-        status: ModelStatus::Active,
-    };
-    let v = Verifier::new(
-        RP_ID,
-        TrustConfig::new().with_model(model),
-        Policy::default(),
-        MemoryStore::new(),
-        ManualClock::new(NOW),
-        DangerDeterministicRandom::new(b"bench"),
-    )
-    .expect("verifier");
-    let reg = v
-        .registration_challenge(ACCOUNT, &[Modality::Fingerprint], SecurityLevel::Tee)
-        .expect("challenge");
-    let record = CredentialRecord {
-        credential_id: cred_id(),
-        rp_id: RP_ID.into(),
-        account_handle: ACCOUNT.to_vec(),
-        public_key: public_key(&credential_key()),
-        modalities: vec![Modality::Fingerprint],
-        enrollment_epoch: EPOCH,
-        security_level: SecurityLevel::Tee,
-        kind: CredentialKind::TeeAttested,
-        device_model: MODEL.into(),
-        counter: 0,
-        status: CredentialStatus::Active,
-        registered_at: NOW,
-    };
-    let decision = Decision {
-        kind: DecisionKind::Registration,
-        credential_id: cred_id(),
-        statement_hash: [0; 32],
-        at: NOW,
-    };
-    v.store()
-        .commit_registration(&reg.challenge, &record, &decision)
-        .expect("commit");
-    v
+    verifier_with_credential(Setup {
+        seed: b"bench",
+        ..Setup::default()
+    })
 }
 
 /// The device side: from the challenge bytes to the signed statement.
 fn authorize(challenge_bytes: &[u8], key: &SigningKey, counter: u64) -> Vec<u8> {
     let c = PaymentChallenge::from_cbor(challenge_bytes).expect("challenge decodes");
-    let assertion = PaymentAssertion {
-        rp_id_hash: sha256(c.rp_id.as_bytes()),
-        credential_id: c.credential_id.clone(),
-        challenge: c.challenge,
-        transaction_hash: sha256(&c.transaction.canonical_encoding()),
-        display_hash: sha256(render_transaction(RP_ID, &c.transaction).as_bytes()),
-        modality: Modality::Fingerprint,
-        template_id: [0x7E; 16],
-        liveness: Liveness::NotChecked,
-        failed_attempts: 0,
-        counter,
-        tee_time: NOW,
-        user_confirmed: true,
-        enrollment_epoch: EPOCH,
-    };
-    cose::sign1(assertion.to_cbor(), &[], |tbs| {
-        let sig: Signature = key.sign(tbs);
-        Ok::<_, Infallible>(sig.to_bytes().to_vec())
-    })
-    .expect("infallible")
+    testing::sign(&honest_assertion(&c, counter), key)
 }
 
 /// Issues a payment challenge and returns the statement that approves it.
 /// `counter` must increase from call to call.
 fn next_statement(v: &BenchVerifier, key: &SigningKey, counter: &Cell<u64>) -> Vec<u8> {
     let challenge = v
-        .payment_challenge(&cred_id(), transaction())
+        .payment_challenge(&credential_id(), transaction())
         .expect("payment challenge");
     counter.set(counter.get() + 1);
     authorize(&challenge.to_cbor(), key, counter.get())
@@ -186,7 +95,7 @@ fn baseline() -> Baseline {
     assert_eq!(approved.counter, 1);
     let parsed = cose::parse_sign1(&statement, false).expect("statement parses");
     let challenge_bytes = v
-        .payment_challenge(&cred_id(), transaction())
+        .payment_challenge(&credential_id(), transaction())
         .expect("challenge")
         .to_cbor();
     Baseline {
@@ -231,7 +140,7 @@ fn criterion_groups(c: &mut Criterion, b: &Baseline) {
     // Every statement verified above was accepted (each one advanced the counter).
     let stored = v
         .store()
-        .credential(&cred_id())
+        .credential(&credential_id())
         .expect("store")
         .expect("credential")
         .counter;
@@ -404,14 +313,14 @@ fn breakdown(b: &Baseline) {
     // A separate store for the commit: one unused challenge per call.
     let commit_store = MemoryStore::new();
     let cred = store
-        .credential(&cred_id())
+        .credential(&credential_id())
         .expect("store")
         .expect("credential");
     let mut record = cred.clone();
     record.counter = 0;
     let reg = Decision {
         kind: DecisionKind::Registration,
-        credential_id: cred_id(),
+        credential_id: credential_id(),
         statement_hash: [0; 32],
         at: NOW,
     };
@@ -448,7 +357,7 @@ fn breakdown(b: &Baseline) {
         .collect();
     let decision = Decision {
         kind: DecisionKind::Payment,
-        credential_id: cred_id(),
+        credential_id: credential_id(),
         statement_hash: [0; 32],
         at: NOW,
     };
@@ -551,7 +460,7 @@ fn breakdown(b: &Baseline) {
                 k += 1;
                 let new_counter = k as u64;
                 assert!(commit_store
-                    .commit_payment(c, &cred_id(), new_counter - 1, new_counter, &decision)
+                    .commit_payment(c, &credential_id(), new_counter - 1, new_counter, &decision)
                     .is_ok());
             }),
         ),
@@ -609,7 +518,7 @@ fn breakdown(b: &Baseline) {
         k += 1;
         let new_counter = k as u64;
         assert!(commit_store
-            .commit_payment(c, &cred_id(), new_counter - 1, new_counter, &decision)
+            .commit_payment(c, &credential_id(), new_counter - 1, new_counter, &decision)
             .is_ok());
     });
     println!(

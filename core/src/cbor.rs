@@ -366,9 +366,26 @@ fn sort_key(k: &Value) -> SortKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Applies byte edits `(position, byte, operation)`: replace, flip a bit,
+    /// insert or delete (positions wrap around the current length).
+    pub(crate) fn apply_edits(bytes: &mut Vec<u8>, edits: &[(usize, u8, u8)]) {
+        for &(at, byte, op) in edits {
+            let i = at % (bytes.len() + 1);
+            match op {
+                0 if i < bytes.len() => bytes[i] = byte,
+                1 if i < bytes.len() => bytes[i] ^= 1 << (byte % 8),
+                2 => bytes.insert(i, byte),
+                _ if i < bytes.len() => {
+                    bytes.remove(i);
+                }
+                _ => {}
+            }
+        }
+    }
 
     /// The decoder before [`decode`] existed: ciborium to a `Value` tree, a
     /// key-order walk, and a re-encoding compared with the input. Kept as the
@@ -582,16 +599,7 @@ mod tests {
             edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..4),
         ) {
             let Ok(mut bytes) = to_deterministic_vec(v) else { return Ok(()); };
-            for (at, byte, op) in edits {
-                let i = at % (bytes.len() + 1);
-                match op {
-                    0 if i < bytes.len() => bytes[i] = byte,
-                    1 if i < bytes.len() => bytes[i] ^= 1 << (byte % 8),
-                    2 => bytes.insert(i, byte),
-                    _ if i < bytes.len() => { bytes.remove(i); }
-                    _ => {}
-                }
-            }
+            apply_edits(&mut bytes, &edits);
             agree(&bytes)?;
         }
 

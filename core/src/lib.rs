@@ -38,6 +38,8 @@ pub mod error;
 pub mod keystore;
 pub mod messages;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod verifier;
 pub mod x509;
 

@@ -22,20 +22,18 @@
 )]
 
 use biopay_core::{
-    cbor, cose,
-    crypto::sha256,
+    cbor,
     messages::{is_forbidden_display_char, validate_rp_id},
-    render_transaction,
-    store::{Decision, DecisionKind},
-    CredentialId, CredentialKind, CredentialRecord, CredentialStatus, DangerDeterministicRandom,
-    DeviceModel, Liveness, ManualClock, MemoryStore, Message, Modality, ModelStatus,
-    PaymentAssertion, PaymentChallenge, Policy, RegistrationChallenge, Rejection, SecurityLevel,
-    Step, Store, Transaction, TrustConfig, Verifier,
+    testing::{
+        self, credential_key, honest_assertion, verifier_with_credential, FixtureVerifier, Setup,
+        NOW,
+    },
+    CredentialId, Liveness, Message, Modality, PaymentAssertion, PaymentChallenge,
+    RegistrationChallenge, Rejection, SecurityLevel, Step, Transaction,
 };
 use ciborium::value::{Integer, Value};
-use p256::ecdsa::{signature::Signer, Signature, SigningKey};
 use proptest::prelude::*;
-use std::{convert::Infallible, sync::OnceLock};
+use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------
 // Strategies for valid messages
@@ -259,121 +257,37 @@ fn cbor_value() -> impl Strategy<Value = Value> {
 // ---------------------------------------------------------------------------
 // A verifier set up without the software TEE
 
-const RP_ID: &str = "pay.example.com";
-const NOW: u64 = 1_790_000_000;
-const MODEL: &str = "test-model-1";
-const ACCOUNT: &[u8] = b"account-7";
 const STORED_COUNTER: u64 = 41;
-const EPOCH: [u8; 32] = [0xE7; 32];
 
-type TestVerifier = Verifier<MemoryStore, ManualClock, DangerDeterministicRandom>;
-
-/// The credential key: a fixed scalar, so every run signs the same bytes (ECDSA
-/// signing in `p256` is deterministic, RFC 6979).
-fn credential_key() -> SigningKey {
-    SigningKey::from_slice(&[0x5A; 32]).unwrap()
-}
-
-fn credential_public_key() -> Vec<u8> {
-    credential_key()
-        .verifying_key()
-        .to_encoded_point(false)
-        .as_bytes()
-        .to_vec()
-}
+type TestVerifier = FixtureVerifier;
 
 fn cred_id() -> CredentialId {
-    CredentialId::new(vec![0xC1; 32]).unwrap()
-}
-
-fn tx() -> Transaction {
-    Transaction {
-        amount_minor: 8800,
-        currency: "CNY".into(),
-        payee_id: "merchant-0042".into(),
-        payee_name: "Coffee Corner".into(),
-        order_id: "2026-11-21-000123".into(),
-        memo: Some("2 lattes".into()),
-    }
+    testing::credential_id()
 }
 
 /// A fresh verifier with one registered credential and one issued, unused
 /// payment challenge. Clock and randomness are deterministic, so every call
 /// issues the same challenge.
 fn fresh_verifier() -> (TestVerifier, PaymentChallenge) {
-    let model = DeviceModel {
-        id: MODEL.into(),
-        trust_anchors: Vec::new(),
-        modalities: vec![Modality::Fingerprint, Modality::Face],
-        security_level: SecurityLevel::Tee,
-        status: ModelStatus::Active,
-    };
-    let verifier = Verifier::new(
-        RP_ID,
-        TrustConfig::new().with_model(model),
-        Policy::default(),
-        MemoryStore::new(),
-        ManualClock::new(NOW),
-        DangerDeterministicRandom::new(b"properties"),
-    )
-    .unwrap();
-    let reg = verifier
-        .registration_challenge(ACCOUNT, &[Modality::Fingerprint], SecurityLevel::Tee)
-        .unwrap();
-    let record = CredentialRecord {
-        credential_id: cred_id(),
-        rp_id: RP_ID.into(),
-        account_handle: ACCOUNT.to_vec(),
-        public_key: credential_public_key(),
-        modalities: vec![Modality::Fingerprint],
-        enrollment_epoch: EPOCH,
-        security_level: SecurityLevel::Tee,
-        kind: CredentialKind::TeeAttested,
-        device_model: MODEL.into(),
+    let verifier = verifier_with_credential(Setup {
+        seed: b"properties",
         counter: STORED_COUNTER,
-        status: CredentialStatus::Active,
-        registered_at: NOW,
-    };
-    let decision = Decision {
-        kind: DecisionKind::Registration,
-        credential_id: cred_id(),
-        statement_hash: [0; 32],
-        at: NOW,
-    };
-    verifier
-        .store()
-        .commit_registration(&reg.challenge, &record, &decision)
+        ..Setup::default()
+    });
+    let challenge = verifier
+        .payment_challenge(&cred_id(), testing::transaction())
         .unwrap();
-    let challenge = verifier.payment_challenge(&cred_id(), tx()).unwrap();
     (verifier, challenge)
 }
 
 /// The assertion an honest TEE makes for `challenge`.
 fn valid_assertion(challenge: &PaymentChallenge) -> PaymentAssertion {
-    PaymentAssertion {
-        rp_id_hash: sha256(RP_ID.as_bytes()),
-        credential_id: cred_id(),
-        challenge: challenge.challenge,
-        transaction_hash: sha256(&challenge.transaction.canonical_encoding()),
-        display_hash: sha256(render_transaction(RP_ID, &challenge.transaction).as_bytes()),
-        modality: Modality::Fingerprint,
-        template_id: [0x7E; 16],
-        liveness: Liveness::NotChecked,
-        failed_attempts: 0,
-        counter: STORED_COUNTER + 1,
-        tee_time: NOW,
-        user_confirmed: true,
-        enrollment_epoch: EPOCH,
-    }
+    honest_assertion(challenge, STORED_COUNTER + 1)
 }
 
 /// COSE_Sign1 over the assertion, signed with the credential key (r || s).
 fn sign(assertion: &PaymentAssertion) -> Vec<u8> {
-    cose::sign1(assertion.to_cbor(), &[], |tbs| {
-        let sig: Signature = credential_key().sign(tbs);
-        Ok::<_, Infallible>(sig.to_bytes().to_vec())
-    })
-    .unwrap()
+    testing::sign(assertion, &credential_key())
 }
 
 /// The valid statement for the (deterministic) challenge of `fresh_verifier`.

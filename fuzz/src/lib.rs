@@ -20,13 +20,11 @@ use biopay_core::{
     crypto::sha256,
     messages::peek_kind,
     render_transaction,
-    store::{Decision, DecisionKind},
+    testing::{self, credential_id, transaction, Setup, ACCOUNT, EPOCH, MODEL, RP_ID},
     x509::{self, TrustAnchor},
-    CredentialId, CredentialKind, CredentialRecord, CredentialStatus, DangerDeterministicRandom,
-    Deregistration, DeviceModel, EnrollmentChange, KeyAttestation, Liveness, ManualClock,
-    MemoryStore, Message, Modality, ModelStatus, PaymentAssertion, PaymentChallenge, Policy,
-    RegistrationChallenge, SecurityLevel, Store, Transaction, TrustConfig, VerifiedBootState,
-    Verifier,
+    CredentialId, Deregistration, EnrollmentChange, KeyAttestation, Message, Modality,
+    PaymentAssertion, PaymentChallenge, RegistrationChallenge, SecurityLevel, Transaction,
+    VerifiedBootState,
 };
 use p256::{
     ecdsa::{signature::Signer, Signature, SigningKey},
@@ -227,11 +225,7 @@ pub fn verify_payment(data: &[u8]) -> bool {
 // Fixture: keys, a PKI and a verifier, all deterministic
 
 /// Verification time of every target, Unix seconds.
-pub const NOW: u64 = 1_790_000_000;
-const RP_ID: &str = "pay.example.com";
-const MODEL: &str = "fuzz-model-1";
-const ACCOUNT: &[u8] = b"account-7";
-const EPOCH: [u8; 32] = [0xE7; 32];
+pub use biopay_core::testing::NOW;
 const STORED_COUNTER: u64 = 41;
 
 struct Fixture {
@@ -255,14 +249,14 @@ fn sec1(key: &SigningKey) -> Vec<u8> {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let credential_key = key(0x5A);
+        let credential_key = testing::credential_key();
         let root_key = key(0x11);
         let spki = root_key
             .verifying_key()
             .to_public_key_der()
             .expect("SPKI encodes");
         Fixture {
-            credential_public_key: sec1(&credential_key),
+            credential_public_key: testing::public_key(&credential_key),
             credential_key,
             root_anchor: TrustAnchor {
                 name: "fuzz-root".into(),
@@ -273,22 +267,7 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn credential_id() -> CredentialId {
-    CredentialId::new(vec![0xC1; 32]).expect("valid length")
-}
-
-fn transaction() -> Transaction {
-    Transaction {
-        amount_minor: 8800,
-        currency: "CNY".into(),
-        payee_id: "merchant-0042".into(),
-        payee_name: "Coffee Corner".into(),
-        order_id: "2026-11-21-000123".into(),
-        memo: Some("2 lattes".into()),
-    }
-}
-
-type FuzzVerifier = Verifier<MemoryStore, ManualClock, DangerDeterministicRandom>;
+type FuzzVerifier = testing::FixtureVerifier;
 
 /// Challenges a fresh verifier has open (the same every time: clock and
 /// randomness are deterministic).
@@ -299,51 +278,14 @@ struct Open {
 
 fn fresh_verifier() -> (FuzzVerifier, Open) {
     let fx = fixture();
-    let model = DeviceModel {
-        id: MODEL.into(),
+    // The fixture credential is committed through one registration
+    // challenge; a second stays open for key attestations.
+    let verifier = testing::verifier_with_credential(Setup {
+        seed: b"biopay-fuzz",
         trust_anchors: vec![fx.root_anchor.clone()],
-        modalities: vec![Modality::Fingerprint, Modality::Face],
-        security_level: SecurityLevel::Tee,
-        status: ModelStatus::Active,
-    };
-    let verifier = Verifier::new(
-        RP_ID,
-        TrustConfig::new().with_model(model),
-        Policy::default(),
-        MemoryStore::new(),
-        ManualClock::new(NOW),
-        DangerDeterministicRandom::new(b"biopay-fuzz"),
-    )
-    .expect("valid rp id");
-    // One registration challenge is consumed by a credential committed
-    // directly; the other stays open for key attestations.
-    let used = verifier
-        .registration_challenge(ACCOUNT, &[Modality::Fingerprint], SecurityLevel::Tee)
-        .expect("issue");
-    let record = CredentialRecord {
-        credential_id: credential_id(),
-        rp_id: RP_ID.into(),
-        account_handle: ACCOUNT.to_vec(),
         public_key: fx.credential_public_key.clone(),
-        modalities: vec![Modality::Fingerprint],
-        enrollment_epoch: EPOCH,
-        security_level: SecurityLevel::Tee,
-        kind: CredentialKind::TeeAttested,
-        device_model: MODEL.into(),
         counter: STORED_COUNTER,
-        status: CredentialStatus::Active,
-        registered_at: NOW,
-    };
-    let decision = Decision {
-        kind: DecisionKind::Registration,
-        credential_id: credential_id(),
-        statement_hash: [0; 32],
-        at: NOW,
-    };
-    verifier
-        .store()
-        .commit_registration(&used.challenge, &record, &decision)
-        .expect("commit");
+    });
     let registration = verifier
         .registration_challenge(
             ACCOUNT,
@@ -464,21 +406,7 @@ pub fn seeds() -> &'static Seeds {
         let fx = fixture();
         let (_, open) = fresh_verifier();
         let tx = &open.payment.transaction;
-        let assertion = PaymentAssertion {
-            rp_id_hash: sha256(RP_ID.as_bytes()),
-            credential_id: credential_id(),
-            challenge: open.payment.challenge,
-            transaction_hash: sha256(&tx.canonical_encoding()),
-            display_hash: sha256(render_transaction(RP_ID, tx).as_bytes()),
-            modality: Modality::Fingerprint,
-            template_id: [0x7E; 16],
-            liveness: Liveness::NotChecked,
-            failed_attempts: 0,
-            counter: STORED_COUNTER + 1,
-            tee_time: NOW,
-            user_confirmed: true,
-            enrollment_epoch: EPOCH,
-        };
+        let assertion = testing::honest_assertion(&open.payment, STORED_COUNTER + 1);
         let attestation_key = key(0x33);
         let new_credential_key = key(0x44);
         let attestation = KeyAttestation {
