@@ -12,7 +12,6 @@ use crate::{
         modality_name, model_status_name, parse_modality, parse_model_status, parse_security_level,
         Scope,
     },
-    limiter::Subject,
     store::ServerStore,
     AppState,
 };
@@ -454,13 +453,48 @@ fn peek<M: Message>(
     M::from_cbor(&s.payload).ok().map(|m| id(&m).clone())
 }
 
+/// Whether the store recorded this rejection itself, in the same transaction
+/// as the credential's status change: a correctly signed statement from a
+/// changed enrollment (P15) or a counter that did not increase (P19).
+fn audited_by_store(r: &Rejection) -> bool {
+    matches!(
+        (r.step, &r.reason),
+        (Step::P15EnrollmentEpoch, Reason::EnrollmentChanged)
+            | (Step::P19Counter, Reason::CounterNotIncreased { .. })
+    )
+}
+
+/// Whether a rejection counts as a failure against the credential and its
+/// account: only when the statement's signature verified (steps after P5 /
+/// D5). Anyone can send garbage naming a victim's credential id, and that
+/// must not lock the victim out.
+fn counts_as_failure(r: &Rejection) -> bool {
+    !matches!(
+        r.step,
+        Step::P1Statement
+            | Step::P2Header
+            | Step::P3Payload
+            | Step::P4Credential
+            | Step::P5Signature
+            | Step::D1Statement
+            | Step::D2Header
+            | Step::D3Payload
+            | Step::D4Credential
+            | Step::D5Signature
+    )
+}
+
 impl AppState {
+    /// Audits a rejection and, when `limited` names the credential and the
+    /// rejection counts, counts the failure against it and its account, in
+    /// one store transaction.
     fn record_rejection(
         &self,
         kind: &str,
         credential: Option<&CredentialId>,
         statement: &[u8],
         r: &Rejection,
+        limited: bool,
     ) {
         self.metrics.decision(kind, "rejected", r.step.code());
         let record = AuditRecord {
@@ -472,8 +506,13 @@ impl AppState {
             statement_hash: hex::encode(crypto::sha256(statement)),
             reason: r.reason.to_string(),
         };
-        if let Err(e) = self.store().append_audit(&record) {
-            tracing::error!(error = %e, "audit append failed");
+        let counted =
+            credential.filter(|_| limited && self.lock_after_failures > 0 && counts_as_failure(r));
+        let audit = (!audited_by_store(r)).then_some(&record);
+        if audit.is_some() || counted.is_some() {
+            if let Err(e) = self.store().append_rejection(audit, counted, record.at) {
+                tracing::error!(error = %e, "recording a rejection failed");
+            }
         }
         tracing::info!(
             kind,
@@ -484,24 +523,19 @@ impl AppState {
         );
     }
 
-    fn account_of(&self, id: &CredentialId) -> Option<Vec<u8>> {
-        self.store()
-            .credential(id)
-            .ok()
-            .flatten()
-            .map(|c| c.account_handle)
-    }
-
-    /// Refuses statements for a locked credential or account.
+    /// Refuses statements for a locked credential or account: one that had
+    /// `lock_after_failures` counted failures within the window, in any
+    /// process on this store. Fails closed when the store cannot tell.
     fn check_limits(&self, id: &CredentialId) -> Result<(), ApiError> {
-        let locked = self
-            .limiter
-            .is_locked(&Subject::Credential(id.as_bytes().to_vec()))
-            || (self.limiter.tracks_accounts()
-                && self
-                    .account_of(id)
-                    .is_some_and(|a| self.limiter.is_locked(&Subject::Account(a))));
-        if locked {
+        if self.lock_after_failures == 0 {
+            return Ok(());
+        }
+        let since = crate::now().saturating_sub(self.failure_window_secs);
+        let failures = self
+            .store()
+            .recent_failures(id, since)
+            .map_err(|e| ApiError::unavailable(format!("rate limit state: {e}")))?;
+        if failures >= u64::from(self.lock_after_failures) {
             self.metrics.decision("any", "refused", "RATE_LIMITED");
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -510,33 +544,6 @@ impl AppState {
             ));
         }
         Ok(())
-    }
-
-    /// Counts a failed verification against the credential and its account,
-    /// but only when the statement's signature verified (steps after P5):
-    /// anyone can send garbage naming a victim's credential id, and that must
-    /// not lock the victim out.
-    fn count_failure(&self, id: &CredentialId, rejection: &Rejection) {
-        if matches!(
-            rejection.step,
-            Step::P1Statement
-                | Step::P2Header
-                | Step::P3Payload
-                | Step::P4Credential
-                | Step::P5Signature
-                | Step::D1Statement
-                | Step::D2Header
-                | Step::D3Payload
-                | Step::D4Credential
-                | Step::D5Signature
-        ) {
-            return;
-        }
-        self.limiter
-            .fail(Subject::Credential(id.as_bytes().to_vec()));
-        if let Some(a) = self.account_of(id) {
-            self.limiter.fail(Subject::Account(a));
-        }
     }
 }
 
@@ -626,7 +633,7 @@ pub async fn register(
                 Ok(CredentialView::from(&r.record))
             }
             Err(r) => {
-                st.record_rejection("registration", peeked.as_ref(), &statement, &r);
+                st.record_rejection("registration", peeked.as_ref(), &statement, &r, false);
                 Err(ApiError::from(&r))
             }
         }
@@ -706,9 +713,8 @@ pub async fn verify_payment(
         }
         match st.verifier.verify_payment(&statement) {
             Ok(p) => {
+                // The commit cleared the credential's failure count.
                 st.metrics.decision("payment", "accepted", "P20");
-                st.limiter
-                    .clear(&Subject::Credential(p.credential_id.as_bytes().to_vec()));
                 tracing::info!(
                     credential = p.credential_id.to_hex(),
                     counter = p.counter,
@@ -725,10 +731,7 @@ pub async fn verify_payment(
                 })
             }
             Err(r) => {
-                st.record_rejection("payment", peeked.as_ref(), &statement, &r);
-                if let Some(id) = &peeked {
-                    st.count_failure(id, &r);
-                }
+                st.record_rejection("payment", peeked.as_ref(), &statement, &r, true);
                 Err(ApiError::from(&r))
             }
         }
@@ -771,8 +774,7 @@ pub async fn deregister(
                 }))
             }
             Err(r) => {
-                st.record_rejection("deregistration", Some(&id), &statement, &r);
-                st.count_failure(&id, &r);
+                st.record_rejection("deregistration", Some(&id), &statement, &r, true);
                 Err(ApiError::from(&r))
             }
         },
