@@ -2,8 +2,8 @@
 //! Every error is `{"error": {"code", "step", "reason"}}`: for a rejected
 //! statement `code` is the verification step of docs/PROTOCOL.md §6 (e.g.
 //! `"P12"`) and `step` its name (`"transaction-hash"`); other errors carry an
-//! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, ...) and a
-//! null step.
+//! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, `TIMEOUT`,
+//! ...) and a null step.
 
 use crate::{
     audit::AuditRecord,
@@ -220,6 +220,32 @@ pub async fn count_requests(
     let resp = next.run(req).await;
     state.metrics.request(&route, resp.status().as_u16());
     resp
+}
+
+/// Middleware: answers `408 {"error": {"code": "TIMEOUT", ...}}` when a
+/// request (reading its body included) takes longer than `limit`
+/// (`request_timeout_ms`). The answer does not say whether a statement was
+/// decided: verification runs on to its end on a worker thread, so a payment
+/// may have been committed after the timeout. Resubmitting the same assertion
+/// tells: P9 (challenge already used) if it was.
+pub async fn time_limit(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "TIMEOUT",
+            format!(
+                "the request took longer than {} ms; a statement may still have been decided: \
+                 resubmit it to learn the outcome",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Fallback for unknown routes.
@@ -694,6 +720,7 @@ pub async fn payment_challenge(
     request_body = VerifyPaymentRequest,
     responses((status = 200, body = PaymentAccepted),
         (status = 409, description = "replayed or concurrently used challenge", body = ErrorBody),
+        (status = 408, description = "TIMEOUT: not answered within the server's limit; the payment may still have been decided (resubmit: P9 if it was)", body = ErrorBody),
         (status = 422, description = "rejected at a verification step", body = ErrorBody),
         (status = 429, description = "too many failures for the credential or account", body = ErrorBody),
         (status = 503, description = "store unavailable; nothing was accepted", body = ErrorBody)),

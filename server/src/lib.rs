@@ -40,7 +40,6 @@ use axum::{
 };
 use biopay_core::{SystemClock, SystemRandom, Verifier};
 use std::{future::Future, sync::Arc, time::Duration};
-use tower_http::timeout::TimeoutLayer;
 
 /// Unix seconds now.
 pub fn now() -> u64 {
@@ -191,14 +190,14 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi_json))
         .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Duration::from_millis(config.request_timeout_ms),
+            api::time_limit,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             api::count_requests,
-        ))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_millis(config.request_timeout_ms),
         ))
         .with_state(state)
 }
