@@ -124,7 +124,14 @@ pub struct Writer {
 
 impl WriteConn for Writer {
     fn exec(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        self.conn.execute_batch(sql).map_err(be)
+        // Prepared once each: these run several times per batch.
+        for one in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            self.conn
+                .prepare_cached(one)
+                .and_then(|mut s| s.execute([]))
+                .map_err(be)?;
+        }
+        Ok(())
     }
     fn begin(&mut self) -> Result<(), StoreError> {
         self.exec("BEGIN IMMEDIATE")
