@@ -112,11 +112,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Advisory lock key serializing migrations between processes starting together.
 const MIGRATION_LOCK: i64 = 0x6269_6f70_6179;
 
-fn be(e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("postgres: {e}"))
+/// The error with its causes (the server's message is a cause of "db error").
+fn be(e: impl std::error::Error) -> StoreError {
+    let mut text = format!("postgres: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    StoreError(text)
 }
 
-fn ce(e: impl std::fmt::Display) -> CommitError {
+fn ce(e: impl std::error::Error) -> CommitError {
     CommitError::Backend(be(e))
 }
 
