@@ -89,6 +89,13 @@ pub trait WriteConn: Send + 'static {
     /// Opens the batch's transaction (taking the database write lock where the
     /// backend has one).
     fn begin(&mut self) -> Result<(), StoreError>;
+    /// Opens the transaction and the first operation's savepoint `op`, after
+    /// the head is locked when `appends`. Backends with round trips may
+    /// override [`Self::begin_with_savepoint`] to save one when not `appends`.
+    fn begin_with_savepoint(&mut self) -> Result<(), StoreError> {
+        self.begin()?;
+        self.exec("SAVEPOINT op")
+    }
     /// Reads (and locks, where the backend locks rows) the audit head: (seq, hash hex).
     fn lock_head(&mut self) -> Result<(i64, String), StoreError>;
     /// Writes the audit head.
@@ -209,14 +216,15 @@ fn batch<C: WriteConn>(
     appends: bool,
 ) -> Result<Vec<Result<(), CommitError>>, StoreError> {
     conn.ready()?;
-    conn.begin()?;
     let mut head = if appends {
+        conn.begin()?;
         let (seq, hash) = conn.lock_head()?;
+        conn.exec("SAVEPOINT op")?;
         Head::loaded(seq, &hash)?
     } else {
+        conn.begin_with_savepoint()?;
         Head::default()
     };
-    conn.exec("SAVEPOINT op")?;
     let mut out = Vec::with_capacity(works.len());
     let last = works.len().saturating_sub(1);
     for (i, work) in works.into_iter().enumerate() {

@@ -200,6 +200,9 @@ impl WriteConn for Writer {
     fn begin(&mut self) -> Result<(), StoreError> {
         self.exec("BEGIN")
     }
+    fn begin_with_savepoint(&mut self) -> Result<(), StoreError> {
+        self.exec("BEGIN; SAVEPOINT op")
+    }
     fn lock_head(&mut self) -> Result<(i64, String), StoreError> {
         let r = self
             .conn()?
@@ -523,25 +526,65 @@ impl Store for PgStore {
         let (expected, new) = (i64_of(expected_counter)?, i64_of(new_counter)?);
         let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
         self.write(true, move |c, head| {
-            consume(c, &challenge)?;
-            let n = c.execute(
-                "UPDATE credentials SET counter = $1
-                 WHERE credential_id = $2 AND counter = $3 AND status = 'active'",
-                &[&new, &id.as_bytes(), &expected],
-            )?;
-            if n != 1 {
+            // One round trip: consume the challenge, move the counter (only if
+            // the challenge was consumed), clear the credential's failure
+            // count and append the audit entry (only if the counter moved).
+            // The conditional updates lock their rows and are re-evaluated
+            // after a concurrent commit, as separate statements would be.
+            let e = head.next(&audit)?;
+            let row = c
+                .query_opt(
+                    "WITH consumed AS (
+                        UPDATE challenges SET consumed = true
+                        WHERE challenge = $1 AND NOT consumed RETURNING 1
+                    ), moved AS (
+                        UPDATE credentials SET counter = $2
+                        WHERE credential_id = $3 AND counter = $4 AND status = 'active'
+                          AND EXISTS (SELECT 1 FROM consumed)
+                        RETURNING 1
+                    ), cleared AS (
+                        DELETE FROM failures
+                        WHERE kind = 'credential' AND subject = $3 AND EXISTS (SELECT 1 FROM moved)
+                    ), audited AS (
+                        INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
+                            statement_hash, reason, prev_hash, hash)
+                        SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+                        WHERE EXISTS (SELECT 1 FROM moved)
+                        RETURNING 1
+                    )
+                    SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)",
+                    &[
+                        &challenge_key(&challenge),
+                        &new,
+                        &id.as_bytes(),
+                        &expected,
+                        &e.seq,
+                        &i64_of(audit.at)?,
+                        &audit.kind,
+                        &audit.outcome,
+                        &audit.step,
+                        &audit.credential,
+                        &audit.statement_hash,
+                        &audit.reason,
+                        &e.prev_hash,
+                        &e.hash,
+                    ],
+                )?
+                .ok_or_else(|| {
+                    CommitError::Backend(StoreError("postgres: no result row".into()))
+                })?;
+            let consumed: i64 = row.try_get(0).map_err(ce)?;
+            let audited: i64 = row.try_get(1).map_err(ce)?;
+            if consumed != 1 {
+                return Err(CommitError::ChallengeUsed);
+            }
+            if audited != 1 {
                 return Err(counter_conflict(
                     current(c, &id)?,
                     expected,
                     CredentialStatus::Active,
                 ));
             }
-            // A success clears the credential's failure count (rate limiting).
-            c.execute(
-                "DELETE FROM failures WHERE kind = 'credential' AND subject = $1",
-                &[&id.as_bytes()],
-            )?;
-            append(c, head, &audit)?;
             Ok(())
         })
     }
