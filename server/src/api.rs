@@ -933,7 +933,9 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Health>,
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.store().backend_name()),
+        state
+            .metrics
+            .render(state.store().backend_name(), state.store().commit_stats()),
     )
 }
 

@@ -77,6 +77,23 @@ pub struct LoadReport {
     /// generator ran elsewhere and the server had the cores to itself. Not
     /// the headline figure (0 when not measured).
     pub server_only_ratio: f64,
+    /// Write operations per store transaction during the payment phase (the
+    /// group commit's batch size, from the server's /metrics; 0 if unknown).
+    pub operations_per_commit: f64,
+}
+
+/// (transactions, operations) of the server's group committer, from /metrics.
+fn commit_counters(api: &ApiClient) -> Option<(u64, u64)> {
+    let r = api.get("/metrics").ok()?;
+    let text = r.body.as_str()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    Some((
+        value("biopay_store_commits_total")?,
+        value("biopay_store_commit_operations_total")?,
+    ))
 }
 
 /// CPU seconds (user + system) a process has used so far, from
@@ -171,6 +188,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + cfg.duration;
+    let commits0 = commit_counters(&api);
     let client_cpu0 = process_cpu_secs("self").unwrap_or(0.0);
     let server_cpu0 = cpu_of(&cfg.server_pids);
     let started = Instant::now();
@@ -217,6 +235,11 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let seconds = started.elapsed().as_secs_f64();
     let client_cpu = process_cpu_secs("self").unwrap_or(0.0) - client_cpu0;
     let server_cpu = cpu_of(&cfg.server_pids) - server_cpu0;
+    #[allow(clippy::cast_precision_loss)]
+    let operations_per_commit = match (commits0, commit_counters(&api)) {
+        (Some((b0, o0)), Some((b1, o1))) if b1 > b0 => (o1 - o0) as f64 / (b1 - b0) as f64,
+        _ => 0.0,
+    };
     latencies.sort();
     let accepted = accepted.load(Ordering::Relaxed);
     #[allow(clippy::cast_precision_loss)]
@@ -239,6 +262,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let per_core_ecdsa = ecdsa / threads as f64;
     Ok(LoadReport {
         clients: cfg.clients,
+        operations_per_commit,
         client_cpu_us_per_payment: per_payment(client_cpu),
         server_cpu_us_per_payment: per_payment(server_cpu),
         server_only_ratio: if server_cpu > 0.0 && per_core_ecdsa > 0.0 {

@@ -24,7 +24,11 @@
 use crate::audit::{entry_hash, parse_hash, AuditRecord};
 use biopay_core::store::{CommitError, StoreError};
 use std::{
-    sync::mpsc::{self, Receiver, Sender, SyncSender},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc::{self, Receiver, Sender, SyncSender},
+        Arc,
+    },
     thread::JoinHandle,
 };
 
@@ -115,10 +119,20 @@ struct Job<C> {
     reply: SyncSender<Result<(), CommitError>>,
 }
 
+/// What the committer has done so far.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Transactions committed (or attempted).
+    pub batches: AtomicU64,
+    /// Operations in them.
+    pub operations: AtomicU64,
+}
+
 /// The committer: a thread that owns the write connection.
 pub struct Committer<C: WriteConn> {
     tx: Option<Sender<Job<C>>>,
     thread: Option<JoinHandle<()>>,
+    stats: Arc<CommitStats>,
 }
 
 fn stopped() -> CommitError {
@@ -129,14 +143,25 @@ impl<C: WriteConn> Committer<C> {
     /// Starts the committer thread on `conn`.
     pub fn start(conn: C, name: &str) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(CommitStats::default());
+        let st = stats.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(conn, &rx))
+            .spawn(move || run(conn, &rx, &st))
             .map_err(|e| StoreError(format!("start committer: {e}")))?;
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
+            stats,
         })
+    }
+
+    /// (transactions, operations) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.batches.load(Ordering::Relaxed),
+            self.stats.operations.load(Ordering::Relaxed),
+        )
     }
 
     /// Runs `f` in the next batch and returns its result once the batch is
@@ -178,7 +203,7 @@ impl<C: WriteConn> Drop for Committer<C> {
     }
 }
 
-fn run<C: WriteConn>(mut conn: C, rx: &Receiver<Job<C>>) {
+fn run<C: WriteConn>(mut conn: C, rx: &Receiver<Job<C>>, stats: &CommitStats) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -188,6 +213,10 @@ fn run<C: WriteConn>(mut conn: C, rx: &Receiver<Job<C>>) {
             }
         }
         let n = jobs.len();
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .operations
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
         let appends = jobs.iter().any(|j| j.appends);
         let mut replies = Vec::with_capacity(n);
         let mut works = Vec::with_capacity(n);

@@ -254,6 +254,14 @@ impl AnyStore {
             Self::Postgres(_) => "postgres",
         }
     }
+
+    /// Group commit counters: (transactions, operations) so far.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        match self {
+            Self::Sqlite(s) => s.commit_stats(),
+            Self::Postgres(s) => s.commit_stats(),
+        }
+    }
 }
 
 macro_rules! delegate {

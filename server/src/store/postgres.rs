@@ -260,6 +260,11 @@ impl PgStore {
         })
     }
 
+    /// Group commit counters: (transactions, operations) so far.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.committer.stats()
+    }
+
     /// A read connection (connected on first use, reconnected when broken).
     fn reader(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
         let n = self.readers.len();

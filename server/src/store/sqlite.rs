@@ -195,6 +195,11 @@ impl SqliteStore {
         })
     }
 
+    /// Group commit counters: (transactions, operations) so far.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.committer.stats()
+    }
+
     /// A read connection: a free one if any, else waits for one in turn.
     fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         let n = self.readers.len();
