@@ -15,11 +15,11 @@
 //! most [`MAX_BATCH`]): there is no artificial delay, so a lone request is
 //! committed at once and concurrent requests share the flush.
 //!
-//! The audit chain head is read once per batch (under the backend's write
-//! lock: SQLite's `BEGIN IMMEDIATE`, PostgreSQL's `SELECT ... FOR UPDATE`
-//! taken first, before any other row lock, so batches of several processes
-//! cannot deadlock), advanced in memory by each appended entry and written
-//! back once.
+//! The audit chain head is read once per batch that may append (under the
+//! backend's write lock: SQLite's `BEGIN IMMEDIATE`, PostgreSQL's `SELECT ...
+//! FOR UPDATE` taken first, before any other row lock; the PostgreSQL store
+//! takes it for every batch, so batches of several processes cannot
+//! deadlock), advanced in memory by each appended entry and written back once.
 
 use crate::audit::{entry_hash, parse_hash, AuditRecord};
 use biopay_core::store::{CommitError, StoreError};

@@ -7,10 +7,9 @@
 //!
 //! Writes go through one connection per process owned by a [group
 //! committer](super::committer): concurrent operations share one transaction
-//! and one WAL flush, each in its own savepoint. A batch that appends to the
-//! audit chain locks the chain head row (`SELECT ... FOR UPDATE`) first,
-//! before any other row, so batches of several processes are serialized on
-//! it without lock cycles. Reads use a small pool of connections. Every
+//! and one WAL flush, each in its own savepoint. Every batch locks the audit
+//! chain head row (`SELECT ... FOR UPDATE`) first, before any other row, so
+//! batches of several processes are serialized on it without lock cycles. Reads use a small pool of connections. Every
 //! statement is prepared once per connection.
 
 use super::{
@@ -300,12 +299,17 @@ impl PgStore {
         f(c)
     }
 
+    /// Every batch locks the audit head first, whether or not it appends:
+    /// the head row is then the first lock of every write transaction of
+    /// every process, so two batches never wait on each other's row locks
+    /// (no deadlock, e.g. between an operator's status change batched with a
+    /// challenge purge in one process and a payment in another).
     fn write<T: Send + 'static>(
         &self,
-        appends: bool,
+        _appends: bool,
         f: impl FnOnce(&mut Conn, &mut Head) -> Result<T, CommitError> + Send + 'static,
     ) -> Result<T, CommitError> {
-        self.committer.call(appends, move |w, h| f(w.conn()?, h))
+        self.committer.call(true, move |w, h| f(w.conn()?, h))
     }
 }
 
