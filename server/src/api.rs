@@ -511,9 +511,10 @@ fn counts_as_failure(r: &Rejection) -> bool {
 }
 
 impl AppState {
-    /// Audits a rejection and, when `limited` names the credential and the
-    /// rejection counts, counts the failure against it and its account, in
-    /// one store transaction.
+    /// Audits a rejection (unless the store already did, P15/P19) and, for an
+    /// endpoint under rate limiting (`limited`) and a rejection that counts
+    /// (the signature verified), counts a failure against `credential` and
+    /// its account: one store transaction for both.
     fn record_rejection(
         &self,
         kind: &str,
