@@ -160,6 +160,12 @@ fn cloned_device_is_detected_by_the_counter() {
         CredentialStatus::SuspectedClone,
         "a clone is a security event"
     );
+    // The rejection was recorded in the same store operation as the flag.
+    let flags = w.server.store().flags();
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0].step, Step::P19Counter);
+    assert_eq!(flags[0].status, CredentialStatus::SuspectedClone);
+    assert_eq!(flags[0].statement_hash, crypto::sha256(&cloned));
     // From now on even the genuine phone is refused until the RP investigates.
     let (_, genuine) = w.assertion_unchecked("o3");
     assert_eq!(
@@ -208,6 +214,15 @@ fn enrollment_change_blocks_payment_until_reregistration() {
         Reason::EnrollmentChanged
     );
     assert_eq!(w.stored().status, CredentialStatus::EnrollmentChanged);
+    let flags = w.server.store().flags();
+    assert_eq!(flags.len(), 1);
+    assert_eq!(
+        (flags[0].step, flags[0].reason.as_str()),
+        (
+            Step::P15EnrollmentEpoch,
+            Reason::EnrollmentChanged.to_string().as_str()
+        )
+    );
     // Re-registration gives a usable credential bound to the new epoch.
     let fresh = w.register(b"account-7", &[Modality::Fingerprint]).unwrap();
     assert_ne!(fresh.enrollment_epoch, w.cred.enrollment_epoch);
@@ -960,7 +975,7 @@ fn out_of_order_delivery_is_refused_but_not_flagged_as_a_clone() {
 
 #[test]
 fn commits_re_check_the_credential_atomically() {
-    use biopay::store::{CommitError, Decision, DecisionKind};
+    use biopay::store::{CommitError, Decision, DecisionKind, Flag};
     let mut w = World::new();
     let (c, a) = w.assertion("o1");
     let id = w.cred.credential_id.clone();
@@ -987,7 +1002,14 @@ fn commits_re_check_the_credential_atomically() {
     // A security flag never overwrites a status other than active.
     w.server
         .store()
-        .flag_credential(&id, CredentialStatus::SuspectedClone)
+        .flag_credential(&Flag {
+            credential_id: id.clone(),
+            status: CredentialStatus::SuspectedClone,
+            step: Step::P19Counter,
+            reason: "counter did not increase".into(),
+            statement_hash: crypto::sha256(&a),
+            at: NOW,
+        })
         .unwrap();
     assert_eq!(w.stored().status, CredentialStatus::Suspended);
 }

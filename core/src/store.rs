@@ -3,8 +3,11 @@
 //! SQLite and PostgreSQL; every implementation must make each `commit_*`
 //! operation atomic (docs/PROTOCOL.md §7).
 
-use crate::messages::{
-    Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
+use crate::{
+    error::Step,
+    messages::{
+        Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
+    },
 };
 use serde::Serialize;
 use std::{
@@ -198,6 +201,26 @@ pub enum DecisionKind {
     EnrollmentChange,
 }
 
+/// A rejection of a correctly signed statement that flags its credential
+/// (docs/PROTOCOL.md §6.4: P15 enrollment changed, P19 suspected clone). The
+/// status change and the record of the rejection are one atomic operation:
+/// servers append it to their audit log in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    /// The credential concerned.
+    pub credential_id: CredentialId,
+    /// The status it gets if it is still [`CredentialStatus::Active`].
+    pub status: CredentialStatus,
+    /// The verification step that rejected the statement (P15 or P19).
+    pub step: Step,
+    /// Why, as the rejection states it.
+    pub reason: String,
+    /// SHA-256 of the whole signed statement.
+    pub statement_hash: [u8; 32],
+    /// Verification time, Unix seconds.
+    pub at: u64,
+}
+
 /// Why an atomic commit did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -277,13 +300,11 @@ pub trait Store: Send + Sync {
     ) -> Result<(), CommitError>;
 
     /// Atomically: if the credential is [`CredentialStatus::Active`], sets
-    /// `status`: a security event on a correctly signed statement (P15, P19).
-    /// A credential in any other status is left unchanged.
-    fn flag_credential(
-        &self,
-        id: &CredentialId,
-        status: CredentialStatus,
-    ) -> Result<(), CommitError>;
+    /// `flag.status`: a security event on a correctly signed statement (P15,
+    /// P19); and, whatever the status, records the rejection `flag`. A
+    /// credential in any other status is left unchanged. If the record cannot
+    /// be written, the status is not changed either.
+    fn flag_credential(&self, flag: &Flag) -> Result<(), CommitError>;
 
     /// Sets a credential's status (an operator action). No effect on the
     /// counter. A deregistered credential stays deregistered
@@ -310,6 +331,7 @@ struct MemoryInner {
     challenges: HashMap<Challenge, ChallengeEntry>,
     credentials: HashMap<CredentialId, CredentialRecord>,
     decisions: Vec<Decision>,
+    flags: Vec<Flag>,
 }
 
 impl MemoryStore {
@@ -327,6 +349,11 @@ impl MemoryStore {
     /// The decisions recorded so far, oldest first.
     pub fn decisions(&self) -> Vec<Decision> {
         self.lock().decisions.clone()
+    }
+
+    /// The flagging rejections recorded so far (P15, P19), oldest first.
+    pub fn flags(&self) -> Vec<Flag> {
+        self.lock().flags.clone()
     }
 }
 
@@ -473,19 +500,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn flag_credential(
-        &self,
-        id: &CredentialId,
-        status: CredentialStatus,
-    ) -> Result<(), CommitError> {
+    fn flag_credential(&self, flag: &Flag) -> Result<(), CommitError> {
         let mut g = self.lock();
         let cred = g
             .credentials
-            .get_mut(id)
+            .get_mut(&flag.credential_id)
             .ok_or(CommitError::UnknownCredential)?;
         if cred.status == CredentialStatus::Active {
-            cred.status = status;
+            cred.status = flag.status;
         }
+        g.flags.push(flag.clone());
         Ok(())
     }
 

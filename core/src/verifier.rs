@@ -24,7 +24,7 @@ use crate::{
     },
     store::{
         ChallengeEntry, CommitError, CredentialKind, CredentialRecord, CredentialStatus, Decision,
-        DecisionKind, IssuedChallenge, Store, StoreError,
+        DecisionKind, Flag, IssuedChallenge, Store, StoreError,
     },
     x509::{self, TrustAnchor},
 };
@@ -891,10 +891,18 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // P15: a correctly signed statement from a changed enrollment blocks the credential.
         if !crypto::ct_eq(&a.enrollment_epoch, &cred.enrollment_epoch) {
+            let reason = Reason::EnrollmentChanged;
             self.store
-                .flag_credential(&cred.credential_id, CredentialStatus::EnrollmentChanged)
+                .flag_credential(&Flag {
+                    credential_id: cred.credential_id.clone(),
+                    status: CredentialStatus::EnrollmentChanged,
+                    step: Step::P15EnrollmentEpoch,
+                    reason: reason.to_string(),
+                    statement_hash: crypto::sha256(statement),
+                    at: now,
+                })
                 .map_err(|e| commit_rejection(Step::P15EnrollmentEpoch, e))?;
-            return reject(Step::P15EnrollmentEpoch, Reason::EnrollmentChanged);
+            return reject(Step::P15EnrollmentEpoch, reason);
         }
         // P16
         if !cred.modalities.contains(&a.modality)
@@ -964,16 +972,21 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                     },
                 );
             }
+            let reason = Reason::CounterNotIncreased {
+                stored: cred.counter,
+                received: a.counter,
+            };
             self.store
-                .flag_credential(&cred.credential_id, CredentialStatus::SuspectedClone)
+                .flag_credential(&Flag {
+                    credential_id: cred.credential_id.clone(),
+                    status: CredentialStatus::SuspectedClone,
+                    step: Step::P19Counter,
+                    reason: reason.to_string(),
+                    statement_hash: crypto::sha256(statement),
+                    at: now,
+                })
                 .map_err(|e| commit_rejection(Step::P19Counter, e))?;
-            return reject(
-                Step::P19Counter,
-                Reason::CounterNotIncreased {
-                    stored: cred.counter,
-                    received: a.counter,
-                },
-            );
+            return reject(Step::P19Counter, reason);
         }
         // P20
         let decision = self.decision(DecisionKind::Payment, &cred.credential_id, statement, now);

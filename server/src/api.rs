@@ -2,8 +2,8 @@
 //! Every error is `{"error": {"code", "step", "reason"}}`: for a rejected
 //! statement `code` is the verification step of docs/PROTOCOL.md §6 (e.g.
 //! `"P12"`) and `step` its name (`"transaction-hash"`); other errors carry an
-//! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, ...) and a
-//! null step.
+//! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, `TIMEOUT`,
+//! ...) and a null step.
 
 use crate::{
     audit::AuditRecord,
@@ -12,7 +12,6 @@ use crate::{
         modality_name, model_status_name, parse_modality, parse_model_status, parse_security_level,
         Scope,
     },
-    limiter::Subject,
     store::ServerStore,
     AppState,
 };
@@ -221,6 +220,32 @@ pub async fn count_requests(
     let resp = next.run(req).await;
     state.metrics.request(&route, resp.status().as_u16());
     resp
+}
+
+/// Middleware: answers `408 {"error": {"code": "TIMEOUT", ...}}` when a
+/// request (reading its body included) takes longer than `limit`
+/// (`request_timeout_ms`). The answer does not say whether a statement was
+/// decided: verification runs on to its end on a worker thread, so a payment
+/// may have been committed after the timeout. Resubmitting the same assertion
+/// tells: P9 (challenge already used) if it was.
+pub async fn time_limit(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "TIMEOUT",
+            format!(
+                "the request took longer than {} ms; a statement may still have been decided: \
+                 resubmit it to learn the outcome",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Fallback for unknown routes.
@@ -454,13 +479,49 @@ fn peek<M: Message>(
     M::from_cbor(&s.payload).ok().map(|m| id(&m).clone())
 }
 
+/// Whether the store recorded this rejection itself, in the same transaction
+/// as the credential's status change: a correctly signed statement from a
+/// changed enrollment (P15) or a counter that did not increase (P19).
+fn audited_by_store(r: &Rejection) -> bool {
+    matches!(
+        (r.step, &r.reason),
+        (Step::P15EnrollmentEpoch, Reason::EnrollmentChanged)
+            | (Step::P19Counter, Reason::CounterNotIncreased { .. })
+    )
+}
+
+/// Whether a rejection counts as a failure against the credential and its
+/// account: only when the statement's signature verified (steps after P5 /
+/// D5). Anyone can send garbage naming a victim's credential id, and that
+/// must not lock the victim out.
+fn counts_as_failure(r: &Rejection) -> bool {
+    !matches!(
+        r.step,
+        Step::P1Statement
+            | Step::P2Header
+            | Step::P3Payload
+            | Step::P4Credential
+            | Step::P5Signature
+            | Step::D1Statement
+            | Step::D2Header
+            | Step::D3Payload
+            | Step::D4Credential
+            | Step::D5Signature
+    )
+}
+
 impl AppState {
+    /// Audits a rejection (unless the store already did, P15/P19) and, for an
+    /// endpoint under rate limiting (`limited`) and a rejection that counts
+    /// (the signature verified), counts a failure against `credential` and
+    /// its account: one store transaction for both.
     fn record_rejection(
         &self,
         kind: &str,
         credential: Option<&CredentialId>,
         statement: &[u8],
         r: &Rejection,
+        limited: bool,
     ) {
         self.metrics.decision(kind, "rejected", r.step.code());
         let record = AuditRecord {
@@ -472,8 +533,13 @@ impl AppState {
             statement_hash: hex::encode(crypto::sha256(statement)),
             reason: r.reason.to_string(),
         };
-        if let Err(e) = self.store().append_audit(&record) {
-            tracing::error!(error = %e, "audit append failed");
+        let counted =
+            credential.filter(|_| limited && self.lock_after_failures > 0 && counts_as_failure(r));
+        let audit = (!audited_by_store(r)).then_some(&record);
+        if audit.is_some() || counted.is_some() {
+            if let Err(e) = self.store().append_rejection(audit, counted, record.at) {
+                tracing::error!(error = %e, "recording a rejection failed");
+            }
         }
         tracing::info!(
             kind,
@@ -484,24 +550,19 @@ impl AppState {
         );
     }
 
-    fn account_of(&self, id: &CredentialId) -> Option<Vec<u8>> {
-        self.store()
-            .credential(id)
-            .ok()
-            .flatten()
-            .map(|c| c.account_handle)
-    }
-
-    /// Refuses statements for a locked credential or account.
+    /// Refuses statements for a locked credential or account: one that had
+    /// `lock_after_failures` counted failures within the window, in any
+    /// process on this store. Fails closed when the store cannot tell.
     fn check_limits(&self, id: &CredentialId) -> Result<(), ApiError> {
-        let locked = self
-            .limiter
-            .is_locked(&Subject::Credential(id.as_bytes().to_vec()))
-            || (self.limiter.tracks_accounts()
-                && self
-                    .account_of(id)
-                    .is_some_and(|a| self.limiter.is_locked(&Subject::Account(a))));
-        if locked {
+        if self.lock_after_failures == 0 {
+            return Ok(());
+        }
+        let since = crate::now().saturating_sub(self.failure_window_secs);
+        let failures = self
+            .store()
+            .recent_failures(id, since)
+            .map_err(|e| ApiError::unavailable(format!("rate limit state: {e}")))?;
+        if failures >= u64::from(self.lock_after_failures) {
             self.metrics.decision("any", "refused", "RATE_LIMITED");
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -510,33 +571,6 @@ impl AppState {
             ));
         }
         Ok(())
-    }
-
-    /// Counts a failed verification against the credential and its account,
-    /// but only when the statement's signature verified (steps after P5):
-    /// anyone can send garbage naming a victim's credential id, and that must
-    /// not lock the victim out.
-    fn count_failure(&self, id: &CredentialId, rejection: &Rejection) {
-        if matches!(
-            rejection.step,
-            Step::P1Statement
-                | Step::P2Header
-                | Step::P3Payload
-                | Step::P4Credential
-                | Step::P5Signature
-                | Step::D1Statement
-                | Step::D2Header
-                | Step::D3Payload
-                | Step::D4Credential
-                | Step::D5Signature
-        ) {
-            return;
-        }
-        self.limiter
-            .fail(Subject::Credential(id.as_bytes().to_vec()));
-        if let Some(a) = self.account_of(id) {
-            self.limiter.fail(Subject::Account(a));
-        }
     }
 }
 
@@ -626,7 +660,7 @@ pub async fn register(
                 Ok(CredentialView::from(&r.record))
             }
             Err(r) => {
-                st.record_rejection("registration", peeked.as_ref(), &statement, &r);
+                st.record_rejection("registration", peeked.as_ref(), &statement, &r, false);
                 Err(ApiError::from(&r))
             }
         }
@@ -687,6 +721,7 @@ pub async fn payment_challenge(
     request_body = VerifyPaymentRequest,
     responses((status = 200, body = PaymentAccepted),
         (status = 409, description = "replayed or concurrently used challenge", body = ErrorBody),
+        (status = 408, description = "TIMEOUT: not answered within the server's limit; the payment may still have been decided (resubmit: P9 if it was)", body = ErrorBody),
         (status = 422, description = "rejected at a verification step", body = ErrorBody),
         (status = 429, description = "too many failures for the credential or account", body = ErrorBody),
         (status = 503, description = "store unavailable; nothing was accepted", body = ErrorBody)),
@@ -706,9 +741,8 @@ pub async fn verify_payment(
         }
         match st.verifier.verify_payment(&statement) {
             Ok(p) => {
+                // The commit cleared the credential's failure count.
                 st.metrics.decision("payment", "accepted", "P20");
-                st.limiter
-                    .clear(&Subject::Credential(p.credential_id.as_bytes().to_vec()));
                 tracing::info!(
                     credential = p.credential_id.to_hex(),
                     counter = p.counter,
@@ -725,10 +759,7 @@ pub async fn verify_payment(
                 })
             }
             Err(r) => {
-                st.record_rejection("payment", peeked.as_ref(), &statement, &r);
-                if let Some(id) = &peeked {
-                    st.count_failure(id, &r);
-                }
+                st.record_rejection("payment", peeked.as_ref(), &statement, &r, true);
                 Err(ApiError::from(&r))
             }
         }
@@ -771,8 +802,7 @@ pub async fn deregister(
                 }))
             }
             Err(r) => {
-                st.record_rejection("deregistration", Some(&id), &statement, &r);
-                st.count_failure(&id, &r);
+                st.record_rejection("deregistration", Some(&id), &statement, &r, true);
                 Err(ApiError::from(&r))
             }
         },
@@ -904,7 +934,9 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Health>,
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.store().backend_name()),
+        state
+            .metrics
+            .render(state.store().backend_name(), state.store().commit_stats()),
     )
 }
 

@@ -20,7 +20,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://...`; when absent, SQLite in `data_dir/biopay.db`.
     pub database_url: Option<String>,
-    /// PostgreSQL pool size.
+    /// PostgreSQL connections per process: one for the group committer
+    /// (all writes), the rest for reads (opened on demand).
     pub pg_max_connections: u32,
     /// The relying party id.
     pub rp_id: String,
@@ -34,9 +35,11 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
-    /// Per-request timeout, milliseconds.
+    /// Per-request time limit, milliseconds: a request not answered by then
+    /// gets 408 with error code `TIMEOUT`.
     pub request_timeout_ms: u64,
-    /// Failed verifications allowed per credential and per account in the window.
+    /// Failed verifications allowed per credential and per account in the
+    /// window (0 disables). Counted in the store: shared by every process on it.
     pub lock_after_failures: u32,
     /// The failure-counting window, seconds.
     pub failure_window_secs: u64,

@@ -22,7 +22,6 @@ pub mod audit;
 pub mod client;
 pub mod config;
 pub mod demo;
-pub mod limiter;
 pub mod load;
 pub mod metrics;
 pub mod store;
@@ -30,7 +29,6 @@ pub mod store;
 use crate::{
     audit::SigningKey,
     config::{parse_model_status, Config, Scope},
-    limiter::FailureLimiter,
     metrics::Metrics,
     store::{AnyStore, ServerStore},
 };
@@ -42,7 +40,6 @@ use axum::{
 };
 use biopay_core::{SystemClock, SystemRandom, Verifier};
 use std::{future::Future, sync::Arc, time::Duration};
-use tower_http::timeout::TimeoutLayer;
 
 /// Unix seconds now.
 pub fn now() -> u64 {
@@ -60,8 +57,12 @@ pub struct AppState {
     pub verifier: Verifier<AnyStore, SystemClock, SystemRandom>,
     /// SHA-256 hashes of accepted API keys with their scopes.
     pub api_keys: Vec<([u8; 32], Scope)>,
-    /// Failure rate limiting.
-    pub limiter: FailureLimiter,
+    /// Rate limiting: failed verifications per credential and per account
+    /// allowed in the window (0 disables); counted in the store, so shared by
+    /// every process on it.
+    pub lock_after_failures: u32,
+    /// The failure-counting window, seconds.
+    pub failure_window_secs: u64,
     /// Metrics.
     pub metrics: Metrics,
     /// The audit checkpoint key.
@@ -111,10 +112,8 @@ impl AppState {
         let state = Self {
             verifier,
             api_keys,
-            limiter: FailureLimiter::new(
-                config.lock_after_failures,
-                Duration::from_secs(config.failure_window_secs),
-            ),
+            lock_after_failures: config.lock_after_failures,
+            failure_window_secs: config.failure_window_secs,
             metrics: Metrics::default(),
             signing_key: SigningKey::load_or_create(&config.data_dir)?,
         };
@@ -191,14 +190,14 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi_json))
         .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Duration::from_millis(config.request_timeout_ms),
+            api::time_limit,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             api::count_requests,
-        ))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_millis(config.request_timeout_ms),
         ))
         .with_state(state)
 }
@@ -267,6 +266,10 @@ async fn background(
                 let st = state.clone();
                 let r = tokio::task::spawn_blocking(move || {
                     st.refresh_model_statuses();
+                    let old = now().saturating_sub(st.failure_window_secs);
+                    if let Err(e) = st.store().purge_failures(old) {
+                        tracing::warn!(error = %e, "purging counted failures failed");
+                    }
                     st.verifier.purge_expired_challenges()
                 }).await;
                 match r {

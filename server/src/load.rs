@@ -38,6 +38,10 @@ pub struct LoadConfig {
     pub max_payments: u64,
     /// Seconds to measure raw ECDSA verification (0 skips it).
     pub ecdsa_secs: f64,
+    /// Processes whose CPU time during the payment phase is reported as the
+    /// server's (the biopay-server process, and the database's processes for
+    /// PostgreSQL). Linux only (`/proc/<pid>/stat`); empty: not measured.
+    pub server_pids: Vec<u32>,
 }
 
 /// What was measured.
@@ -59,8 +63,56 @@ pub struct LoadReport {
     pub p99_ms: f64,
     /// Raw ECDSA-P256 verifications per second on all cores (0 when skipped).
     pub ecdsa_verifications_per_sec: f64,
-    /// payments_per_sec / ecdsa_verifications_per_sec.
+    /// payments_per_sec / ecdsa_verifications_per_sec: the headline figure,
+    /// with the load generator and the server on the same cores.
     pub ratio: f64,
+    /// CPU time of the load generator itself per accepted payment (HTTP
+    /// client, JSON, the device's ECDSA signature), microseconds.
+    pub client_cpu_us_per_payment: f64,
+    /// CPU time of the `server_pids` per accepted payment, microseconds (0
+    /// when not measured).
+    pub server_cpu_us_per_payment: f64,
+    /// Server-only ratio: payments per second of server CPU ÷ ECDSA
+    /// verifications per second of one core, i.e. the ratio if the load
+    /// generator ran elsewhere and the server had the cores to itself. Not
+    /// the headline figure (0 when not measured).
+    pub server_only_ratio: f64,
+    /// Write operations per store transaction during the payment phase (the
+    /// group commit's batch size, from the server's /metrics; 0 if unknown).
+    pub operations_per_commit: f64,
+}
+
+/// (transactions, operations) of the server's group committer, from /metrics.
+fn commit_counters(api: &ApiClient) -> Option<(u64, u64)> {
+    let r = api.get("/metrics").ok()?;
+    let text = r.body.as_str()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    Some((
+        value("biopay_store_commits_total")?,
+        value("biopay_store_commit_operations_total")?,
+    ))
+}
+
+/// CPU seconds (user + system) a process has used so far, from
+/// `/proc/<pid>/stat` (fields 14 and 15, in USER_HZ = 100 ticks per second).
+pub fn process_cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    Some((utime + stime) as f64 / 100.0)
+}
+
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| process_cpu_secs(&p.to_string()))
+        .sum()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -136,6 +188,9 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + cfg.duration;
+    let commits0 = commit_counters(&api);
+    let client_cpu0 = process_cpu_secs("self").unwrap_or(0.0);
+    let server_cpu0 = cpu_of(&cfg.server_pids);
     let started = Instant::now();
     let mut latencies: Vec<Duration> = std::thread::scope(|s| {
         let handles: Vec<_> = devices
@@ -178,6 +233,13 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
             .collect()
     });
     let seconds = started.elapsed().as_secs_f64();
+    let client_cpu = process_cpu_secs("self").unwrap_or(0.0) - client_cpu0;
+    let server_cpu = cpu_of(&cfg.server_pids) - server_cpu0;
+    #[allow(clippy::cast_precision_loss)]
+    let operations_per_commit = match (commits0, commit_counters(&api)) {
+        (Some((b0, o0)), Some((b1, o1))) if b1 > b0 => (o1 - o0) as f64 / (b1 - b0) as f64,
+        _ => 0.0,
+    };
     latencies.sort();
     let accepted = accepted.load(Ordering::Relaxed);
     #[allow(clippy::cast_precision_loss)]
@@ -188,8 +250,28 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     } else {
         0.0
     };
+    #[allow(clippy::cast_precision_loss)]
+    let per_payment = |cpu: f64| {
+        if accepted > 0 {
+            cpu * 1e6 / accepted as f64
+        } else {
+            0.0
+        }
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let per_core_ecdsa = ecdsa / threads as f64;
     Ok(LoadReport {
         clients: cfg.clients,
+        operations_per_commit,
+        client_cpu_us_per_payment: per_payment(client_cpu),
+        server_cpu_us_per_payment: per_payment(server_cpu),
+        server_only_ratio: if server_cpu > 0.0 && per_core_ecdsa > 0.0 {
+            #[allow(clippy::cast_precision_loss)]
+            let per_server_cpu_sec = accepted as f64 / server_cpu;
+            per_server_cpu_sec / per_core_ecdsa
+        } else {
+            0.0
+        },
         accepted,
         failed: failed.load(Ordering::Relaxed),
         seconds,

@@ -145,6 +145,10 @@ struct LoadArgs {
     /// Seconds of raw ECDSA verification measured after the load (0 skips).
     #[arg(long, default_value_t = 3.0)]
     ecdsa_seconds: f64,
+    /// Server-side processes to measure the CPU time of (repeatable: the
+    /// server, and for PostgreSQL the database's processes). Linux only.
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
 }
 
 fn config_of(store: &StoreArgs) -> Result<Config, String> {
@@ -312,6 +316,7 @@ fn main() -> ExitCode {
             duration: Duration::from_secs_f64(a.seconds.max(0.0)),
             max_payments: a.max_payments,
             ecdsa_secs: a.ecdsa_seconds,
+            server_pids: a.server_pids.clone(),
         })
         .map(|r| {
             println!(

@@ -62,7 +62,7 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn render(&self, backend: &str) -> String {
+    pub fn render(&self, backend: &str, commits: (u64, u64)) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP biopay_info Server build and backend.");
         let _ = writeln!(out, "# TYPE biopay_info gauge");
@@ -120,6 +120,18 @@ impl Metrics {
         let sum = Duration::from_micros(self.latency_sum_micros.load(Ordering::Relaxed));
         let _ = writeln!(out, "biopay_verify_seconds_sum {}", sum.as_secs_f64());
         let _ = writeln!(out, "biopay_verify_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP biopay_store_commits_total Write transactions (group commits) of this process."
+        );
+        let _ = writeln!(out, "# TYPE biopay_store_commits_total counter");
+        let _ = writeln!(out, "biopay_store_commits_total {}", commits.0);
+        let _ = writeln!(
+            out,
+            "# HELP biopay_store_commit_operations_total Write operations in those transactions."
+        );
+        let _ = writeln!(out, "# TYPE biopay_store_commit_operations_total counter");
+        let _ = writeln!(out, "biopay_store_commit_operations_total {}", commits.1);
         out
     }
 }

@@ -2,14 +2,19 @@
 //! default) and PostgreSQL (several server processes on one database).
 //!
 //! Both keep the same tables (see the migrations in each module): `challenges`,
-//! `credentials`, `audit_log` + `audit_head` + `audit_checkpoints`, and
-//! `model_status` (operator revocations). Every `commit_*` runs in ONE
-//! transaction that consumes the challenge with a conditional update
-//! (`... WHERE NOT consumed`, row count checked), moves the counter with a
-//! conditional update (`... WHERE counter = expected AND status = ...`) and
-//! appends the decision to the audit chain (the chain head row is locked, so
-//! appends are serialized across processes).
+//! `credentials`, `audit_log` + `audit_head` + `audit_checkpoints`,
+//! `model_status` (operator revocations) and `failures` (rate limiting,
+//! shared by every process). Every `commit_*` runs in ONE transaction that
+//! consumes the challenge with a conditional update (`... WHERE NOT
+//! consumed`, row count checked), moves the counter with a conditional update
+//! (`... WHERE counter = expected AND status = ...`) and appends the decision
+//! to the audit chain (the chain head row is locked, so appends are
+//! serialized across processes). Writes go through a [group
+//! committer](committer): concurrent operations share a transaction and its
+//! flush, each in its own savepoint, and each is answered only after the
+//! commit.
 
+pub mod committer;
 pub mod postgres;
 pub mod sqlite;
 
@@ -18,7 +23,7 @@ use biopay_core::{
     messages::Message,
     store::{
         ChallengeEntry, CommitError, CredentialKind, CredentialRecord, CredentialStatus, Decision,
-        DecisionKind, IssuedChallenge, Store, StoreError,
+        DecisionKind, Flag, IssuedChallenge, Store, StoreError,
     },
     Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
 };
@@ -26,8 +31,23 @@ use biopay_core::{
 /// What the server needs from a backend beyond [`Store`]: the audit log,
 /// persisted model statuses and read-outs for operators and tests.
 pub trait ServerStore: Store {
-    /// Appends a decision that changed no state (a rejection) to the audit log.
+    /// Appends a record that changed no other state (an operator action) to the audit log.
     fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// In one transaction: appends the rejection `record` (if any) to the audit
+    /// log and, when `counted` names a credential, counts a failure at `at`
+    /// (Unix seconds) against it and its account (rate limiting).
+    fn append_rejection(
+        &self,
+        record: Option<&AuditRecord>,
+        counted: Option<&CredentialId>,
+        at: u64,
+    ) -> Result<(), StoreError>;
+    /// Failures counted at or after `since` (Unix seconds): the larger of the
+    /// credential's count and its account's count. A success
+    /// (`commit_payment`) clears the credential's count.
+    fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError>;
+    /// Forgets failures older than `before` (Unix seconds). Returns how many.
+    fn purge_failures(&self, before: u64) -> Result<usize, StoreError>;
     /// The audit log entries with `seq > after`, in order, at most `limit`.
     fn audit_entries(&self, after: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError>;
     /// The head of the log: (last seq, its hash hex).
@@ -68,6 +88,20 @@ pub(crate) fn accepted_record(d: &Decision) -> AuditRecord {
         credential: d.credential_id.to_hex(),
         statement_hash: hex::encode(d.statement_hash),
         reason: String::new(),
+    }
+}
+
+/// The audit record of a rejection that flagged a credential (P15, P19),
+/// written in the same transaction as the status change.
+pub(crate) fn flag_record(f: &Flag) -> AuditRecord {
+    AuditRecord {
+        at: f.at,
+        kind: kind_str(DecisionKind::Payment).to_owned(),
+        outcome: "rejected".to_owned(),
+        step: f.step.code().to_owned(),
+        credential: f.credential_id.to_hex(),
+        statement_hash: hex::encode(f.statement_hash),
+        reason: f.reason.clone(),
     }
 }
 
@@ -220,6 +254,14 @@ impl AnyStore {
             Self::Postgres(_) => "postgres",
         }
     }
+
+    /// Group commit counters: (transactions, operations) so far.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        match self {
+            Self::Sqlite(s) => s.commit_stats(),
+            Self::Postgres(s) => s.commit_stats(),
+        }
+    }
 }
 
 macro_rules! delegate {
@@ -277,12 +319,8 @@ impl Store for AnyStore {
     ) -> Result<(), CommitError> {
         delegate!(self, s => s.commit_status(id, expected_counter, new_counter, expected_status, status, decision))
     }
-    fn flag_credential(
-        &self,
-        id: &CredentialId,
-        status: CredentialStatus,
-    ) -> Result<(), CommitError> {
-        delegate!(self, s => s.flag_credential(id, status))
+    fn flag_credential(&self, flag: &Flag) -> Result<(), CommitError> {
+        delegate!(self, s => s.flag_credential(flag))
     }
     fn set_credential_status(
         &self,
@@ -299,6 +337,20 @@ impl Store for AnyStore {
 impl ServerStore for AnyStore {
     fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         delegate!(self, s => s.append_audit(record))
+    }
+    fn append_rejection(
+        &self,
+        record: Option<&AuditRecord>,
+        counted: Option<&CredentialId>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.append_rejection(record, counted, at))
+    }
+    fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError> {
+        delegate!(self, s => s.recent_failures(id, since))
+    }
+    fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
+        delegate!(self, s => s.purge_failures(before))
     }
     fn audit_entries(&self, after: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
         delegate!(self, s => s.audit_entries(after, limit))

@@ -3,32 +3,42 @@
 //! conditional updates (`WHERE NOT consumed`, `WHERE counter = $expected AND
 //! status = 'active'`) take row locks and are re-evaluated after a concurrent
 //! writer commits, so exactly one of any set of racing commits on the same
-//! challenge or counter succeeds. The audit chain head row is locked
-//! (`SELECT ... FOR UPDATE`) last, so appends are serialized without lock cycles.
+//! challenge or counter succeeds.
+//!
+//! Writes go through one connection per process owned by a [group
+//! committer](super::committer): concurrent operations share one transaction
+//! and one WAL flush, each in its own savepoint. Every batch locks the audit
+//! chain head row (`SELECT ... FOR UPDATE`) first, before any other row, so
+//! batches of several processes are serialized on it without lock cycles. Reads use a small pool of connections. Every
+//! statement is prepared once per connection.
 
 use super::{
-    accepted_record, challenge_columns, challenge_entry, challenge_key, counter_conflict, i64_of,
-    modalities_str, u64_of, CredentialRow, ServerStore,
+    accepted_record, challenge_columns, challenge_entry, challenge_key,
+    committer::{Committer, Head, WriteConn},
+    counter_conflict, flag_record, i64_of, modalities_str, u64_of, CredentialRow, ServerStore,
 };
-use crate::audit::{entry_hash, parse_hash, AuditEntry, AuditRecord, Checkpoint};
+use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     store::{
-        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, IssuedChallenge,
-        Store, StoreError,
+        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, Flag,
+        IssuedChallenge, Store, StoreError,
     },
     Challenge, CredentialId,
 };
-use postgres::{NoTls, Row};
-use r2d2_postgres::PostgresConnectionManager;
-use std::time::Duration;
-
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Client = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+use postgres::{types::ToSql, NoTls, Row, Statement};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, MutexGuard, PoisonError,
+    },
+};
 
 /// Versioned schema migrations, applied in order at startup under an advisory lock.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE challenges (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE challenges (
         challenge BYTEA PRIMARY KEY,
         kind TEXT NOT NULL,
         body BYTEA NOT NULL,
@@ -82,102 +92,263 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         model TEXT PRIMARY KEY,
         status TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        // Failed verifications counted for rate limiting, shared by every
+        // process on the database: kind 'credential' (subject = credential id)
+        // or 'account' (subject = account handle).
+        "CREATE TABLE failures (
+            kind TEXT NOT NULL,
+            subject BYTEA NOT NULL,
+            at BIGINT NOT NULL
+        );
+        CREATE INDEX failures_subject ON failures (kind, subject, at);
+        CREATE INDEX failures_at ON failures (at);",
+    ),
+];
 
 /// Advisory lock key serializing migrations between processes starting together.
 const MIGRATION_LOCK: i64 = 0x6269_6f70_6179;
 
-fn be(e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("postgres: {e}"))
+/// The error with its causes (the server's message is a cause of "db error").
+fn be(e: impl std::error::Error) -> StoreError {
+    let mut text = format!("postgres: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    StoreError(text)
 }
 
-fn ce(e: impl std::fmt::Display) -> CommitError {
+fn ce(e: impl std::error::Error) -> CommitError {
     CommitError::Backend(be(e))
 }
 
-/// The PostgreSQL store: a connection pool.
+/// A connection with its prepared statements.
+pub struct Conn {
+    client: postgres::Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    fn connect(config: &postgres::Config) -> Result<Self, StoreError> {
+        Ok(Self {
+            client: config.connect(NoTls).map_err(be)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn prepared(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(be)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let s = self.prepared(sql)?;
+        self.client.execute(&s, params).map_err(be)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let s = self.prepared(sql)?;
+        self.client.query(&s, params).map_err(be)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let s = self.prepared(sql)?;
+        self.client.query_opt(&s, params).map_err(be)
+    }
+}
+
+/// The writer connection, driven by the committer; reconnects when broken.
+pub struct Writer {
+    config: postgres::Config,
+    conn: Option<Conn>,
+}
+
+impl Writer {
+    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError("postgres: not connected".into()))
+    }
+}
+
+impl WriteConn for Writer {
+    fn exec(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        self.conn()?.client.batch_execute(sql).map_err(be)
+    }
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.exec("BEGIN")
+    }
+    fn begin_with_savepoint(&mut self) -> Result<(), StoreError> {
+        self.exec("BEGIN; SAVEPOINT op")
+    }
+    fn lock_head(&mut self) -> Result<(i64, String), StoreError> {
+        let r = self
+            .conn()?
+            .query_opt(
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )?
+            .ok_or_else(|| StoreError("no audit head".into()))?;
+        Ok((r.try_get(0).map_err(be)?, r.try_get(1).map_err(be)?))
+    }
+    fn store_head(&mut self, seq: i64, hash: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            &[&seq, &hash],
+        )?;
+        Ok(())
+    }
+    fn ready(&mut self) -> Result<(), StoreError> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            self.conn = None;
+            self.conn = Some(Conn::connect(&self.config)?);
+        }
+        Ok(())
+    }
+}
+
+/// The PostgreSQL store: a group committer and a pool of read connections.
 pub struct PgStore {
-    pool: Pool,
+    config: Box<postgres::Config>,
+    committer: Committer<Writer>,
+    readers: Vec<Mutex<Option<Conn>>>,
+    next_reader: AtomicUsize,
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://user@host:port/db`) with a pool of at
-    /// most `max_connections`, and applies pending migrations.
+    /// Connects to `url` (`postgres://user@host:port/db`) with at most
+    /// `max_connections` (one writer, the rest readers opened on demand), and
+    /// applies pending migrations.
     pub fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let config: postgres::Config = url.parse().map_err(be)?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
-        let pool = r2d2::Pool::builder()
-            .max_size(max_connections.max(1))
-            .connection_timeout(Duration::from_secs(10))
-            .build(manager)
-            .map_err(be)?;
-        let store = Self { pool };
-        store.migrate()?;
-        Ok(store)
+        let mut first = Conn::connect(&config)?;
+        migrate(&mut first.client)?;
+        let readers = usize::try_from(max_connections.max(2) - 1).unwrap_or(1);
+        Ok(Self {
+            committer: Committer::start(
+                Writer {
+                    config: config.clone(),
+                    conn: Some(first),
+                },
+                "biopay-pg-commit",
+            )?,
+            readers: (0..readers).map(|_| Mutex::new(None)).collect(),
+            next_reader: AtomicUsize::new(0),
+            config: Box::new(config),
+        })
     }
 
-    fn client(&self) -> Result<Client, StoreError> {
-        self.pool.get().map_err(be)
+    /// Group commit counters: (transactions, operations) so far.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.committer.stats()
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut c = self.client()?;
-        let mut tx = c.transaction().map_err(be)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(be)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .map_err(be)?;
-        let current: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )
-            .map_err(be)?
-            .try_get(0)
-            .map_err(be)?;
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            tx.batch_execute(sql).map_err(be)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[version, &i64_of(crate::now())?],
-            )
-            .map_err(be)?;
+    /// A read connection (connected on first use, reconnected when broken).
+    fn reader(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let mut slot = None;
+        for i in 0..n {
+            if let Some(Ok(g)) = self.readers.get((start + i) % n).map(Mutex::try_lock) {
+                slot = Some(g);
+                break;
+            }
         }
-        tx.commit().map_err(be)
+        let mut g = match slot {
+            Some(g) => g,
+            // A panic while holding a read connection leaves no state behind.
+            None => self
+                .readers
+                .get(start % n.max(1))
+                .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+                .ok_or_else(|| StoreError("no read connection".into()))?,
+        };
+        if g.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *g = None;
+            *g = Some(Conn::connect(&self.config)?);
+        }
+        Ok(g)
     }
 
-    fn write<T>(
+    fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut g = self.reader()?;
+        let c = g
+            .as_mut()
+            .ok_or_else(|| StoreError("postgres: not connected".into()))?;
+        f(c)
+    }
+
+    /// Every batch locks the audit head first, whether or not it appends:
+    /// the head row is then the first lock of every write transaction of
+    /// every process, so two batches never wait on each other's row locks
+    /// (no deadlock, e.g. between an operator's status change batched with a
+    /// challenge purge in one process and a payment in another).
+    fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, CommitError>,
+        _appends: bool,
+        f: impl FnOnce(&mut Conn, &mut Head) -> Result<T, CommitError> + Send + 'static,
     ) -> Result<T, CommitError> {
-        let mut c = self.client()?;
-        let mut tx = c.transaction().map_err(ce)?;
-        let out = f(&mut tx)?; // dropping `tx` on error rolls back
-        tx.commit().map_err(ce)?;
-        Ok(out)
+        self.committer.call(true, move |w, h| f(w.conn()?, h))
     }
 }
 
-fn append(tx: &mut postgres::Transaction<'_>, record: &AuditRecord) -> Result<(), StoreError> {
-    let row = tx
+fn migrate(c: &mut postgres::Client) -> Result<(), StoreError> {
+    let mut tx = c.transaction().map_err(be)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(be)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .map_err(be)?;
+    let current: i64 = tx
         .query_one(
-            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
             &[],
         )
+        .map_err(be)?
+        .try_get(0)
         .map_err(be)?;
-    let seq: i64 = row.try_get(0).map_err(be)?;
-    let prev: String = row.try_get(1).map_err(be)?;
-    let prev_hash = parse_hash(&prev).ok_or_else(|| StoreError("corrupt audit head".into()))?;
-    let hash = hex::encode(entry_hash(&prev_hash, record));
-    let seq = seq + 1;
-    tx.execute(
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql).map_err(be)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[version, &i64_of(crate::now())?],
+        )
+        .map_err(be)?;
+    }
+    tx.commit().map_err(be)
+}
+
+/// Appends `record` to the chain inside the batch (which holds the head row lock).
+fn append(c: &mut Conn, head: &mut Head, record: &AuditRecord) -> Result<(), StoreError> {
+    let e = head.next(record)?;
+    c.execute(
         "INSERT INTO audit_log (seq, at, kind, outcome, step, credential, statement_hash, reason,
             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
-            &seq,
+            &e.seq,
             &i64_of(record.at)?,
             &record.kind,
             &record.outcome,
@@ -185,26 +356,18 @@ fn append(tx: &mut postgres::Transaction<'_>, record: &AuditRecord) -> Result<()
             &record.credential,
             &record.statement_hash,
             &record.reason,
-            &prev,
-            &hash,
+            &e.prev_hash,
+            &e.hash,
         ],
-    )
-    .map_err(be)?;
-    tx.execute(
-        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-        &[&seq, &hash],
-    )
-    .map_err(be)?;
+    )?;
     Ok(())
 }
 
-fn consume(tx: &mut postgres::Transaction<'_>, challenge: &Challenge) -> Result<(), CommitError> {
-    let n = tx
-        .execute(
-            "UPDATE challenges SET consumed = true WHERE challenge = $1 AND NOT consumed",
-            &[&challenge_key(challenge)],
-        )
-        .map_err(ce)?;
+fn consume(c: &mut Conn, challenge: &Challenge) -> Result<(), CommitError> {
+    let n = c.execute(
+        "UPDATE challenges SET consumed = true WHERE challenge = $1 AND NOT consumed",
+        &[&challenge_key(challenge)],
+    )?;
     if n == 1 {
         Ok(())
     } else {
@@ -212,22 +375,21 @@ fn consume(tx: &mut postgres::Transaction<'_>, challenge: &Challenge) -> Result<
     }
 }
 
-fn current(
-    tx: &mut postgres::Transaction<'_>,
-    id: &CredentialId,
-) -> Result<Option<(i64, String)>, CommitError> {
-    let row = tx
-        .query_opt(
-            "SELECT counter, status FROM credentials WHERE credential_id = $1",
-            &[&id.as_bytes()],
-        )
-        .map_err(ce)?;
+fn current(c: &mut Conn, id: &CredentialId) -> Result<Option<(i64, String)>, CommitError> {
+    let row = c.query_opt(
+        "SELECT counter, status FROM credentials WHERE credential_id = $1",
+        &[&id.as_bytes()],
+    )?;
     row.map(|r| Ok((r.try_get(0).map_err(ce)?, r.try_get(1).map_err(ce)?)))
         .transpose()
 }
 
-const CREDENTIAL_COLUMNS: &str = "credential_id, rp_id, account_handle, public_key, modalities,
-    enrollment_epoch, security_level, kind, device_model, counter, status, registered_at";
+macro_rules! credential_columns {
+    () => {
+        "credential_id, rp_id, account_handle, public_key, modalities, enrollment_epoch,
+         security_level, kind, device_model, counter, status, registered_at"
+    };
+}
 
 fn credential_row(r: &Row) -> Result<CredentialRow, StoreError> {
     Ok(CredentialRow {
@@ -246,33 +408,36 @@ fn credential_row(r: &Row) -> Result<CredentialRow, StoreError> {
     })
 }
 
+/// A write that cannot fail a conditional check reports only backend errors.
+fn store_error(e: CommitError) -> StoreError {
+    match e {
+        CommitError::Backend(e) => e,
+        other => StoreError(other.to_string()),
+    }
+}
+
 impl Store for PgStore {
     fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
         let (kind, body, counter_at_issue, expires_at) = challenge_columns(&issued)?;
-        self.client()?
-            .execute(
+        let key = challenge_key(issued.challenge());
+        self.write(false, move |c, _| {
+            c.execute(
                 "INSERT INTO challenges (challenge, kind, body, counter_at_issue, expires_at, consumed)
                  VALUES ($1, $2, $3, $4, $5, false)",
-                &[
-                    &challenge_key(issued.challenge()),
-                    &kind,
-                    &body,
-                    &counter_at_issue,
-                    &expires_at,
-                ],
-            )
-            .map_err(be)?;
-        Ok(())
+                &[&key, &kind, &body, &counter_at_issue, &expires_at],
+            )?;
+            Ok(())
+        })
+        .map_err(store_error)
     }
 
     fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
+        let row = self.read(|c| {
+            c.query_opt(
                 "SELECT kind, body, counter_at_issue, consumed FROM challenges WHERE challenge = $1",
                 &[&challenge_key(challenge)],
             )
-            .map_err(be)?;
+        })?;
         let Some(r) = row else { return Ok(None) };
         let kind: String = r.try_get(0).map_err(be)?;
         let body: Vec<u8> = r.try_get(1).map_err(be)?;
@@ -286,13 +451,16 @@ impl Store for PgStore {
     }
 
     fn credential(&self, id: &CredentialId) -> Result<Option<CredentialRecord>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE credential_id = $1"),
+        let row = self.read(|c| {
+            c.query_opt(
+                concat!(
+                    "SELECT ",
+                    credential_columns!(),
+                    " FROM credentials WHERE credential_id = $1"
+                ),
                 &[&id.as_bytes()],
             )
-            .map_err(be)?;
+        })?;
         row.map(|r| credential_row(&r)?.into_record()).transpose()
     }
 
@@ -301,18 +469,20 @@ impl Store for PgStore {
         rp_id: &str,
         account_handle: &[u8],
     ) -> Result<Vec<CredentialRecord>, StoreError> {
-        self.client()?
-            .query(
-                &format!(
-                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials
-                     WHERE rp_id = $1 AND account_handle = $2 ORDER BY registered_at, credential_id"
+        self.read(|c| {
+            c.query(
+                concat!(
+                    "SELECT ",
+                    credential_columns!(),
+                    " FROM credentials WHERE rp_id = $1 AND account_handle = $2
+                     ORDER BY registered_at, credential_id"
                 ),
                 &[&rp_id, &account_handle],
             )
-            .map_err(be)?
-            .iter()
-            .map(|r| credential_row(r)?.into_record())
-            .collect()
+        })?
+        .iter()
+        .map(|r| credential_row(r)?.into_record())
+        .collect()
     }
 
     fn commit_registration(
@@ -321,35 +491,35 @@ impl Store for PgStore {
         record: &CredentialRecord,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        self.write(|tx| {
-            consume(tx, challenge)?;
-            let n = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO credentials ({CREDENTIAL_COLUMNS})
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                         ON CONFLICT (credential_id) DO NOTHING"
-                    ),
-                    &[
-                        &record.credential_id.as_bytes(),
-                        &record.rp_id,
-                        &record.account_handle,
-                        &record.public_key,
-                        &modalities_str(&record.modalities),
-                        &record.enrollment_epoch.as_slice(),
-                        &i64_of(record.security_level.to_u64())?,
-                        &record.kind.as_str(),
-                        &record.device_model,
-                        &i64_of(record.counter)?,
-                        &record.status.as_str(),
-                        &i64_of(record.registered_at)?,
-                    ],
-                )
-                .map_err(ce)?;
+        let (challenge, record, audit) = (*challenge, record.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            consume(c, &challenge)?;
+            let n = c.execute(
+                concat!(
+                    "INSERT INTO credentials (",
+                    credential_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     ON CONFLICT (credential_id) DO NOTHING"
+                ),
+                &[
+                    &record.credential_id.as_bytes(),
+                    &record.rp_id,
+                    &record.account_handle,
+                    &record.public_key,
+                    &modalities_str(&record.modalities),
+                    &record.enrollment_epoch.as_slice(),
+                    &i64_of(record.security_level.to_u64())?,
+                    &record.kind.as_str(),
+                    &record.device_model,
+                    &i64_of(record.counter)?,
+                    &record.status.as_str(),
+                    &i64_of(record.registered_at)?,
+                ],
+            )?;
             if n != 1 {
                 return Err(CommitError::CredentialExists);
             }
-            append(tx, &accepted_record(decision))?;
+            append(c, head, &audit)?;
             Ok(())
         })
     }
@@ -363,23 +533,67 @@ impl Store for PgStore {
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let (expected, new) = (i64_of(expected_counter)?, i64_of(new_counter)?);
-        self.write(|tx| {
-            consume(tx, challenge)?;
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET counter = $1
-                     WHERE credential_id = $2 AND counter = $3 AND status = 'active'",
-                    &[&new, &id.as_bytes(), &expected],
-                )
-                .map_err(ce)?;
-            if n != 1 {
+        let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            // One round trip: consume the challenge, move the counter (only if
+            // the challenge was consumed), clear the credential's failure
+            // count and append the audit entry (only if the counter moved).
+            // The conditional updates lock their rows and are re-evaluated
+            // after a concurrent commit, as separate statements would be.
+            let e = head.next(&audit)?;
+            let row = c
+                .query_opt(
+                    "WITH consumed AS (
+                        UPDATE challenges SET consumed = true
+                        WHERE challenge = $1 AND NOT consumed RETURNING 1
+                    ), moved AS (
+                        UPDATE credentials SET counter = $2
+                        WHERE credential_id = $3 AND counter = $4 AND status = 'active'
+                          AND EXISTS (SELECT 1 FROM consumed)
+                        RETURNING 1
+                    ), cleared AS (
+                        DELETE FROM failures
+                        WHERE kind = 'credential' AND subject = $3 AND EXISTS (SELECT 1 FROM moved)
+                    ), audited AS (
+                        INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
+                            statement_hash, reason, prev_hash, hash)
+                        SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+                        WHERE EXISTS (SELECT 1 FROM moved)
+                        RETURNING 1
+                    )
+                    SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)",
+                    &[
+                        &challenge_key(&challenge),
+                        &new,
+                        &id.as_bytes(),
+                        &expected,
+                        &e.seq,
+                        &i64_of(audit.at)?,
+                        &audit.kind,
+                        &audit.outcome,
+                        &audit.step,
+                        &audit.credential,
+                        &audit.statement_hash,
+                        &audit.reason,
+                        &e.prev_hash,
+                        &e.hash,
+                    ],
+                )?
+                .ok_or_else(|| {
+                    CommitError::Backend(StoreError("postgres: no result row".into()))
+                })?;
+            let consumed: i64 = row.try_get(0).map_err(ce)?;
+            let audited: i64 = row.try_get(1).map_err(ce)?;
+            if consumed != 1 {
+                return Err(CommitError::ChallengeUsed);
+            }
+            if audited != 1 {
                 return Err(counter_conflict(
-                    current(tx, id)?,
+                    current(c, &id)?,
                     expected,
                     CredentialStatus::Active,
                 ));
             }
-            append(tx, &accepted_record(decision))?;
             Ok(())
         })
     }
@@ -394,46 +608,41 @@ impl Store for PgStore {
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let (expected, new) = (i64_of(expected_counter)?, i64_of(new_counter)?);
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET counter = $1, status = $2
-                     WHERE credential_id = $3 AND counter = $4 AND status = $5",
-                    &[
-                        &new,
-                        &status.as_str(),
-                        &id.as_bytes(),
-                        &expected,
-                        &expected_status.as_str(),
-                    ],
-                )
-                .map_err(ce)?;
+        let (id, audit) = (id.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            let n = c.execute(
+                "UPDATE credentials SET counter = $1, status = $2
+                 WHERE credential_id = $3 AND counter = $4 AND status = $5",
+                &[
+                    &new,
+                    &status.as_str(),
+                    &id.as_bytes(),
+                    &expected,
+                    &expected_status.as_str(),
+                ],
+            )?;
             if n != 1 {
-                return Err(match current(tx, id)? {
+                return Err(match current(c, &id)? {
                     None => CommitError::UnknownCredential,
                     Some(_) => CommitError::CounterConflict,
                 });
             }
-            append(tx, &accepted_record(decision))?;
+            append(c, head, &audit)?;
             Ok(())
         })
     }
 
-    fn flag_credential(
-        &self,
-        id: &CredentialId,
-        status: CredentialStatus,
-    ) -> Result<(), CommitError> {
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET status = $1 WHERE credential_id = $2 AND status = 'active'",
-                    &[&status.as_str(), &id.as_bytes()],
-                )
-                .map_err(ce)?;
-            if n == 0 && current(tx, id)?.is_none() {
+    fn flag_credential(&self, flag: &Flag) -> Result<(), CommitError> {
+        let (id, status, audit) = (flag.credential_id.clone(), flag.status, flag_record(flag));
+        self.write(true, move |c, head| {
+            let n = c.execute(
+                "UPDATE credentials SET status = $1 WHERE credential_id = $2 AND status = 'active'",
+                &[&status.as_str(), &id.as_bytes()],
+            )?;
+            if n == 0 && current(c, &id)?.is_none() {
                 return Err(CommitError::UnknownCredential);
             }
+            append(c, head, &audit)?;
             Ok(())
         })
     }
@@ -443,17 +652,16 @@ impl Store for PgStore {
         id: &CredentialId,
         status: CredentialStatus,
     ) -> Result<(), CommitError> {
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET status = $1
-                     WHERE credential_id = $2 AND status <> 'deregistered'",
-                    &[&status.as_str(), &id.as_bytes()],
-                )
-                .map_err(ce)?;
+        let id = id.clone();
+        self.write(false, move |c, _| {
+            let n = c.execute(
+                "UPDATE credentials SET status = $1
+                 WHERE credential_id = $2 AND status <> 'deregistered'",
+                &[&status.as_str(), &id.as_bytes()],
+            )?;
             if n == 0 {
                 // Deregistration is final.
-                return Err(match current(tx, id)? {
+                return Err(match current(c, &id)? {
                     None => CommitError::UnknownCredential,
                     Some(_) => CommitError::CredentialNotActive(CredentialStatus::Deregistered),
                 });
@@ -463,59 +671,111 @@ impl Store for PgStore {
     }
 
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
+        let now = i64_of(now)?;
         let n = self
-            .client()?
-            .execute(
-                "DELETE FROM challenges WHERE expires_at < $1",
-                &[&i64_of(now)?],
-            )
-            .map_err(be)?;
+            .write(false, move |c, _| {
+                Ok(c.execute("DELETE FROM challenges WHERE expires_at < $1", &[&now])?)
+            })
+            .map_err(store_error)?;
         usize::try_from(n).map_err(be)
     }
 }
 
 impl ServerStore for PgStore {
     fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.write(|tx| append(tx, record).map_err(CommitError::Backend))
-            .map_err(|e| match e {
-                CommitError::Backend(e) => e,
-                other => StoreError(other.to_string()),
+        let record = record.clone();
+        self.write(true, move |c, head| Ok(append(c, head, &record)?))
+            .map_err(store_error)
+    }
+
+    fn append_rejection(
+        &self,
+        record: Option<&AuditRecord>,
+        counted: Option<&CredentialId>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let (record, counted) = (record.cloned(), counted.cloned());
+        let at = i64_of(at)?;
+        self.write(record.is_some(), move |c, head| {
+            if let Some(id) = &counted {
+                c.execute(
+                    "INSERT INTO failures (kind, subject, at) VALUES ('credential', $1, $2)",
+                    &[&id.as_bytes(), &at],
+                )?;
+                c.execute(
+                    "INSERT INTO failures (kind, subject, at)
+                     SELECT 'account', account_handle, $2 FROM credentials WHERE credential_id = $1",
+                    &[&id.as_bytes(), &at],
+                )?;
+            }
+            if let Some(record) = &record {
+                append(c, head, record)?;
+            }
+            Ok(())
+        })
+        .map_err(store_error)
+    }
+
+    fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError> {
+        let since = i64_of(since)?;
+        let r = self.read(|c| {
+            c.query_opt(
+                "SELECT GREATEST(
+                    (SELECT COUNT(*) FROM failures
+                     WHERE kind = 'credential' AND subject = $1 AND at >= $2),
+                    (SELECT COUNT(*) FROM failures
+                     WHERE kind = 'account' AND at >= $2 AND subject =
+                        (SELECT account_handle FROM credentials WHERE credential_id = $1)))",
+                &[&id.as_bytes(), &since],
+            )
+        })?;
+        let n: Option<i64> = r.map(|r| r.try_get(0)).transpose().map_err(be)?;
+        u64_of(n.unwrap_or(0))
+    }
+
+    fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
+        let before = i64_of(before)?;
+        let n = self
+            .write(false, move |c, _| {
+                Ok(c.execute("DELETE FROM failures WHERE at < $1", &[&before])?)
             })
+            .map_err(store_error)?;
+        usize::try_from(n).map_err(be)
     }
 
     fn audit_entries(&self, after: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
-        self.client()?
-            .query(
+        let (after, limit) = (i64_of(after)?, i64_of(limit)?);
+        self.read(|c| {
+            c.query(
                 "SELECT seq, at, kind, outcome, step, credential, statement_hash, reason, prev_hash,
                     hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&i64_of(after)?, &i64_of(limit)?],
+                &[&after, &limit],
             )
-            .map_err(be)?
-            .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: u64_of(r.try_get(0).map_err(be)?)?,
-                    record: AuditRecord {
-                        at: u64_of(r.try_get(1).map_err(be)?)?,
-                        kind: r.try_get(2).map_err(be)?,
-                        outcome: r.try_get(3).map_err(be)?,
-                        step: r.try_get(4).map_err(be)?,
-                        credential: r.try_get(5).map_err(be)?,
-                        statement_hash: r.try_get(6).map_err(be)?,
-                        reason: r.try_get(7).map_err(be)?,
-                    },
-                    prev_hash: r.try_get(8).map_err(be)?,
-                    hash: r.try_get(9).map_err(be)?,
-                })
+        })?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                seq: u64_of(r.try_get(0).map_err(be)?)?,
+                record: AuditRecord {
+                    at: u64_of(r.try_get(1).map_err(be)?)?,
+                    kind: r.try_get(2).map_err(be)?,
+                    outcome: r.try_get(3).map_err(be)?,
+                    step: r.try_get(4).map_err(be)?,
+                    credential: r.try_get(5).map_err(be)?,
+                    statement_hash: r.try_get(6).map_err(be)?,
+                    reason: r.try_get(7).map_err(be)?,
+                },
+                prev_hash: r.try_get(8).map_err(be)?,
+                hash: r.try_get(9).map_err(be)?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     fn audit_head(&self) -> Result<(u64, String), StoreError> {
         let r = self
-            .client()?
-            .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
-            .map_err(be)?;
+            .read(|c| c.query_opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[]))?
+            .ok_or_else(|| StoreError("no audit head".into()))?;
         Ok((
             u64_of(r.try_get(0).map_err(be)?)?,
             r.try_get(1).map_err(be)?,
@@ -523,57 +783,54 @@ impl ServerStore for PgStore {
     }
 
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        self.client()?
-            .query(
+        self.read(|c| {
+            c.query(
                 "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
                 &[],
             )
-            .map_err(be)?
-            .iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    seq: u64_of(r.try_get(0).map_err(be)?)?,
-                    hash: r.try_get(1).map_err(be)?,
-                    at: u64_of(r.try_get(2).map_err(be)?)?,
-                    public_key: r.try_get(3).map_err(be)?,
-                    signature: r.try_get(4).map_err(be)?,
-                })
+        })?
+        .iter()
+        .map(|r| {
+            Ok(Checkpoint {
+                seq: u64_of(r.try_get(0).map_err(be)?)?,
+                hash: r.try_get(1).map_err(be)?,
+                at: u64_of(r.try_get(2).map_err(be)?)?,
+                public_key: r.try_get(3).map_err(be)?,
+                signature: r.try_get(4).map_err(be)?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
-        self.client()?
-            .execute(
+        let cp = c.clone();
+        let (seq, at) = (i64_of(cp.seq)?, i64_of(cp.at)?);
+        self.write(false, move |c, _| {
+            c.execute(
                 "INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
-                &[
-                    &i64_of(c.seq)?,
-                    &c.hash,
-                    &i64_of(c.at)?,
-                    &c.public_key,
-                    &c.signature,
-                ],
-            )
-            .map_err(be)?;
-        Ok(())
+                &[&seq, &cp.hash, &at, &cp.public_key, &cp.signature],
+            )?;
+            Ok(())
+        })
+        .map_err(store_error)
     }
 
     fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError> {
-        self.client()?
-            .execute(
+        let (model, status) = (model.to_owned(), status.to_owned());
+        self.write(false, move |c, _| {
+            c.execute(
                 "INSERT INTO model_status (model, status) VALUES ($1, $2)
                  ON CONFLICT (model) DO UPDATE SET status = excluded.status",
                 &[&model, &status],
-            )
-            .map_err(be)?;
-        Ok(())
+            )?;
+            Ok(())
+        })
+        .map_err(store_error)
     }
 
     fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.client()?
-            .query("SELECT model, status FROM model_status ORDER BY model", &[])
-            .map_err(be)?
+        self.read(|c| c.query("SELECT model, status FROM model_status ORDER BY model", &[]))?
             .iter()
             .map(|r| Ok((r.try_get(0).map_err(be)?, r.try_get(1).map_err(be)?)))
             .collect()

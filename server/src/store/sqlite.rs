@@ -1,31 +1,42 @@
 //! [`biopay_core::Store`] on embedded SQLite: WAL journal, `synchronous=FULL`
-//! (a commit is on disk before the server answers), one writer connection.
-//! Writes use `BEGIN IMMEDIATE`, so concurrent processes on the same file
+//! (a commit is on disk before the server answers).
+//!
+//! One writer connection, owned by a [group committer](super::committer):
+//! concurrent write operations share one `BEGIN IMMEDIATE` transaction and one
+//! fsync, each in its own savepoint. Concurrent processes on the same file
 //! serialize on SQLite's write lock and the conditional updates still decide.
+//! Reads use a few separate read-only connections (WAL readers never wait
+//! for the writer's fsync). Every statement is prepared once per connection
+//! (`prepare_cached`).
 
 use super::{
-    accepted_record, challenge_columns, challenge_entry, challenge_key, counter_conflict, i64_of,
-    modalities_str, u64_of, CredentialRow, ServerStore,
+    accepted_record, challenge_columns, challenge_entry, challenge_key,
+    committer::{Committer, Head, WriteConn},
+    counter_conflict, flag_record, i64_of, modalities_str, u64_of, CredentialRow, ServerStore,
 };
-use crate::audit::{entry_hash, parse_hash, AuditEntry, AuditRecord, Checkpoint};
+use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     store::{
-        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, IssuedChallenge,
-        Store, StoreError,
+        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, Flag,
+        IssuedChallenge, Store, StoreError,
     },
     Challenge, CredentialId,
 };
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::{
     path::Path,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, MutexGuard, PoisonError,
+    },
     time::Duration,
 };
 
 /// Versioned schema migrations, applied in order at startup.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE challenges (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE challenges (
         challenge BLOB PRIMARY KEY,
         kind TEXT NOT NULL,
         body BLOB NOT NULL,
@@ -79,7 +90,21 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         model TEXT PRIMARY KEY,
         status TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        // Failed verifications counted for rate limiting, shared by every
+        // process on the database: kind 'credential' (subject = credential id)
+        // or 'account' (subject = account handle).
+        "CREATE TABLE failures (
+            kind TEXT NOT NULL,
+            subject BLOB NOT NULL,
+            at INTEGER NOT NULL
+        );
+        CREATE INDEX failures_subject ON failures (kind, subject, at);
+        CREATE INDEX failures_at ON failures (at);",
+    ),
+];
 
 fn be(e: rusqlite::Error) -> StoreError {
     StoreError(format!("sqlite: {e}"))
@@ -89,9 +114,55 @@ fn ce(e: rusqlite::Error) -> CommitError {
     CommitError::Backend(be(e))
 }
 
+/// Read-only connections for concurrent reads.
+const READERS: usize = 4;
+
+/// The writer connection, driven by the committer.
+pub struct Writer {
+    conn: Connection,
+}
+
+impl WriteConn for Writer {
+    fn exec(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        // Prepared once each: these run several times per batch.
+        for one in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            self.conn
+                .prepare_cached(one)
+                .and_then(|mut s| s.execute([]))
+                .map_err(be)?;
+        }
+        Ok(())
+    }
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.exec("BEGIN IMMEDIATE")
+    }
+    fn lock_head(&mut self) -> Result<(i64, String), StoreError> {
+        self.conn
+            .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(be)
+    }
+    fn store_head(&mut self, seq: i64, hash: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
+            .and_then(|mut s| s.execute(params![seq, hash]))
+            .map_err(be)
+            .map(|_| ())
+    }
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    committer: Committer<Writer>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(be)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(be)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 impl SqliteStore {
@@ -102,36 +173,84 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError(format!("create {}: {e}", dir.display())))?;
         }
-        let mut conn = Connection::open(path).map_err(be)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(be)?;
+        let mut conn = open_conn(path, OpenFlags::default())?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(be)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(be)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(be)?;
         migrate(&mut conn)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = open_conn(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            readers.push(Mutex::new(r));
+        }
         Ok(Self {
-            conn: Mutex::new(conn),
+            committer: Committer::start(Writer { conn }, "biopay-sqlite-commit")?,
+            readers,
+            next_reader: AtomicUsize::new(0),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // rusqlite rolls back an open transaction when it is dropped, so a
-        // panic while holding the lock leaves no half-applied commit.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Group commit counters: (transactions, operations) so far.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.committer.stats()
     }
 
-    fn write<T>(
+    /// A read connection: a free one if any, else waits for one in turn.
+    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Some(m) = self.readers.get((start + i) % n) {
+                if let Ok(g) = m.try_lock() {
+                    return Ok(g);
+                }
+            }
+        }
+        // A panic while holding a read connection leaves no state behind.
+        self.readers
+            .get(start % n.max(1))
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+            .ok_or_else(|| StoreError("no read connection".into()))
+    }
+
+    fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, CommitError>,
+        appends: bool,
+        f: impl FnOnce(&Connection, &mut Head) -> Result<T, CommitError> + Send + 'static,
     ) -> Result<T, CommitError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ce)?;
-        let out = f(&tx)?; // dropping `tx` on error rolls back
-        tx.commit().map_err(ce)?;
-        Ok(out)
+        self.committer.call(appends, move |w, h| f(&w.conn, h))
+    }
+
+    fn read<T>(
+        &self,
+        sql: &'static str,
+        p: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(sql).map_err(be)?;
+        stmt.query_row(p, f).optional().map_err(be)
+    }
+
+    fn read_all<T>(
+        &self,
+        sql: &'static str,
+        p: impl rusqlite::Params,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(sql).map_err(be)?;
+        let rows = stmt
+            .query_map(p, f)
+            .map_err(be)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(be);
+        rows
     }
 }
 
@@ -162,21 +281,25 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(be)
 }
 
-/// Appends `record` to the chain inside `tx` (which holds the write lock).
-fn append(tx: &Transaction<'_>, record: &AuditRecord) -> Result<(), StoreError> {
-    let (seq, prev): (i64, String) = tx
-        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(be)?;
-    let prev_hash = parse_hash(&prev).ok_or_else(|| StoreError("corrupt audit head".into()))?;
-    let hash = hex::encode(entry_hash(&prev_hash, record));
-    let seq = seq + 1;
-    tx.execute(
+fn exec(
+    conn: &Connection,
+    sql: &'static str,
+    p: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(p))
+        .map_err(be)
+}
+
+/// Appends `record` to the chain inside the batch (which holds the write lock).
+fn append(conn: &Connection, head: &mut Head, record: &AuditRecord) -> Result<(), StoreError> {
+    let e = head.next(record)?;
+    exec(
+        conn,
         "INSERT INTO audit_log (seq, at, kind, outcome, step, credential, statement_hash, reason,
             prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
-            seq,
+            e.seq,
             i64_of(record.at)?,
             record.kind,
             record.outcome,
@@ -184,26 +307,19 @@ fn append(tx: &Transaction<'_>, record: &AuditRecord) -> Result<(), StoreError> 
             record.credential,
             record.statement_hash,
             record.reason,
-            prev,
-            hash
+            e.prev_hash,
+            e.hash
         ],
-    )
-    .map_err(be)?;
-    tx.execute(
-        "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
-        params![seq, hash],
-    )
-    .map_err(be)?;
+    )?;
     Ok(())
 }
 
-fn consume(tx: &Transaction<'_>, challenge: &Challenge) -> Result<(), CommitError> {
-    let n = tx
-        .execute(
-            "UPDATE challenges SET consumed = 1 WHERE challenge = ?1 AND consumed = 0",
-            params![challenge_key(challenge)],
-        )
-        .map_err(ce)?;
+fn consume(conn: &Connection, challenge: &Challenge) -> Result<(), CommitError> {
+    let n = exec(
+        conn,
+        "UPDATE challenges SET consumed = 1 WHERE challenge = ?1 AND consumed = 0",
+        params![challenge_key(challenge)],
+    )?;
     if n == 1 {
         Ok(())
     } else {
@@ -211,18 +327,21 @@ fn consume(tx: &Transaction<'_>, challenge: &Challenge) -> Result<(), CommitErro
     }
 }
 
-fn current(tx: &Transaction<'_>, id: &CredentialId) -> Result<Option<(i64, String)>, CommitError> {
-    tx.query_row(
-        "SELECT counter, status FROM credentials WHERE credential_id = ?1",
-        params![id.as_bytes()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(ce)
+fn current(conn: &Connection, id: &CredentialId) -> Result<Option<(i64, String)>, CommitError> {
+    conn.prepare_cached("SELECT counter, status FROM credentials WHERE credential_id = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(ce)
 }
 
-const CREDENTIAL_COLUMNS: &str = "credential_id, rp_id, account_handle, public_key, modalities,
-    enrollment_epoch, security_level, kind, device_model, counter, status, registered_at";
+macro_rules! credential_columns {
+    () => {
+        "credential_id, rp_id, account_handle, public_key, modalities, enrollment_epoch,
+         security_level, kind, device_model, counter, status, registered_at"
+    };
+}
 
 fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRow> {
     Ok(CredentialRow {
@@ -244,41 +363,41 @@ fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRow> {
 impl Store for SqliteStore {
     fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
         let (kind, body, counter_at_issue, expires_at) = challenge_columns(&issued)?;
-        self.lock()
-            .execute(
+        let key = challenge_key(issued.challenge());
+        self.write(false, move |c, _| {
+            exec(
+                c,
                 "INSERT INTO challenges (challenge, kind, body, counter_at_issue, expires_at, consumed)
                  VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-                params![challenge_key(issued.challenge()), kind, body, counter_at_issue, expires_at],
-            )
-            .map_err(be)?;
-        Ok(())
+                params![key, kind, body, counter_at_issue, expires_at],
+            )?;
+            Ok(())
+        })
+        .map_err(store_error)
     }
 
     fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError> {
-        let row: Option<(String, Vec<u8>, i64, bool)> = self
-            .lock()
-            .query_row(
-                "SELECT kind, body, counter_at_issue, consumed FROM challenges WHERE challenge = ?1",
-                params![challenge_key(challenge)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()
-            .map_err(be)?;
+        let row: Option<(String, Vec<u8>, i64, bool)> = self.read(
+            "SELECT kind, body, counter_at_issue, consumed FROM challenges WHERE challenge = ?1",
+            params![challenge_key(challenge)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         row.map(|(k, b, c, used)| challenge_entry(&k, &b, c, used))
             .transpose()
     }
 
     fn credential(&self, id: &CredentialId) -> Result<Option<CredentialRecord>, StoreError> {
-        let row = self
-            .lock()
-            .query_row(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE credential_id = ?1"),
-                params![id.as_bytes()],
-                credential_row,
-            )
-            .optional()
-            .map_err(be)?;
-        row.map(CredentialRow::into_record).transpose()
+        self.read(
+            concat!(
+                "SELECT ",
+                credential_columns!(),
+                " FROM credentials WHERE credential_id = ?1"
+            ),
+            params![id.as_bytes()],
+            credential_row,
+        )?
+        .map(CredentialRow::into_record)
+        .transpose()
     }
 
     fn credentials_for_account(
@@ -286,19 +405,19 @@ impl Store for SqliteStore {
         rp_id: &str,
         account_handle: &[u8],
     ) -> Result<Vec<CredentialRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE rp_id = ?1 AND account_handle = ?2
+        self.read_all(
+            concat!(
+                "SELECT ",
+                credential_columns!(),
+                " FROM credentials WHERE rp_id = ?1 AND account_handle = ?2
                  ORDER BY registered_at, credential_id"
-            ))
-            .map_err(be)?;
-        let rows = stmt
-            .query_map(params![rp_id, account_handle], credential_row)
-            .map_err(be)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(be)?;
-        rows.into_iter().map(CredentialRow::into_record).collect()
+            ),
+            params![rp_id, account_handle],
+            credential_row,
+        )?
+        .into_iter()
+        .map(CredentialRow::into_record)
+        .collect()
     }
 
     fn commit_registration(
@@ -307,16 +426,18 @@ impl Store for SqliteStore {
         record: &CredentialRecord,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        self.write(|tx| {
-            consume(tx, challenge)?;
-            let exists = current(tx, &record.credential_id)?.is_some();
-            if exists {
+        let (challenge, record, audit) = (*challenge, record.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            consume(c, &challenge)?;
+            if current(c, &record.credential_id)?.is_some() {
                 return Err(CommitError::CredentialExists);
             }
-            tx.execute(
-                &format!(
-                    "INSERT INTO credentials ({CREDENTIAL_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            exec(
+                c,
+                concat!(
+                    "INSERT INTO credentials (",
+                    credential_columns!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                 ),
                 params![
                     record.credential_id.as_bytes(),
@@ -332,9 +453,8 @@ impl Store for SqliteStore {
                     record.status.as_str(),
                     i64_of(record.registered_at)?,
                 ],
-            )
-            .map_err(ce)?;
-            append(tx, &accepted_record(decision))?;
+            )?;
+            append(c, head, &audit)?;
             Ok(())
         })
     }
@@ -348,23 +468,29 @@ impl Store for SqliteStore {
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let (expected, new) = (i64_of(expected_counter)?, i64_of(new_counter)?);
-        self.write(|tx| {
-            consume(tx, challenge)?;
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET counter = ?1
-                     WHERE credential_id = ?2 AND counter = ?3 AND status = 'active'",
-                    params![new, id.as_bytes(), expected],
-                )
-                .map_err(ce)?;
+        let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            consume(c, &challenge)?;
+            let n = exec(
+                c,
+                "UPDATE credentials SET counter = ?1
+                 WHERE credential_id = ?2 AND counter = ?3 AND status = 'active'",
+                params![new, id.as_bytes(), expected],
+            )?;
             if n != 1 {
                 return Err(counter_conflict(
-                    current(tx, id)?,
+                    current(c, &id)?,
                     expected,
                     CredentialStatus::Active,
                 ));
             }
-            append(tx, &accepted_record(decision))?;
+            // A success clears the credential's failure count (rate limiting).
+            exec(
+                c,
+                "DELETE FROM failures WHERE kind = 'credential' AND subject = ?1",
+                params![id.as_bytes()],
+            )?;
+            append(c, head, &audit)?;
             Ok(())
         })
     }
@@ -379,46 +505,43 @@ impl Store for SqliteStore {
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let (expected, new) = (i64_of(expected_counter)?, i64_of(new_counter)?);
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET counter = ?1, status = ?2
-                     WHERE credential_id = ?3 AND counter = ?4 AND status = ?5",
-                    params![
-                        new,
-                        status.as_str(),
-                        id.as_bytes(),
-                        expected,
-                        expected_status.as_str()
-                    ],
-                )
-                .map_err(ce)?;
+        let (id, audit) = (id.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            let n = exec(
+                c,
+                "UPDATE credentials SET counter = ?1, status = ?2
+                 WHERE credential_id = ?3 AND counter = ?4 AND status = ?5",
+                params![
+                    new,
+                    status.as_str(),
+                    id.as_bytes(),
+                    expected,
+                    expected_status.as_str()
+                ],
+            )?;
             if n != 1 {
-                return Err(match current(tx, id)? {
+                return Err(match current(c, &id)? {
                     None => CommitError::UnknownCredential,
                     Some(_) => CommitError::CounterConflict,
                 });
             }
-            append(tx, &accepted_record(decision))?;
+            append(c, head, &audit)?;
             Ok(())
         })
     }
 
-    fn flag_credential(
-        &self,
-        id: &CredentialId,
-        status: CredentialStatus,
-    ) -> Result<(), CommitError> {
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET status = ?1 WHERE credential_id = ?2 AND status = 'active'",
-                    params![status.as_str(), id.as_bytes()],
-                )
-                .map_err(ce)?;
-            if n == 0 && current(tx, id)?.is_none() {
+    fn flag_credential(&self, flag: &Flag) -> Result<(), CommitError> {
+        let (id, status, audit) = (flag.credential_id.clone(), flag.status, flag_record(flag));
+        self.write(true, move |c, head| {
+            let n = exec(
+                c,
+                "UPDATE credentials SET status = ?1 WHERE credential_id = ?2 AND status = 'active'",
+                params![status.as_str(), id.as_bytes()],
+            )?;
+            if n == 0 && current(c, &id)?.is_none() {
                 return Err(CommitError::UnknownCredential);
             }
+            append(c, head, &audit)?;
             Ok(())
         })
     }
@@ -428,17 +551,17 @@ impl Store for SqliteStore {
         id: &CredentialId,
         status: CredentialStatus,
     ) -> Result<(), CommitError> {
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE credentials SET status = ?1
-                     WHERE credential_id = ?2 AND status <> 'deregistered'",
-                    params![status.as_str(), id.as_bytes()],
-                )
-                .map_err(ce)?;
+        let id = id.clone();
+        self.write(false, move |c, _| {
+            let n = exec(
+                c,
+                "UPDATE credentials SET status = ?1
+                 WHERE credential_id = ?2 AND status <> 'deregistered'",
+                params![status.as_str(), id.as_bytes()],
+            )?;
             if n == 0 {
                 // Deregistration is final.
-                return Err(match current(tx, id)? {
+                return Err(match current(c, &id)? {
                     None => CommitError::UnknownCredential,
                     Some(_) => CommitError::CredentialNotActive(CredentialStatus::Deregistered),
                 });
@@ -448,34 +571,95 @@ impl Store for SqliteStore {
     }
 
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
-        self.lock()
-            .execute(
+        let now = i64_of(now)?;
+        self.write(false, move |c, _| {
+            Ok(exec(
+                c,
                 "DELETE FROM challenges WHERE expires_at < ?1",
-                params![i64_of(now)?],
-            )
-            .map_err(be)
+                params![now],
+            )?)
+        })
+        .map_err(store_error)
+    }
+}
+
+/// A write that cannot fail a conditional check reports only backend errors.
+fn store_error(e: CommitError) -> StoreError {
+    match e {
+        CommitError::Backend(e) => e,
+        other => StoreError(other.to_string()),
     }
 }
 
 impl ServerStore for SqliteStore {
     fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.write(|tx| append(tx, record).map_err(CommitError::Backend))
-            .map_err(|e| match e {
-                CommitError::Backend(e) => e,
-                other => StoreError(other.to_string()),
-            })
+        let record = record.clone();
+        self.write(true, move |c, head| Ok(append(c, head, &record)?))
+            .map_err(store_error)
+    }
+
+    fn append_rejection(
+        &self,
+        record: Option<&AuditRecord>,
+        counted: Option<&CredentialId>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let (record, counted) = (record.cloned(), counted.cloned());
+        let at = i64_of(at)?;
+        self.write(record.is_some(), move |c, head| {
+            if let Some(id) = &counted {
+                exec(
+                    c,
+                    "INSERT INTO failures (kind, subject, at) VALUES ('credential', ?1, ?2)",
+                    params![id.as_bytes(), at],
+                )?;
+                exec(
+                    c,
+                    "INSERT INTO failures (kind, subject, at)
+                     SELECT 'account', account_handle, ?2 FROM credentials WHERE credential_id = ?1",
+                    params![id.as_bytes(), at],
+                )?;
+            }
+            if let Some(record) = &record {
+                append(c, head, record)?;
+            }
+            Ok(())
+        })
+        .map_err(store_error)
+    }
+
+    fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError> {
+        let n: Option<i64> = self.read(
+            "SELECT MAX(
+                (SELECT COUNT(*) FROM failures
+                 WHERE kind = 'credential' AND subject = ?1 AND at >= ?2),
+                (SELECT COUNT(*) FROM failures
+                 WHERE kind = 'account' AND at >= ?2 AND subject =
+                    (SELECT account_handle FROM credentials WHERE credential_id = ?1)))",
+            params![id.as_bytes(), i64_of(since)?],
+            |r| r.get(0),
+        )?;
+        u64_of(n.unwrap_or(0))
+    }
+
+    fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
+        let before = i64_of(before)?;
+        self.write(false, move |c, _| {
+            Ok(exec(
+                c,
+                "DELETE FROM failures WHERE at < ?1",
+                params![before],
+            )?)
+        })
+        .map_err(store_error)
     }
 
     fn audit_entries(&self, after: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT seq, at, kind, outcome, step, credential, statement_hash, reason, prev_hash,
-                    hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(be)?;
-        let rows = stmt
-            .query_map(params![i64_of(after)?, i64_of(limit)?], |r| {
+        let rows = self.read_all(
+            "SELECT seq, at, kind, outcome, step, credential, statement_hash, reason, prev_hash,
+                hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            params![i64_of(after)?, i64_of(limit)?],
+            |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -491,10 +675,8 @@ impl ServerStore for SqliteStore {
                     r.get::<_, String>(8)?,
                     r.get::<_, String>(9)?,
                 ))
-            })
-            .map_err(be)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(be)?;
+            },
+        )?;
         rows.into_iter()
             .map(|(seq, at, mut record, prev_hash, hash)| {
                 record.at = u64_of(at)?;
@@ -510,23 +692,18 @@ impl ServerStore for SqliteStore {
 
     fn audit_head(&self) -> Result<(u64, String), StoreError> {
         let (seq, hash): (i64, String) = self
-            .lock()
-            .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            .read("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(be)?;
+            })?
+            .ok_or_else(|| StoreError("no audit head".into()))?;
         Ok((u64_of(seq)?, hash))
     }
 
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
-            )
-            .map_err(be)?;
-        let rows = stmt
-            .query_map([], |r| {
+        let rows = self.read_all(
+            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
+            [],
+            |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -534,10 +711,8 @@ impl ServerStore for SqliteStore {
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
                 ))
-            })
-            .map_err(be)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(be)?;
+            },
+        )?;
         rows.into_iter()
             .map(|(seq, hash, at, public_key, signature)| {
                 Ok(Checkpoint {
@@ -552,43 +727,39 @@ impl ServerStore for SqliteStore {
     }
 
     fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
+        let cp = c.clone();
+        let (seq, at) = (i64_of(cp.seq)?, i64_of(cp.at)?);
+        self.write(false, move |c, _| {
+            exec(
+                c,
                 "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, public_key, signature)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    i64_of(c.seq)?,
-                    c.hash,
-                    i64_of(c.at)?,
-                    c.public_key,
-                    c.signature
-                ],
-            )
-            .map_err(be)?;
-        Ok(())
+                params![seq, cp.hash, at, cp.public_key, cp.signature],
+            )?;
+            Ok(())
+        })
+        .map_err(store_error)
     }
 
     fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
+        let (model, status) = (model.to_owned(), status.to_owned());
+        self.write(false, move |c, _| {
+            exec(
+                c,
                 "INSERT INTO model_status (model, status) VALUES (?1, ?2)
                  ON CONFLICT (model) DO UPDATE SET status = excluded.status",
                 params![model, status],
-            )
-            .map_err(be)?;
-        Ok(())
+            )?;
+            Ok(())
+        })
+        .map_err(store_error)
     }
 
     fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare("SELECT model, status FROM model_status ORDER BY model")
-            .map_err(be)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(be)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(be);
-        rows
+        self.read_all(
+            "SELECT model, status FROM model_status ORDER BY model",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 }
