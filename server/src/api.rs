@@ -24,9 +24,12 @@ use axum::{
     Json,
 };
 use biopay_core::{
-    cose, crypto, messages::Message, render_transaction, store::CredentialRecord, CredentialId,
-    CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion, Reason,
-    Rejection, SecurityLevel, Step, Store, Transaction,
+    cbor, cose, crypto,
+    messages::{peek_kind, Message, MessageKind},
+    render_transaction,
+    store::CredentialRecord,
+    CredentialId, CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion,
+    PlatformKeyRegistration, Reason, Rejection, SecurityLevel, Step, Store, Transaction,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::{sync::Arc, time::Instant};
@@ -285,7 +288,8 @@ pub struct ChallengeResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationRequest {
-    /// The KeyAttestation COSE_Sign1 (base64url).
+    /// The KeyAttestation COSE_Sign1 (base64url), or a PlatformKeyRegistration
+    /// (an Android Keystore key; accepted when the trust file has `[android]`).
     pub attestation: String,
 }
 
@@ -475,8 +479,17 @@ fn peek<M: Message>(
     x5chain: bool,
     id: impl Fn(&M) -> &CredentialId,
 ) -> Option<CredentialId> {
-    let s = cose::parse_sign1(statement, x5chain).ok()?;
+    // Any signature form: a platform-keystore credential may sign in DER.
+    let s = cose::parse_sign1_any_form(statement, x5chain).ok()?;
     M::from_cbor(&s.payload).ok().map(|m| id(&m).clone())
+}
+
+/// Whether a registration statement carries a PlatformKeyRegistration.
+fn is_platform_registration(statement: &[u8]) -> bool {
+    cose::peek_payload(statement)
+        .and_then(|(payload, _)| cbor::from_deterministic_slice(&payload).ok())
+        .and_then(|value| peek_kind(&value))
+        == Some(MessageKind::PlatformKeyRegistration)
 }
 
 /// Whether the store recorded this rejection itself, in the same transaction
@@ -635,7 +648,8 @@ fn issue_error(e: IssueError) -> ApiError {
     }
 }
 
-/// Verifies a key attestation and registers the credential (R1–R16).
+/// Verifies a key attestation (R1–R16) or an Android Keystore
+/// PlatformKeyRegistration (A1–A17) and registers the credential.
 #[utoipa::path(post, path = "/v1/registrations", tag = "registration",
     request_body = RegistrationRequest,
     responses((status = 200, body = CredentialView),
@@ -652,10 +666,28 @@ pub async fn register(
     let started = Instant::now();
     let st = state.clone();
     let out = blocking(move || {
-        let peeked = peek(&statement, true, |a: &KeyAttestation| &a.credential_id);
-        match st.verifier.verify_registration(&statement) {
+        // A PlatformKeyRegistration (kind 7, an Android Keystore key,
+        // PROTOCOL.md §12) is verified by A1–A17; anything else as a
+        // KeyAttestation by R1–R16.
+        let platform = is_platform_registration(&statement);
+        let (peeked, verdict, last_step) = if platform {
+            (
+                peek(&statement, true, |a: &PlatformKeyRegistration| {
+                    &a.credential_id
+                }),
+                st.verifier.verify_platform_registration(&statement),
+                "A17",
+            )
+        } else {
+            (
+                peek(&statement, true, |a: &KeyAttestation| &a.credential_id),
+                st.verifier.verify_registration(&statement),
+                "R16",
+            )
+        };
+        match verdict {
             Ok(r) => {
-                st.metrics.decision("registration", "accepted", "R16");
+                st.metrics.decision("registration", "accepted", last_step);
                 tracing::info!(credential = r.record.credential_id.to_hex(), "registered");
                 Ok(CredentialView::from(&r.record))
             }

@@ -4,7 +4,8 @@
 use crate::demo;
 use base64::Engine as _;
 use biopay_core::{
-    DeviceModel, Modality, ModelStatus, Policy, SecurityLevel, TrustAnchor, TrustConfig,
+    android::StatusList, AndroidPolicy, AndroidTrust, DeviceModel, Modality, ModelStatus, Policy,
+    SecurityLevel, TrustAnchor, TrustConfig,
 };
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf};
@@ -157,12 +158,48 @@ pub enum Scope {
 /// [[models.roots]]
 /// name = "Acme Devices Root CA"
 /// spki_der_base64url = "MFkwEwYH..."
+///
+/// # Optional: accept Android Keystore credentials (docs/PROTOCOL.md §12).
+/// [android]
+/// package_name = "com.example.pay"
+/// signing_cert_digests = ["9a3c...64 hex digits..."]   # SHA-256 of the app signing certificates
+/// min_os_patch_level = 202401                          # YYYYMM
+/// require_strongbox = false
+/// status_list_file = "/var/lib/biopay/android-status.json"  # Google's list, refreshed by cron
+/// # roots = [...]   # replaces Google's root keys (private test PKIs only)
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustFile {
     /// The models.
+    #[serde(default)]
     pub models: Vec<TrustModel>,
+    /// Android Keystore trust; absent: platform-keystore registrations are
+    /// refused (A4).
+    #[serde(default)]
+    pub android: Option<TrustAndroid>,
+}
+
+/// The `[android]` section of the trust file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAndroid {
+    /// The app's package name.
+    pub package_name: String,
+    /// SHA-256 digests of the app's signing certificates, hex.
+    pub signing_cert_digests: Vec<String>,
+    /// Oldest accepted OS patch level, YYYYMM (0: any, but it must be attested).
+    #[serde(default)]
+    pub min_os_patch_level: u64,
+    /// Require StrongBox keys.
+    #[serde(default)]
+    pub require_strongbox: bool,
+    /// Google's attestation status list (JSON), re-read when it changes.
+    #[serde(default)]
+    pub status_list_file: Option<PathBuf>,
+    /// Root keys replacing Google's (a private or test PKI).
+    #[serde(default)]
+    pub roots: Option<Vec<TrustRoot>>,
 }
 
 /// One model in the trust file.
@@ -254,15 +291,64 @@ impl Config {
         }
     }
 
+    fn trust_file(&self) -> Result<Option<TrustFile>, String> {
+        let Some(path) = &self.trust_file else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The Android Keystore trust of the trust file's `[android]` section,
+    /// with its status list loaded; `None` without one.
+    pub fn android_trust(&self) -> Result<Option<AndroidTrust>, String> {
+        let Some(a) = self.trust_file()?.and_then(|f| f.android) else {
+            return Ok(None);
+        };
+        let digests = a
+            .signing_cert_digests
+            .iter()
+            .map(|h| {
+                crate::audit::parse_hash(&h.trim().to_ascii_lowercase()).ok_or_else(|| {
+                    format!("android: signing certificate digest {h:?} is not 64 hex digits")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if a.package_name.is_empty() || digests.is_empty() {
+            return Err("android: package_name and signing_cert_digests are required".into());
+        }
+        let mut trust = AndroidTrust::new(AndroidPolicy {
+            package_name: Some(a.package_name),
+            signing_cert_digests: digests,
+            min_os_patch_level: a.min_os_patch_level,
+            require_strongbox: a.require_strongbox,
+        });
+        if let Some(roots) = &a.roots {
+            trust = trust.with_anchors(anchors_of("android", roots)?);
+        }
+        if let Some(path) = &a.status_list_file {
+            trust = trust.with_status_list(read_status_list(path)?);
+        }
+        Ok(Some(trust))
+    }
+
+    /// The `[android]` status list file, if configured.
+    pub fn android_status_list_file(&self) -> Option<PathBuf> {
+        self.trust_file()
+            .ok()
+            .flatten()
+            .and_then(|f| f.android)
+            .and_then(|a| a.status_list_file)
+    }
+
     /// The trust configuration: the trust file's models, plus the demo
     /// vendor's model under `danger_demo_trust`.
     pub fn trust(&self) -> Result<TrustConfig, String> {
         let mut trust = TrustConfig::new();
-        if let Some(path) = &self.trust_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("read {}: {e}", path.display()))?;
-            let file: TrustFile =
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(file) = self.trust_file()? {
             for m in file.models {
                 trust = trust.with_model(model_of(m)?);
             }
@@ -290,22 +376,7 @@ fn model_of(m: TrustModel) -> Result<DeviceModel, String> {
             parse_model_status(s).ok_or_else(|| format!("model {}: unknown status", m.id))?
         }
     };
-    let trust_anchors = m
-        .roots
-        .iter()
-        .map(|r| {
-            let spki_der = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(r.spki_der_base64url.trim())
-                .map_err(|e| format!("model {}: root {}: {e}", m.id, r.name))?;
-            Ok(TrustAnchor {
-                name: r.name.clone(),
-                spki_der,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    if trust_anchors.is_empty() {
-        return Err(format!("model {}: no roots", m.id));
-    }
+    let trust_anchors = anchors_of(&format!("model {}", m.id), &m.roots)?;
     Ok(DeviceModel {
         id: m.id,
         trust_anchors,
@@ -313,6 +384,32 @@ fn model_of(m: TrustModel) -> Result<DeviceModel, String> {
         security_level,
         status,
     })
+}
+
+/// Root keys from the trust file; at least one.
+fn anchors_of(what: &str, roots: &[TrustRoot]) -> Result<Vec<TrustAnchor>, String> {
+    let anchors = roots
+        .iter()
+        .map(|r| {
+            let spki_der = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(r.spki_der_base64url.trim())
+                .map_err(|e| format!("{what}: root {}: {e}", r.name))?;
+            Ok(TrustAnchor {
+                name: r.name.clone(),
+                spki_der,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if anchors.is_empty() {
+        return Err(format!("{what}: no roots"));
+    }
+    Ok(anchors)
+}
+
+/// Reads Google's attestation status list (JSON).
+pub fn read_status_list(path: &std::path::Path) -> Result<StatusList, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    StatusList::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -109,6 +109,10 @@ impl AppState {
             SystemRandom::new(),
         )
         .map_err(|e| e.to_string())?;
+        let verifier = match config.android_trust()? {
+            Some(android) => verifier.with_android(android),
+            None => verifier,
+        };
         let state = Self {
             verifier,
             api_keys,
@@ -259,11 +263,20 @@ async fn background(
     let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs.max(1)));
     let mut checkpoint =
         tokio::time::interval(Duration::from_secs(config.checkpoint_interval_secs.max(1)));
+    let status_list = config.android_status_list_file();
+    let mut status_list_seen = status_list.as_deref().and_then(modified);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = purge.tick() => {
                 let st = state.clone();
+                if let Some(path) = &status_list {
+                    let seen = modified(path);
+                    if seen != status_list_seen {
+                        status_list_seen = seen;
+                        reload_status_list(&state, path);
+                    }
+                }
                 let r = tokio::task::spawn_blocking(move || {
                     st.refresh_model_statuses();
                     let old = now().saturating_sub(st.failure_window_secs);
@@ -287,6 +300,25 @@ async fn background(
                     Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
                 }
             }
+        }
+    }
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Replaces the Android status list from its file. A file that cannot be
+/// read or parsed leaves the previous list in force (logged).
+fn reload_status_list(state: &AppState, path: &std::path::Path) {
+    match config::read_status_list(path) {
+        Ok(list) => {
+            let entries = list.len();
+            state.verifier.set_android_status_list(list);
+            tracing::info!(entries, "Android attestation status list reloaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Android status list not reloaded; the previous one stays")
         }
     }
 }
