@@ -201,6 +201,17 @@ fn state_is_reloaded_and_counters_never_go_back() {
     let on_disk: serde_json::Value =
         serde_json::from_slice(&std::fs::read(w.state_file()).unwrap()).unwrap();
     assert_eq!(on_disk["credentials"][0]["counter"], 2);
+    // Written through a temporary file that is renamed away; owner-only.
+    assert!(!w.state_file().with_extension("json.tmp").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(w.state_file())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     drop(client);
 
     // A restart: the credential and its counter come back from the file.
