@@ -4,7 +4,10 @@
 Fails when the parse tree of any file has an ERROR or MISSING node. One
 underscored attribute that uniffi emits, `@_documentation(visibility: ...)`,
 is not in the tree-sitter grammar; it is removed before parsing (and counted)
-so the rest of the file is still checked.
+so the rest of the file is still checked. Likewise the closure `{ () }` (a
+closure whose body is the empty tuple, which uniffi emits for foreign-trait
+methods returning nothing, e.g. `PlatformKeystore.deleteKey`) is valid Swift
+that the grammar rejects: it is rewritten to the equivalent `{ () -> Void in }`.
 Usage: swift_syntax_check.py FILE.swift...
 """
 import re
@@ -14,6 +17,7 @@ import tree_sitter_swift
 from tree_sitter import Language, Parser
 
 UNDERSCORED = re.compile(r"@_documentation\(visibility:\s*\w+\)")
+VOID_CLOSURE = re.compile(r"= \{ \(\) \}")
 
 
 def errors(tree):
@@ -33,6 +37,7 @@ def main(paths):
     for path in paths:
         src = open(path, encoding="utf-8").read()
         stripped, n = UNDERSCORED.subn("", src)
+        stripped, v = VOID_CLOSURE.subn("= { () -> Void in }", stripped)
         tree = parser.parse(stripped.encode())
         errs = errors(tree)
         lines = stripped.split("\n")
@@ -41,7 +46,10 @@ def main(paths):
             for node in errs[:10]:
                 row = node.start_point[0]
                 print(f"{path}:{row + 1}: syntax error near: {lines[row].strip()[:100]}")
-        print(f"{path}: {len(lines)} lines, {len(errs)} syntax errors ({n} @_documentation attributes skipped)")
+        print(
+            f"{path}: {len(lines)} lines, {len(errs)} syntax errors "
+            f"({n} @_documentation attributes skipped, {v} `{{ () }}` closures rewritten)"
+        )
     print(f"swift syntax: {len(paths) - failed} passed, {failed} failed")
     return 1 if failed or not paths else 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates the Kotlin, Python and Swift bindings and runs their test suites.
 # Installs what it needs when missing: the Kotlin compiler (npm package
-# kotlin-compiler), JNA (Debian libjna-java), tree-sitter-swift (PyPI).
+# kotlin-compiler), JNA (Debian libjna-java), tree-sitter-swift and
+# cryptography (PyPI; the Python test keystore signs with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bindings
@@ -27,6 +28,11 @@ if ! python3 -c "import tree_sitter, tree_sitter_swift" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check "tree-sitter>=0.23,<1" "tree-sitter-swift>=0.7,<1"
 fi
 
+if ! python3 -c "import cryptography" 2>/dev/null; then
+  echo "installing cryptography (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "cryptography==48.0.0"
+fi
+
 # --- generate ---------------------------------------------------------------
 cargo build --locked -p biopay-bindings
 lib=target/debug/libbiopay_bindings.so
@@ -38,6 +44,7 @@ cp "$lib" "$out/python/"
 
 # --- Kotlin on the JVM ------------------------------------------------------
 echo "==> Kotlin: compiling the bindings and the test suite"
+rm -f "$out/kotlin-tests.jar"  # a stale jar must not stand in for a failed compilation
 "$kotlin_home/bin/kotlinc" -nowarn -cp "$jna" \
   "$out/kotlin/org/biopay/biopay.kt" bindings/tests/kotlin/BiopayTest.kt \
   -d "$out/kotlin-tests.jar" 2>&1 | grep -v "^warning" || true

@@ -2,13 +2,15 @@
 
 use crate::{
     errors::BiopayError,
+    keystore::{PlatformKeystore, SimulatedKeystore},
+    keystore_client::KeystoreBackend,
     types::{DeviceModelConfig, LocalCredential, Modality, SecurityLevel},
 };
 use biopay_core::{
     Authenticator, Client, CredentialId, DeviceError, PaymentChallenge, RegistrationChallenge,
     SystemClock,
 };
-use biopay_tee_stub::{DeviceConfig, Presentation, SoftwareTee, VendorPki};
+use biopay_tee_stub::{DeviceConfig, KeymintApplication, Presentation, SoftwareTee, VendorPki};
 use std::{
     path::Path,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -45,6 +47,44 @@ impl SimulatedVendor {
             security_level,
         }
     }
+
+    /// The vendor root key (DER SubjectPublicKeyInfo), to trust the simulated
+    /// KeyMint attestations as an Android root
+    /// ([`crate::PaymentVerifier::trust_android`]).
+    pub fn android_trust_root(&self) -> Vec<u8> {
+        self.pki.trust_anchor().spki_der
+    }
+
+    /// **A test double, not an attestation.** A simulated KeyMint
+    /// attestation CA of this vendor certifies `public_key` (SEC1
+    /// uncompressed P-256, generated anywhere, e.g. by a JVM test with
+    /// `KeyPairGenerator`) as a biometric-bound signing key generated in a TEE
+    /// (StrongBox if `strong_box`) with `attestation_challenge`, for
+    /// `package_name` signed by `signing_cert_digest` (32 bytes). Nothing of
+    /// that is true of the key: this lets a test keystore written in Kotlin,
+    /// Swift or Python run the full link. Returns the chain, DER, leaf first.
+    pub fn certify_keystore_key(
+        &self,
+        public_key: Vec<u8>,
+        attestation_challenge: Vec<u8>,
+        package_name: String,
+        signing_cert_digest: Vec<u8>,
+        strong_box: bool,
+    ) -> Result<Vec<Vec<u8>>, BiopayError> {
+        Ok(self.pki.certify_keystore_key(
+            &public_key,
+            &attestation_challenge,
+            &package_name,
+            digest32(signing_cert_digest)?,
+            strong_box,
+        )?)
+    }
+}
+
+fn digest32(d: Vec<u8>) -> Result<[u8; 32], BiopayError> {
+    <[u8; 32]>::try_from(d).map_err(|_| BiopayError::Keystore {
+        reason: "signing certificate digest must be 32 bytes (SHA-256)".into(),
+    })
 }
 
 /// The software TEE: keys sealed inside, simulated biometrics and trusted
@@ -56,7 +96,7 @@ pub struct SimulatedTee {
 }
 
 impl SimulatedTee {
-    fn lock(&self) -> MutexGuard<'_, SoftwareTee> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SoftwareTee> {
         self.tee.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -133,6 +173,26 @@ impl SimulatedTee {
     pub fn passcode_reset(&self) -> Result<(), BiopayError> {
         Ok(self.lock().passcode_reset()?)
     }
+    /// This device as a [`PlatformKeystore`] in the manner of Android
+    /// KeyMint, for the app `package_name` whose signing certificate has
+    /// SHA-256 `signing_cert_digest`: keys by alias, one biometric attempt
+    /// per signature (script it with `present_*`; the prompt text becomes
+    /// `last_display`), invalidated when a template is added or removed, and
+    /// attested in a chain to the vendor root
+    /// ([`SimulatedVendor::android_trust_root`]).
+    pub fn as_keystore(
+        self: Arc<Self>,
+        package_name: String,
+        signing_cert_digest: Vec<u8>,
+    ) -> Result<Arc<dyn PlatformKeystore>, BiopayError> {
+        Ok(Arc::new(SimulatedKeystore {
+            tee: self,
+            app: KeymintApplication {
+                package_name,
+                signing_cert_digest: digest32(signing_cert_digest)?,
+            },
+        }))
+    }
 }
 
 /// An [`Authenticator`] over a shared [`SimulatedTee`].
@@ -168,15 +228,30 @@ impl Authenticator for SharedTee {
 /// checks every server challenge (strict decoding, rp id, expiry) before the
 /// device sees it. All byte arrays are the protocol's CBOR/COSE encodings,
 /// to be sent to and received from the payment server as they are.
+///
+/// Two backends: the software TEE ([`Self::with_simulated_tee`], KeyAttestation
+/// credentials) and a platform keystore ([`Self::with_keystore`],
+/// PlatformKeyRegistration credentials, docs/PROTOCOL.md §12).
 #[derive(uniffi::Object)]
 pub struct BiopayClient {
-    client: Mutex<Client<SharedTee, SystemClock>>,
+    backend: Mutex<Backend>,
+}
+
+enum Backend {
+    Tee(Client<SharedTee, SystemClock>),
+    Keystore(KeystoreBackend),
 }
 
 impl BiopayClient {
-    fn lock(&self) -> MutexGuard<'_, Client<SharedTee, SystemClock>> {
-        self.client.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Backend> {
+        self.backend.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn check_rp_id(rp_id: &str) -> Result<(), BiopayError> {
+    biopay_core::messages::validate_rp_id(rp_id).map_err(|e| BiopayError::InvalidChallenge {
+        reason: e.to_string(),
+    })
 }
 
 #[uniffi::export]
@@ -187,46 +262,83 @@ impl BiopayClient {
         rp_id: String,
         tee: Arc<SimulatedTee>,
     ) -> Result<Arc<Self>, BiopayError> {
-        biopay_core::messages::validate_rp_id(&rp_id).map_err(|e| {
-            BiopayError::InvalidChallenge {
-                reason: e.to_string(),
-            }
-        })?;
+        check_rp_id(&rp_id)?;
         Ok(Arc::new(Self {
-            client: Mutex::new(Client::new(&rp_id, SharedTee(tee), SystemClock)),
+            backend: Mutex::new(Backend::Tee(Client::new(
+                &rp_id,
+                SharedTee(tee),
+                SystemClock,
+            ))),
+        }))
+    }
+
+    /// A client for `rp_id` on a platform keystore (Android Keystore, the
+    /// Secure Enclave, or [`SimulatedTee::as_keystore`]). Credential states
+    /// (ids, key aliases, counters) are kept in `state_dir`, one file per rp,
+    /// written durably before each statement is returned and reloaded here;
+    /// a corrupt file is `Keystore`. Do not use two clients of the same rp
+    /// and directory at once, and do not call back into the client from the
+    /// keystore (calls are serialized).
+    #[uniffi::constructor]
+    pub fn with_keystore(
+        rp_id: String,
+        keystore: Arc<dyn PlatformKeystore>,
+        state_dir: String,
+    ) -> Result<Arc<Self>, BiopayError> {
+        check_rp_id(&rp_id)?;
+        let backend = KeystoreBackend::open(&rp_id, keystore, Path::new(&state_dir))?;
+        Ok(Arc::new(Self {
+            backend: Mutex::new(Backend::Keystore(backend)),
         }))
     }
 
     /// Registers a credential bound to `modalities`: `challenge` is the
-    /// server's RegistrationChallenge; returns the KeyAttestation to send back.
+    /// server's RegistrationChallenge; returns the KeyAttestation (software
+    /// TEE) or PlatformKeyRegistration (keystore) to send back. On a keystore
+    /// this generates a key (alias from the random credential id) with the
+    /// challenge as its attestation challenge, StrongBox when the challenge
+    /// requires it, and signs once (biometric prompt).
     pub fn register(
         &self,
         challenge: Vec<u8>,
         modalities: Vec<Modality>,
     ) -> Result<Vec<u8>, BiopayError> {
         let m: Vec<biopay_core::Modality> = modalities.into_iter().map(Into::into).collect();
-        Ok(self.lock().register(&challenge, &m)?)
+        match &mut *self.lock() {
+            Backend::Tee(c) => Ok(c.register(&challenge, &m)?),
+            Backend::Keystore(k) => k.register(&challenge, &m),
+        }
     }
 
     /// Authorizes a payment: `challenge` is the server's PaymentChallenge; the
-    /// device shows the transaction, matches a biometric and returns the PaymentAssertion.
+    /// device shows the transaction, matches a biometric and returns the
+    /// PaymentAssertion. On a keystore the biometric prompt shows the
+    /// transaction's docs/PROTOCOL.md §5 text, and the reported modality is
+    /// the first of the credential's modalities the challenge accepts (the
+    /// platform does not say which biometric matched).
     pub fn authorize(&self, challenge: Vec<u8>) -> Result<Vec<u8>, BiopayError> {
-        Ok(self.lock().authorize(&challenge)?)
+        match &mut *self.lock() {
+            Backend::Tee(c) => Ok(c.authorize(&challenge)?),
+            Backend::Keystore(k) => k.authorize(&challenge),
+        }
     }
 
-    /// Deletes a credential on the device; returns the Deregistration statement for the server.
+    /// Deletes a credential on the device; returns the Deregistration
+    /// statement for the server (on a keystore: signed after a biometric
+    /// prompt, then the key is deleted).
     pub fn deregister(&self, credential_id: Vec<u8>) -> Result<Vec<u8>, BiopayError> {
         let id = crate::types::credential_id(credential_id)?;
-        Ok(self.lock().deregister(&id)?)
+        match &mut *self.lock() {
+            Backend::Tee(c) => Ok(c.deregister(&id)?),
+            Backend::Keystore(k) => k.deregister(&id),
+        }
     }
 
     /// Lists this relying party's credentials on the device.
     pub fn credentials(&self) -> Result<Vec<LocalCredential>, BiopayError> {
-        Ok(self
-            .lock()
-            .credentials()?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+        match &*self.lock() {
+            Backend::Tee(c) => Ok(c.credentials()?.into_iter().map(Into::into).collect()),
+            Backend::Keystore(k) => k.credentials(),
+        }
     }
 }

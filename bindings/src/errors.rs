@@ -88,8 +88,10 @@ impl From<biopay_tee_stub::TeeError> for BiopayError {
 /// `BiopayError` becomes a typed keystore error, never a crash.
 impl From<uniffi::UnexpectedUniFFICallbackError> for BiopayError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        // Kotlin sends the whole stack trace: its first line names the exception.
+        let first = e.reason.lines().next().unwrap_or_default();
         Self::Keystore {
-            reason: format!("platform keystore failed: {}", e.reason),
+            reason: format!("platform keystore failed: {first}"),
         }
     }
 }

@@ -9,20 +9,26 @@
 //!   deregister and list credentials.
 //! - [`SimulatedTee`] and [`SimulatedVendor`]: the software TEE, so apps and
 //!   tests can run the full link without hardware.
+//! - [`PlatformKeystore`]: the platform seam, implemented in Kotlin/Swift over
+//!   Android Keystore or the Secure Enclave; [`BiopayClient::with_keystore`]
+//!   builds platform-keystore credentials (docs/PROTOCOL.md §12) on it.
 //! - [`PaymentVerifier`]: the relying party's verifier for JVM and Python back ends.
 
 mod bench;
 mod client;
 mod errors;
+mod keystore;
+mod keystore_client;
 mod types;
 mod verifier;
 
 pub use bench::{native_flow_timings, FlowTimings};
 pub use client::{BiopayClient, SimulatedTee, SimulatedVendor};
 pub use errors::{BiopayError, VerificationError};
+pub use keystore::{GeneratedKey, KeyState, PlatformKeystore};
 pub use types::{
-    ApprovedPayment, DeviceModelConfig, LocalCredential, Modality, RegisteredCredential,
-    SecurityLevel, Transaction,
+    AndroidTrustConfig, ApprovedPayment, DeviceModelConfig, LocalCredential, Modality,
+    RegisteredCredential, SecurityLevel, Transaction,
 };
 pub use verifier::PaymentVerifier;
 

@@ -151,6 +151,25 @@ pub struct DeviceModelConfig {
     pub security_level: SecurityLevel,
 }
 
+/// What a verifier trusts for Android Keystore (platform-keystore)
+/// credentials, docs/PROTOCOL.md §12.4.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AndroidTrustConfig {
+    /// DER SubjectPublicKeyInfo of each trusted attestation root key (e.g.
+    /// `SimulatedVendor.androidTrustRoot()`).
+    pub root_spkis: Vec<Vec<u8>>,
+    /// Also trust Google's two hardware attestation roots (production).
+    pub include_google_roots: bool,
+    /// The app's package name.
+    pub package_name: String,
+    /// SHA-256 digests (32 bytes each) of the app's signing certificates.
+    pub signing_cert_digests: Vec<Vec<u8>>,
+    /// Oldest accepted osPatchLevel (YYYYMM); 0 accepts any (still required).
+    pub min_os_patch_level: i64,
+    /// Require keys (and attestation) in StrongBox.
+    pub require_strong_box: bool,
+}
+
 /// A credential the verifier registered.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct RegisteredCredential {

@@ -3,13 +3,13 @@
 use crate::{
     errors::VerificationError,
     types::{
-        ApprovedPayment, DeviceModelConfig, Modality, RegisteredCredential, SecurityLevel,
-        Transaction,
+        AndroidTrustConfig, ApprovedPayment, DeviceModelConfig, Modality, RegisteredCredential,
+        SecurityLevel, Transaction,
     },
 };
 use biopay_core::{
-    CredentialId, DeviceModel, MemoryStore, Message, ModelStatus, Policy, SystemClock,
-    SystemRandom, TrustAnchor, TrustConfig, Verifier,
+    AndroidPolicy, AndroidTrust, CredentialId, DeviceModel, MemoryStore, Message, ModelStatus,
+    Policy, SystemClock, SystemRandom, TrustAnchor, TrustConfig, Verifier,
 };
 
 /// Issues challenges and verifies statements, with the default policy and
@@ -108,6 +108,64 @@ impl PaymentVerifier {
             .verify_deregistration(&statement)?
             .as_bytes()
             .to_vec())
+    }
+
+    /// Accepts platform-keystore credentials (docs/PROTOCOL.md §12) attested
+    /// under `config`, replacing any previous Android trust configuration.
+    pub fn trust_android(&self, config: AndroidTrustConfig) -> Result<(), VerificationError> {
+        let invalid = |reason: &str| VerificationError::InvalidRequest {
+            reason: reason.to_owned(),
+        };
+        let signing_cert_digests = config
+            .signing_cert_digests
+            .into_iter()
+            .map(|d| <[u8; 32]>::try_from(d).map_err(|_| invalid("signing digests are 32 bytes")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let min_os_patch_level = u64::try_from(config.min_os_patch_level)
+            .map_err(|_| invalid("min_os_patch_level must not be negative"))?;
+        if config.package_name.is_empty() || signing_cert_digests.is_empty() {
+            return Err(invalid("a package name and a signing digest are required"));
+        }
+        let mut anchors = if config.include_google_roots {
+            biopay_core::android::google_roots()
+        } else {
+            Vec::new()
+        };
+        anchors.extend(
+            config
+                .root_spkis
+                .into_iter()
+                .enumerate()
+                .map(|(i, spki_der)| TrustAnchor {
+                    name: format!("configured Android root {i}"),
+                    spki_der,
+                }),
+        );
+        if anchors.is_empty() {
+            return Err(invalid("no Android trust root"));
+        }
+        let policy = AndroidPolicy {
+            package_name: Some(config.package_name),
+            signing_cert_digests,
+            min_os_patch_level,
+            require_strongbox: config.require_strong_box,
+        };
+        self.verifier
+            .set_android(Some(AndroidTrust::new(policy).with_anchors(anchors)));
+        Ok(())
+    }
+
+    /// Verifies a PlatformKeyRegistration (docs/PROTOCOL.md §12.5, steps
+    /// A1–A17) and registers the credential (`kind` `platform_keystore`).
+    pub fn verify_platform_registration(
+        &self,
+        statement: Vec<u8>,
+    ) -> Result<RegisteredCredential, VerificationError> {
+        Ok(self
+            .verifier
+            .verify_platform_registration(&statement)?
+            .record
+            .into())
     }
 
     /// Revokes a device model: nothing from it is accepted any more.

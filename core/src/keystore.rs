@@ -13,6 +13,14 @@
 //! signing key with that challenge as the attestation challenge
 //! (`setAttestationChallenge`), user authentication required per use with a
 //! strong biometric, then calls [`PlatformKeystoreClient::register`].
+//!
+//! Every signature needs a biometric authentication, so every statement comes
+//! with the text the platform's prompt shows
+//! ([`PlatformKeystoreSigner::sign_with_prompt`]): [`registration_prompt`],
+//! the §5 rendering of the transaction ([`render_transaction`]) for a payment,
+//! and [`deregistration_prompt`]. To keep a counter from ever going back, an
+//! app persists the state *before* the statement is signed: the
+//! `*_durably` methods call back with the new state before they sign.
 
 use crate::{
     cose,
@@ -21,8 +29,8 @@ use crate::{
     display::render_transaction,
     env::Clock,
     messages::{
-        CredentialId, Digest, Liveness, Message, Modality, PaymentAssertion, PaymentChallenge,
-        Platform, PlatformKeyRegistration, RegistrationChallenge,
+        CredentialId, Deregistration, Digest, Liveness, Message, Modality, PaymentAssertion,
+        PaymentChallenge, Platform, PlatformKeyRegistration, RegistrationChallenge,
     },
 };
 
@@ -33,6 +41,23 @@ pub trait PlatformKeystoreSigner {
     /// Signs `data` with ECDSA P-256 / SHA-256 after the platform
     /// authenticated the user. Returns r || s (64 bytes) or ASN.1 DER.
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DeviceError>;
+
+    /// Signs like [`Self::sign`], with `prompt` as the text of the biometric
+    /// prompt. The default ignores the prompt text.
+    fn sign_with_prompt(&self, data: &[u8], prompt: &str) -> Result<Vec<u8>, DeviceError> {
+        let _ = prompt;
+        self.sign(data)
+    }
+}
+
+/// The biometric prompt text of a registration: one fixed sentence naming the rp.
+pub fn registration_prompt(rp_id: &str) -> String {
+    format!("Register this device for payments at {rp_id}")
+}
+
+/// The biometric prompt text of a deregistration: one fixed sentence naming the rp.
+pub fn deregistration_prompt(rp_id: &str) -> String {
+    format!("Remove this device's payment credential for {rp_id}")
 }
 
 /// What the app persists about its credential between statements.
@@ -122,9 +147,10 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
         &self,
         payload: Vec<u8>,
         x5chain: &[Vec<u8>],
+        prompt: &str,
     ) -> Result<Vec<u8>, DeviceError> {
         cose::sign1(payload, x5chain, |tbs| {
-            let sig = self.signer.sign(tbs)?;
+            let sig = self.signer.sign_with_prompt(tbs, prompt)?;
             // A DER signature that happens to be 64 bytes would be read as
             // the fixed form: send it converted.
             Ok(match crypto::es256_signature_format(&sig) {
@@ -161,20 +187,35 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
             enrollment_epoch: self.state.enrollment_epoch,
         };
         let chain = self.signer.attestation_chain()?;
-        self.sign_statement(reg.to_cbor(), &chain)
+        self.sign_statement(reg.to_cbor(), &chain, &registration_prompt(&c.rp_id))
     }
 
     /// Builds the signed [`PaymentAssertion`] for the server's encoded
-    /// [`PaymentChallenge`], after the app showed the transaction (its
-    /// [`render_transaction`] text) in the biometric prompt. `modality` is
-    /// what the platform reported; liveness is reported as not checked.
+    /// [`PaymentChallenge`]; the biometric prompt shows the transaction (its
+    /// [`render_transaction`] text). `modality` is what the platform
+    /// reported; liveness is reported as not checked. Same as
+    /// [`Self::authorize_durably`] with nothing to persist.
     pub fn authorize(
         &mut self,
         challenge: &[u8],
         modality: Modality,
     ) -> Result<Vec<u8>, DeviceError> {
+        self.authorize_durably(challenge, modality, |_| Ok(()))
+    }
+
+    /// [`Self::authorize`], calling `persist` with the state holding the
+    /// new counter after the challenge was checked and before the key signs:
+    /// when `persist` fails nothing is signed, and once something is signed
+    /// its counter is on disk. The counter is used up even if signing fails.
+    pub fn authorize_durably(
+        &mut self,
+        challenge: &[u8],
+        modality: Modality,
+        persist: impl FnOnce(&PlatformCredentialState) -> Result<(), DeviceError>,
+    ) -> Result<Vec<u8>, DeviceError> {
         let c = PaymentChallenge::from_cbor(challenge)?;
         self.check(&c.rp_id, c.expires_at)?;
+        c.transaction.validate()?;
         if c.credential_id != self.state.credential_id {
             return Err(DeviceError::UnknownCredential);
         }
@@ -182,19 +223,14 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
         {
             return Err(DeviceError::NotEnrolled);
         }
-        let counter = self
-            .state
-            .counter
-            .checked_add(1)
-            .ok_or_else(|| DeviceError::Keystore("counter exhausted".into()))?;
-        // The counter is used up even if signing fails.
-        self.state.counter = counter;
+        let counter = self.next_counter(persist)?;
+        let text = render_transaction(&c.rp_id, &c.transaction);
         let assertion = PaymentAssertion {
             rp_id_hash: sha256(c.rp_id.as_bytes()),
             credential_id: c.credential_id.clone(),
             challenge: c.challenge,
             transaction_hash: sha256(&c.transaction.canonical_encoding()),
-            display_hash: sha256(render_transaction(&c.rp_id, &c.transaction).as_bytes()),
+            display_hash: sha256(text.as_bytes()),
             modality,
             template_id: [0; 16],
             liveness: Liveness::NotChecked,
@@ -204,6 +240,198 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
             user_confirmed: true,
             enrollment_epoch: self.state.enrollment_epoch,
         };
-        self.sign_statement(assertion.to_cbor(), &[])
+        self.sign_statement(assertion.to_cbor(), &[], &text)
+    }
+
+    /// Builds the signed [`Deregistration`] of this credential (counter + 1;
+    /// the prompt shows [`deregistration_prompt`]), calling `persist` with the
+    /// new state before the key signs. Deleting the key is the caller's job,
+    /// after this returns.
+    pub fn deregister_durably(
+        &mut self,
+        persist: impl FnOnce(&PlatformCredentialState) -> Result<(), DeviceError>,
+    ) -> Result<Vec<u8>, DeviceError> {
+        let counter = self.next_counter(persist)?;
+        let statement = Deregistration {
+            rp_id_hash: sha256(self.rp_id.as_bytes()),
+            credential_id: self.state.credential_id.clone(),
+            counter,
+            tee_time: self.clock.now(),
+        };
+        let prompt = deregistration_prompt(&self.rp_id);
+        self.sign_statement(statement.to_cbor(), &[], &prompt)
+    }
+
+    /// Uses up the next counter value: the state holds it before `persist`
+    /// sees it.
+    fn next_counter(
+        &mut self,
+        persist: impl FnOnce(&PlatformCredentialState) -> Result<(), DeviceError>,
+    ) -> Result<u64, DeviceError> {
+        let counter = self
+            .state
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| DeviceError::Keystore("counter exhausted".into()))?;
+        self.state.counter = counter;
+        persist(&self.state)?;
+        Ok(counter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{env::ManualClock, messages::Transaction};
+    use p256::ecdsa::{signature::Signer, Signature, SigningKey};
+    use std::cell::RefCell;
+
+    const RP: &str = "pay.example.com";
+    const NOW: u64 = 1_790_000_000;
+
+    /// A software key that records each prompt and can be told to fail.
+    struct Soft {
+        key: SigningKey,
+        prompts: RefCell<Vec<String>>,
+        fail: bool,
+    }
+
+    impl PlatformKeystoreSigner for Soft {
+        fn attestation_chain(&self) -> Result<Vec<Vec<u8>>, DeviceError> {
+            Ok(Vec::new())
+        }
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, DeviceError> {
+            Err(DeviceError::Keystore("sign without a prompt".into()))
+        }
+        fn sign_with_prompt(&self, data: &[u8], prompt: &str) -> Result<Vec<u8>, DeviceError> {
+            self.prompts.borrow_mut().push(prompt.to_owned());
+            if self.fail {
+                return Err(DeviceError::UserCanceled);
+            }
+            let sig: Signature = self.key.sign(data);
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
+    }
+
+    fn client(fail: bool) -> PlatformKeystoreClient<Soft, ManualClock> {
+        let key = SigningKey::from_slice(&[7; 32]).unwrap();
+        PlatformKeystoreClient::new(
+            RP,
+            Soft {
+                key,
+                prompts: RefCell::new(Vec::new()),
+                fail,
+            },
+            ManualClock::new(NOW),
+            CredentialId::new(vec![9; 32]).unwrap(),
+            &[Modality::Fingerprint],
+            [3; 32],
+        )
+    }
+
+    fn public(c: &PlatformKeystoreClient<Soft, ManualClock>) -> Vec<u8> {
+        c.signer()
+            .key
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec()
+    }
+
+    fn payment_challenge() -> Vec<u8> {
+        PaymentChallenge {
+            rp_id: RP.into(),
+            account_handle: b"acct".to_vec(),
+            credential_id: CredentialId::new(vec![9; 32]).unwrap(),
+            challenge: [5; 32],
+            transaction: Transaction {
+                amount_minor: 8800,
+                currency: "CNY".into(),
+                payee_id: "m-1".into(),
+                payee_name: "Coffee".into(),
+                order_id: "o-1".into(),
+                memo: None,
+            },
+            issued_at: NOW,
+            expires_at: NOW + 60,
+            accepted_modalities: vec![Modality::Fingerprint],
+            require_liveness: false,
+        }
+        .to_cbor()
+    }
+
+    #[test]
+    fn payment_prompt_is_the_rendering_and_state_is_persisted_before_signing() {
+        let mut c = client(false);
+        let mut persisted = None;
+        let signed = c
+            .authorize_durably(&payment_challenge(), Modality::Fingerprint, |s| {
+                persisted = Some(s.counter);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(persisted, Some(1));
+        let prompts = c.signer().prompts.borrow().clone();
+        assert_eq!(prompts.len(), 1);
+        assert!(prompts[0].starts_with("pay.example.com\nPay 88.00 CNY\n"));
+        let sign1 = cose::parse_sign1_any_form(&signed, false).unwrap();
+        let a = PaymentAssertion::from_cbor(&sign1.payload).unwrap();
+        assert_eq!(a.counter, 1);
+        assert_eq!(a.display_hash, sha256(prompts[0].as_bytes()));
+    }
+
+    #[test]
+    fn a_failed_persist_signs_nothing() {
+        let mut c = client(false);
+        let r = c.authorize_durably(&payment_challenge(), Modality::Fingerprint, |_| {
+            Err(DeviceError::Keystore("disk full".into()))
+        });
+        assert_eq!(r, Err(DeviceError::Keystore("disk full".into())));
+        assert!(c.signer().prompts.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_failed_signature_still_uses_the_counter() {
+        let mut c = client(true);
+        let r = c.authorize_durably(&payment_challenge(), Modality::Fingerprint, |_| Ok(()));
+        assert_eq!(r, Err(DeviceError::UserCanceled));
+        assert_eq!(c.state().counter, 1);
+    }
+
+    #[test]
+    fn deregistration_is_signed_with_the_next_counter() {
+        let mut c = client(false);
+        c.authorize(&payment_challenge(), Modality::Fingerprint)
+            .unwrap();
+        let signed = c.deregister_durably(|s| {
+            assert_eq!(s.counter, 2);
+            Ok(())
+        });
+        let sign1 = cose::parse_sign1_any_form(&signed.unwrap(), false).unwrap();
+        let d = Deregistration::from_cbor(&sign1.payload).unwrap();
+        assert_eq!(d.counter, 2);
+        assert_eq!(d.rp_id_hash, sha256(RP.as_bytes()));
+        assert_eq!(d.credential_id.as_bytes(), &[9; 32]);
+        assert_eq!(d.tee_time, NOW);
+        assert!(crypto::verify_es256(
+            &public(&c),
+            &sign1.to_be_signed,
+            &sign1.signature,
+            crypto::es256_signature_format(&sign1.signature)
+        ));
+        assert_eq!(
+            c.signer().prompts.borrow().last().map(String::as_str),
+            Some("Remove this device's payment credential for pay.example.com")
+        );
+    }
+
+    #[test]
+    fn another_rps_payment_challenge_is_refused_before_the_counter_moves() {
+        let mut c = client(false);
+        let mut ch = PaymentChallenge::from_cbor(&payment_challenge()).unwrap();
+        ch.rp_id = "evil.example.com".into();
+        let r = c.authorize_durably(&ch.to_cbor(), Modality::Fingerprint, |_| Ok(()));
+        assert!(matches!(r, Err(DeviceError::InvalidChallenge(_))));
+        assert_eq!(c.state().counter, 0);
     }
 }

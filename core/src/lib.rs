@@ -48,7 +48,10 @@ pub use device::{Authenticator, Client, DeviceError, LocalCredential};
 pub use display::render_transaction;
 pub use env::{Clock, DangerDeterministicRandom, ManualClock, Random, SystemClock, SystemRandom};
 pub use error::{Reason, Rejection, Step};
-pub use keystore::{PlatformCredentialState, PlatformKeystoreClient, PlatformKeystoreSigner};
+pub use keystore::{
+    deregistration_prompt, registration_prompt, PlatformCredentialState, PlatformKeystoreClient,
+    PlatformKeystoreSigner,
+};
 pub use messages::{
     Challenge, CredentialId, DecodeError, Deregistration, EnrollmentChange, KeyAttestation,
     Liveness, Message, MessageKind, Modality, PaymentAssertion, PaymentChallenge, Platform,

@@ -244,6 +244,12 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         self
     }
 
+    /// Sets (or, with `None`, removes) the Android trust configuration of a
+    /// verifier already in use; [`Self::with_android`] at construction.
+    pub fn set_android(&self, android: Option<AndroidTrust>) {
+        *self.android.write().unwrap_or_else(PoisonError::into_inner) = android;
+    }
+
     /// Replaces the Android attestation status list (fetched by the caller,
     /// e.g. daily). Returns false when Android trust is not configured.
     pub fn set_android_status_list(&self, status_list: StatusList) -> bool {

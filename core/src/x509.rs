@@ -262,6 +262,15 @@ pub fn serial_hex(cert_der: &[u8]) -> Option<String> {
     }
 }
 
+/// The DER SubjectPublicKeyInfo of a DER certificate; `None` when the
+/// certificate does not parse.
+pub fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {
+    match X509Certificate::from_der(cert_der) {
+        Ok(([], cert)) => Some(cert.public_key().raw.to_vec()),
+        _ => None,
+    }
+}
+
 /// Why [`extension_value`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ExtensionLookupError {

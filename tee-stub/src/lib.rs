@@ -7,6 +7,12 @@
 //! a per-device root secret, simulated fingerprint and face matching with
 //! lockouts, a trusted UI, persistent signature counters and fault injection.
 //!
+//! In its KeyMint mode ([`SoftwareTee::keymint_generate_key`] and the other
+//! `keymint_*` methods) the same device behaves like Android Keystore: keys
+//! by alias, a biometric per signature, and attestation certificates with a
+//! KeyDescription ([`key_description`]) in a chain to the vendor root, for the
+//! platform-keystore path of docs/PROTOCOL.md §12.
+//!
 //! It is **not** a security boundary: every secret lives in an ordinary file.
 //! Methods whose name starts with `danger_` exist only to build adversarial
 //! tests.
@@ -41,6 +47,8 @@
 
 mod crypto;
 mod error;
+pub mod key_description;
+mod keymint;
 mod pki;
 mod state;
 mod tampering;
@@ -48,7 +56,12 @@ mod tee;
 mod user;
 
 pub use error::TeeError;
-pub use pki::VendorPki;
+pub use key_description::KeyDescriptionSpec;
+pub use keymint::{KeymintApplication, KeymintKeyInfo, KeymintKeyState};
+pub use pki::{VendorPki, KEYSTORE_TEST_DOUBLE_MODEL};
 pub use tampering::TamperingApp;
 pub use tee::{BiometricPolicy, DeviceConfig, SoftwareTee};
 pub use user::{Faults, Presentation, SimulatedUser};
+
+#[cfg(test)]
+mod keymint_tests;

@@ -250,6 +250,168 @@ impl VendorPki {
     }
 }
 
+/// The model id under which [`VendorPki::certify_keystore_key`] (the test
+/// double for a platform KeyMint) issues its attestation CA.
+pub const KEYSTORE_TEST_DOUBLE_MODEL: &str = "keystore-test-double";
+
+impl VendorPki {
+    /// The KeyMint attestation intermediate CA of `model_id` (pathLen 1: it
+    /// certifies each device's KeyMint attestation key, which certifies keys).
+    fn keymint_intermediate(
+        &self,
+        model_id: &str,
+    ) -> Result<(Issuer<'static, RcgenP256>, Vec<u8>), TeeError> {
+        let key = RcgenP256::new(crypto::derive_p256(
+            PKI_SALT,
+            &self.seed,
+            &[b"keymint intermediate key/", model_id.as_bytes()],
+        )?);
+        let serial = crypto::hkdf32(
+            PKI_SALT,
+            &self.seed,
+            &[b"keymint intermediate serial/", model_id.as_bytes()],
+        );
+        let mut params = ca_params(
+            name(
+                &self.vendor,
+                &format!("{} {model_id} KeyMint Attestation CA", self.vendor),
+                None,
+            ),
+            BasicConstraints::Constrained(1),
+            serial_number(first16(&serial)),
+        );
+        params.use_authority_key_identifier_extension = true;
+        let root = Issuer::from_params(&self.root_params, &self.root_key);
+        let cert = params.signed_by(&key, &root)?.der().to_vec();
+        Ok((Issuer::new(params, key), cert))
+    }
+
+    /// Certifies a device attestation key (SEC1 uncompressed P-256) as the
+    /// device's KeyMint attestation CA for `model_id` (pathLen 0: it signs
+    /// key certificates only). Returns `[device CA, KeyMint intermediate]`,
+    /// DER; the root is the vendor root.
+    pub(crate) fn certify_keymint_device(
+        &self,
+        model_id: &str,
+        public_key: &[u8],
+        serial: [u8; 16],
+    ) -> Result<Vec<Vec<u8>>, TeeError> {
+        let (issuer, intermediate) = self.keymint_intermediate(model_id)?;
+        let params = keymint_device_ca_params(&self.vendor, model_id, serial);
+        let cert = params
+            .signed_by(&P256Public(public_key), &issuer)?
+            .der()
+            .to_vec();
+        Ok(vec![cert, intermediate])
+    }
+
+    /// **A test double, not an attestation.** Certifies `public_key` (SEC1
+    /// uncompressed P-256, generated anywhere, e.g. by a JVM test's
+    /// `KeyPairGenerator`) as if a KeyMint had generated it with
+    /// `attestation_challenge`, for `package_name` signed by
+    /// `signing_cert_digest`, at TrustedEnvironment (or StrongBox) level, with
+    /// the attributes of [`crate::KeyDescriptionSpec::keymint`]. The signer is
+    /// an attestation CA derived from the vendor seed (model
+    /// [`KEYSTORE_TEST_DOUBLE_MODEL`]), in a chain to the vendor root. Nothing
+    /// about where the key lives is true: use it only to test the link
+    /// without a device. Returns the chain, DER, leaf first (`[key,
+    /// attestation CA, KeyMint intermediate]`).
+    pub fn certify_keystore_key(
+        &self,
+        public_key: &[u8],
+        attestation_challenge: &[u8],
+        package_name: &str,
+        signing_cert_digest: [u8; 32],
+        strong_box: bool,
+    ) -> Result<Vec<Vec<u8>>, TeeError> {
+        if !biopay_core::crypto::is_valid_p256_point(public_key) {
+            return Err(TeeError::InvalidInput(
+                "public key must be an uncompressed P-256 point".into(),
+            ));
+        }
+        let model = KEYSTORE_TEST_DOUBLE_MODEL;
+        let ca_key = crypto::derive_p256(PKI_SALT, &self.seed, &[b"keystore test double ca"])?;
+        let serial = first16(&crypto::hkdf32(
+            PKI_SALT,
+            &self.seed,
+            &[b"keystore test double ca serial"],
+        ));
+        let mut chain =
+            self.certify_keymint_device(model, &crypto::sec1_public(&ca_key), serial)?;
+        let issuer = Issuer::new(
+            keymint_device_ca_params(&self.vendor, model, serial),
+            RcgenP256::new(ca_key),
+        );
+        let level = if strong_box {
+            crate::key_description::security_level::STRONG_BOX
+        } else {
+            crate::key_description::security_level::TRUSTED_ENVIRONMENT
+        };
+        let spec = crate::KeyDescriptionSpec::keymint(
+            attestation_challenge,
+            level,
+            package_name,
+            signing_cert_digest,
+        );
+        let leaf = issue_key_certificate(&issuer, public_key, &spec)?;
+        chain.insert(0, leaf);
+        Ok(chain)
+    }
+}
+
+/// The parameters of a device's KeyMint attestation CA certificate: O =
+/// vendor, OU = model id, CN = "<vendor> KeyMint attestation key"; CA with
+/// pathLen 0; valid 2024-01-01..2040-01-01.
+pub(crate) fn keymint_device_ca_params(
+    vendor: &str,
+    model_id: &str,
+    serial: [u8; 16],
+) -> CertificateParams {
+    let mut params = ca_params(
+        name(
+            vendor,
+            &format!("{vendor} KeyMint attestation key"),
+            Some(model_id),
+        ),
+        BasicConstraints::Constrained(0),
+        serial_number(serial),
+    );
+    params.not_before = date_time_ymd(2024, 1, 1);
+    params.not_after = date_time_ymd(2040, 1, 1);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
+/// A KeyMint key certificate: subject CN "Android Keystore Key" (what
+/// KeyMint writes by default), serial 1, valid 1970-01-01..2100-01-01 (no
+/// validity requested), digitalSignature, carrying the KeyDescription.
+pub(crate) fn issue_key_certificate<S: rcgen::SigningKey>(
+    issuer: &Issuer<'_, S>,
+    public_key: &[u8],
+    spec: &crate::KeyDescriptionSpec,
+) -> Result<Vec<u8>, TeeError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Android Keystore Key");
+    params.distinguished_name = dn;
+    params.serial_number = Some(SerialNumber::from_slice(&[0x01]));
+    params.not_before = date_time_ymd(1970, 1, 1);
+    params.not_after = date_time_ymd(2100, 1, 1);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            crate::key_description::KEY_DESCRIPTION_OID,
+            spec.encode(),
+        ));
+    Ok(params
+        .signed_by(&P256Public(public_key), issuer)?
+        .der()
+        .to_vec())
+}
+
 fn first16(b: &[u8; 32]) -> [u8; 16] {
     let mut out = [0u8; 16];
     out.copy_from_slice(&b[..16]);

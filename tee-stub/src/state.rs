@@ -61,6 +61,27 @@ pub(crate) struct Credential {
     pub counter: u64,
 }
 
+/// A key of the KeyMint mode ([`crate::SoftwareTee::keymint_generate_key`]).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeymintKey {
+    pub alias: String,
+    /// SEC1 uncompressed public key.
+    #[serde(with = "bytes")]
+    pub public_key: Vec<u8>,
+    /// The private scalar, sealed under the alias (see [`crate::crypto::seal`]).
+    #[serde(with = "bytes")]
+    pub sealed_key: Vec<u8>,
+    /// The enrolled-template set the key is bound to (an enrollment epoch).
+    #[serde(with = "bytes")]
+    pub enrollment: [u8; 32],
+    pub strong_box: bool,
+    /// Set for good when a template was added or removed after generation
+    /// (as Android's `setInvalidatedByBiometricEnrollment`).
+    #[serde(default)]
+    pub invalidated: bool,
+}
+
 /// Biometric lockout bookkeeping.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +122,16 @@ pub(crate) struct State {
     pub rng_seed: Option<Zeroizing<Vec<u8>>>,
     /// Incremented and persisted at each `open`, selecting a fresh seeded stream.
     pub rng_session: u64,
+    /// The attestation key's KeyMint CA certificate and the model's KeyMint
+    /// intermediate, DER (empty for devices provisioned before KeyMint mode).
+    #[serde(default)]
+    pub keymint_chain: Vec<Der>,
+    /// The serial of the KeyMint CA certificate.
+    #[serde(default, with = "opt_bytes")]
+    pub keymint_ca_serial: Option<[u8; 16]>,
+    /// KeyMint-mode keys.
+    #[serde(default)]
+    pub keymint_keys: Vec<KeymintKey>,
 }
 
 /// A DER certificate.
@@ -169,6 +200,11 @@ impl State {
                 || c.modalities.is_empty()
             {
                 return corrupt("malformed credential record");
+            }
+        }
+        for k in &self.keymint_keys {
+            if !biopay_core::crypto::is_valid_p256_point(&k.public_key) {
+                return corrupt("malformed KeyMint key record");
             }
         }
         Ok(())

@@ -84,7 +84,7 @@ impl DeviceConfig {
 }
 
 /// A biometric match.
-struct Matched {
+pub(crate) struct Matched {
     modality: Modality,
     template: [u8; 32],
     liveness: Liveness,
@@ -101,13 +101,13 @@ struct Matched {
 /// part of the device and are not persisted.
 pub struct SoftwareTee {
     dir: PathBuf,
-    state: State,
-    attestation_key: SigningKey,
+    pub(crate) state: State,
+    pub(crate) attestation_key: SigningKey,
     clock: Arc<dyn Clock>,
-    rng: TeeRng,
+    pub(crate) rng: TeeRng,
     user: SimulatedUser,
     faults: Faults,
-    last_display: Option<String>,
+    pub(crate) last_display: Option<String>,
 }
 
 impl core::fmt::Debug for SoftwareTee {
@@ -168,6 +168,19 @@ impl SoftwareTee {
             &crypto::sec1_public(&attestation_key),
             serial,
         )?;
+        // Derived, not drawn: a seeded device's random stream (and so every
+        // test vector) is the same as before the KeyMint mode existed.
+        let keymint_ca_serial: [u8; 16] = {
+            let h = sha256_parts(&[b"biopay-tee-stub keymint ca serial", &serial]);
+            let mut out = [0u8; 16];
+            out.copy_from_slice(&h[..16]);
+            out
+        };
+        let keymint_chain = pki.certify_keymint_device(
+            &config.model_id,
+            &crypto::sec1_public(&attestation_key),
+            keymint_ca_serial,
+        )?;
         let state = State {
             format: FORMAT,
             vendor_name: pki.vendor_name().to_owned(),
@@ -186,6 +199,9 @@ impl SoftwareTee {
             credentials: Vec::new(),
             rng_seed: seed.map(|s| Zeroizing::new(s.to_vec())),
             rng_session: 0,
+            keymint_chain: keymint_chain.into_iter().map(Der).collect(),
+            keymint_ca_serial: Some(keymint_ca_serial),
+            keymint_keys: Vec::new(),
         };
         state.save(state_dir)?;
         Ok(Self {
@@ -229,7 +245,7 @@ impl SoftwareTee {
         })
     }
 
-    fn save(&self) -> Result<(), TeeError> {
+    pub(crate) fn save(&self) -> Result<(), TeeError> {
         self.state.save(&self.dir)
     }
 
@@ -265,8 +281,10 @@ impl SoftwareTee {
             label,
             id,
         });
+        let keys = self.invalidate_keymint_keys();
         if let Err(e) = self.save() {
             self.state.templates.pop();
+            self.state.keymint_keys = keys;
             return Err(e);
         }
         Ok(())
@@ -274,8 +292,10 @@ impl SoftwareTee {
 
     fn remove_template(&mut self, pos: usize) -> Result<(), TeeError> {
         let t = self.state.templates.remove(pos);
+        let keys = self.invalidate_keymint_keys();
         if let Err(e) = self.save() {
             self.state.templates.insert(pos, t);
+            self.state.keymint_keys = keys;
             return Err(e);
         }
         Ok(())
@@ -329,7 +349,7 @@ impl SoftwareTee {
             .position(|t| t.modality == Modality::Face)
     }
 
-    fn is_enrolled(&self, m: Modality) -> bool {
+    pub(crate) fn is_enrolled(&self, m: Modality) -> bool {
         self.state.templates.iter().any(|t| t.modality == m)
     }
 
@@ -395,7 +415,10 @@ impl SoftwareTee {
     /// (or a face when none is enrolled) is [`DeviceError::NoMatch`] and a
     /// spoof [`DeviceError::SpoofDetected`]; both are counted, persisted, and
     /// may start a lockout that applies from the next attempt.
-    fn biometric_attempt(&mut self, allowed: &[Modality]) -> Result<Matched, DeviceError> {
+    pub(crate) fn biometric_attempt(
+        &mut self,
+        allowed: &[Modality],
+    ) -> Result<Matched, DeviceError> {
         let now = self.tee_time();
         let lockout = &mut self.state.lockout;
         if lockout.permanent {

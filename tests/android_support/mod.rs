@@ -1,6 +1,6 @@
-//! Synthetic Android key attestations for tests: a tiny DER encoder for the
-//! KeyDescription schema and an rcgen PKI (root, intermediate, leaf) whose
-//! leaf carries it.
+//! Synthetic Android key attestations for tests: KeyDescriptions with every
+//! knob (encoded by the software TEE's KeyDescription encoder) and an rcgen
+//! PKI (root, intermediate, leaf) whose leaf carries one.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use biopay::{x509::TrustAnchor, PlatformKeystoreSigner};
@@ -19,69 +19,14 @@ use ring::{
 pub const NOW: u64 = 1_735_689_600;
 pub const PACKAGE: &str = "com.example.pay";
 pub const APP_DIGEST: [u8; 32] = [0xAB; 32];
-pub const KEY_DESCRIPTION_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 11129, 2, 1, 17];
+pub use biopay::simulator::key_description::KEY_DESCRIPTION_OID;
 
 // ---------------------------------------------------------------------------
-// DER
+// KeyDescription: the knobs the policy tests turn, encoded by the software
+// TEE's encoder (`biopay::simulator::key_description`).
 
-pub fn tlv(tag: &[u8], content: &[u8]) -> Vec<u8> {
-    let mut out = tag.to_vec();
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend([0x81, n as u8]);
-    } else {
-        out.extend([0x82, (n >> 8) as u8, n as u8]);
-    }
-    out.extend_from_slice(content);
-    out
-}
-pub fn seq(items: &[Vec<u8>]) -> Vec<u8> {
-    tlv(&[0x30], &items.concat())
-}
-pub fn set(items: &[Vec<u8>]) -> Vec<u8> {
-    tlv(&[0x31], &items.concat())
-}
-pub fn int(v: u64) -> Vec<u8> {
-    let mut bytes: Vec<u8> = v.to_be_bytes().to_vec();
-    while bytes.len() > 1 && bytes[0] == 0 && bytes[1] & 0x80 == 0 {
-        bytes.remove(0);
-    }
-    if bytes[0] & 0x80 != 0 {
-        bytes.insert(0, 0);
-    }
-    tlv(&[0x02], &bytes)
-}
-pub fn enumerated(v: u8) -> Vec<u8> {
-    tlv(&[0x0a], &[v])
-}
-pub fn octets(v: &[u8]) -> Vec<u8> {
-    tlv(&[0x04], v)
-}
-pub fn null() -> Vec<u8> {
-    vec![0x05, 0x00]
-}
-pub fn boolean(v: bool) -> Vec<u8> {
-    vec![0x01, 0x01, if v { 0xff } else { 0x00 }]
-}
-/// `[n] EXPLICIT` around `inner`.
-pub fn ctx(n: u32, inner: &[u8]) -> Vec<u8> {
-    if n < 31 {
-        return tlv(&[0xa0 | n as u8], inner);
-    }
-    let mut tag = vec![0xbf];
-    let mut groups = Vec::new();
-    let mut v = n;
-    while v > 0 {
-        groups.push((v & 0x7f) as u8);
-        v >>= 7;
-    }
-    for (i, g) in groups.iter().rev().enumerate() {
-        tag.push(if i + 1 < groups.len() { g | 0x80 } else { *g });
-    }
-    tlv(&tag, inner)
-}
+pub use biopay::simulator::key_description::der::{ctx, int, null};
+use biopay::simulator::key_description::{KeyDescriptionSpec, RootOfTrustSpec};
 
 /// The knobs of a synthetic KeyDescription; `Kd::good(challenge)` passes the
 /// test policy.
@@ -131,72 +76,34 @@ impl Kd {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut hw = Vec::new();
-        if !self.purpose.is_empty() {
-            hw.push(ctx(
-                1,
-                &set(&self.purpose.iter().map(|p| int(*p)).collect::<Vec<_>>()),
-            ));
+        KeyDescriptionSpec {
+            version: 300,
+            attestation_level: self.attestation_level,
+            key_mint_level: self.key_mint_level,
+            challenge: self.challenge.clone(),
+            purpose: self.purpose.clone(),
+            algorithm: self.algorithm,
+            key_size: self.key_size,
+            digest: vec![4],
+            ec_curve: self.ec_curve,
+            no_auth_required: self.no_auth_required,
+            user_auth_type: self.user_auth_type,
+            auth_timeout: self.auth_timeout,
+            all_applications: self.all_applications,
+            origin: self.origin,
+            root_of_trust: self.root_of_trust.map(|(locked, state)| RootOfTrustSpec {
+                verified_boot_key: vec![7; 32],
+                device_locked: locked,
+                verified_boot_state: state,
+                verified_boot_hash: Some(vec![9; 32]),
+            }),
+            os_version: Some(140000),
+            os_patch_level: self.os_patch_level,
+            creation_time_ms: Some(1_735_000_000_000),
+            application: self.app.clone().map(|(p, d)| (p, 7, d)),
+            extra_hardware_enforced: self.extra_hw.clone(),
         }
-        if let Some(a) = self.algorithm {
-            hw.push(ctx(2, &int(a)));
-        }
-        if let Some(k) = self.key_size {
-            hw.push(ctx(3, &int(k)));
-        }
-        hw.push(ctx(5, &set(&[int(4)])));
-        if let Some(c) = self.ec_curve {
-            hw.push(ctx(10, &int(c)));
-        }
-        if self.no_auth_required {
-            hw.push(ctx(503, &null()));
-        }
-        if let Some(t) = self.user_auth_type {
-            hw.push(ctx(504, &int(t)));
-        }
-        if let Some(t) = self.auth_timeout {
-            hw.push(ctx(505, &int(t)));
-        }
-        if self.all_applications {
-            hw.push(ctx(600, &null()));
-        }
-        if let Some(o) = self.origin {
-            hw.push(ctx(702, &int(o)));
-        }
-        if let Some((locked, state)) = self.root_of_trust {
-            hw.push(ctx(
-                704,
-                &seq(&[
-                    octets(&[7; 32]),
-                    boolean(locked),
-                    enumerated(state),
-                    octets(&[9; 32]),
-                ]),
-            ));
-        }
-        hw.push(ctx(705, &int(140000)));
-        if let Some(p) = self.os_patch_level {
-            hw.push(ctx(706, &int(p)));
-        }
-        hw.extend(self.extra_hw.iter().cloned());
-        let mut sw = vec![ctx(701, &int(1_735_000_000_000))];
-        if let Some((package, digest)) = &self.app {
-            let app_id = seq(&[
-                set(&[seq(&[octets(package.as_bytes()), int(7)])]),
-                set(&[octets(digest)]),
-            ]);
-            sw.push(ctx(709, &octets(&app_id)));
-        }
-        seq(&[
-            int(300),
-            enumerated(self.attestation_level),
-            int(300),
-            enumerated(self.key_mint_level),
-            octets(&self.challenge),
-            octets(&[]),
-            seq(&sw),
-            seq(&hw),
-        ])
+        .encode()
     }
 }
 

@@ -1,8 +1,16 @@
 // The biopay SDK from Kotlin on the JVM: the full link on the simulated TEE,
-// every error mapping, verification from Kotlin, and object lifetimes.
+// every error mapping, verification from Kotlin, and object lifetimes; then the
+// platform-keystore path (PlatformKeystore) on SimulatedTee.asKeystore and on a
+// Kotlin keystore over java.security (JcaKeystore).
 // Run by scripts/test-bindings.sh; prints "N passed, N failed".
 import org.biopay.*
+import java.math.BigInteger
 import java.nio.file.Files
+import java.security.KeyPair
+import java.security.KeyPairGenerator
+import java.security.Signature
+import java.security.interfaces.ECPublicKey
+import java.security.spec.ECGenParameterSpec
 
 const val RP = "pay.example.com"
 const val MODEL = "acme-phone-x1"
@@ -45,6 +53,203 @@ class World : AutoCloseable {
         dir.toFile().deleteRecursively()
     }
 }
+
+// --- the platform-keystore path -------------------------------------------
+
+const val PACKAGE = "com.example.pay"
+val DIGEST = ByteArray(32) { 0xAB.toByte() }
+
+fun fixed32(v: BigInteger): ByteArray {
+    val b = v.toByteArray()
+    return if (b.size >= 32) b.copyOfRange(b.size - 32, b.size) else ByteArray(32 - b.size) + b
+}
+
+/**
+ * A test double of Android Keystore on java.security: EC secp256r1 keys in
+ * memory by alias, SHA256withECDSA (DER) signatures, and an attestation
+ * chain from the simulated vendor's KeyMint test-double CA. `signError` is
+ * thrown by the next `sign` (as BiometricPrompt's failures would be).
+ */
+class JcaKeystore(private val vendor: SimulatedVendor) : PlatformKeystore {
+    val keys = HashMap<String, KeyPair>()
+    val invalidated = HashSet<String>()
+    val prompts = ArrayList<String>()
+    var signError: Exception? = null
+
+    override fun generateKey(alias: String, attestationChallenge: ByteArray, requireStrongBox: Boolean): GeneratedKey {
+        if (requireStrongBox) throw BiopayException.Keystore("no StrongBox in this JVM")
+        val gen = KeyPairGenerator.getInstance("EC")
+        gen.initialize(ECGenParameterSpec("secp256r1"))
+        val pair = gen.generateKeyPair()
+        val w = (pair.public as ECPublicKey).w
+        val sec1 = byteArrayOf(4) + fixed32(w.affineX) + fixed32(w.affineY)
+        keys[alias] = pair
+        val chain = vendor.certifyKeystoreKey(sec1, attestationChallenge, PACKAGE, DIGEST, false)
+        return GeneratedKey(sec1, chain, false)
+    }
+
+    override fun sign(alias: String, data: ByteArray, promptText: String): ByteArray {
+        prompts.add(promptText)
+        signError?.let { signError = null; throw it }
+        if (alias in invalidated) throw BiopayException.KeyInvalidated()
+        val pair = keys[alias] ?: throw BiopayException.KeyInvalidated()
+        val s = Signature.getInstance("SHA256withECDSA")
+        s.initSign(pair.private)
+        s.update(data)
+        return s.sign()
+    }
+
+    override fun deleteKey(alias: String) { keys.remove(alias); invalidated.remove(alias) }
+
+    override fun keyState(alias: String): KeyState = when {
+        alias !in keys -> KeyState.MISSING
+        alias in invalidated -> KeyState.INVALIDATED
+        else -> KeyState.VALID
+    }
+}
+
+/** Closes a Rust-backed keystore (PlatformKeystoreImpl) after `block`. */
+inline fun <R> PlatformKeystore.closing(block: (PlatformKeystore) -> R): R =
+    try { block(this) } finally { (this as? AutoCloseable)?.close() }
+
+/** A verifier trusting the vendor's simulated KeyMint roots, and an app's state directory. */
+class KeystoreWorld : AutoCloseable {
+    val vendor = SimulatedVendor("Acme Devices", "kotlin keystore vendor".toByteArray())
+    val verifier = PaymentVerifier(RP, listOf())
+    val dir = Files.createTempDirectory("biopay-kt-ks")
+    val tee = SimulatedTee.provision(vendor, MODEL, dir.resolve("phone").toString())
+    val appDir = dir.resolve("app").toString()
+
+    init {
+        verifier.trustAndroid(AndroidTrustConfig(listOf(vendor.androidTrustRoot()), false, PACKAGE, listOf(DIGEST), 202401L, false))
+        tee.enrollFingerprint("right-thumb")
+    }
+
+    fun register(client: BiopayClient, beforeSign: () -> Unit = {}): ByteArray {
+        val challenge = verifier.registrationChallenge("account-7".toByteArray(), listOf(Modality.FINGERPRINT), SecurityLevel.TEE)
+        beforeSign()
+        val reg = verifier.verifyPlatformRegistration(client.register(challenge, listOf(Modality.FINGERPRINT)))
+        check(reg.kind == "platform_keystore", "kind ${reg.kind}")
+        return reg.credentialId
+    }
+
+    fun payChallenge(id: ByteArray, order: String) =
+        verifier.paymentChallenge(id, Transaction(8800, "CNY", "merchant-0042", "Coffee Corner", order, null))
+
+    override fun close() {
+        tee.close(); verifier.close(); vendor.close()
+        dir.toFile().deleteRecursively()
+    }
+}
+
+val keystoreTests = linkedMapOf<String, () -> Unit>(
+    "keystore: full link on SimulatedTee.asKeystore" to {
+        KeystoreWorld().use { w ->
+            w.tee.asKeystore(PACKAGE, DIGEST).closing { ks ->
+                BiopayClient.withKeystore(RP, ks, w.appDir).use { client ->
+                    val id = w.register(client) { w.tee.presentFinger("right-thumb") }
+                    check(w.tee.lastDisplay() == "Register this device for payments at $RP", "prompt ${w.tee.lastDisplay()}")
+                    w.tee.presentFinger("right-thumb")
+                    val ok = w.verifier.verifyPayment(client.authorize(w.payChallenge(id, "o1")))
+                    check(ok.counter == 1L && ok.modality == Modality.FINGERPRINT && !ok.livenessPassed, "approved $ok")
+                    check(w.tee.lastDisplay()!!.contains("\nPay 88.00 CNY\n"), "prompt ${w.tee.lastDisplay()}")
+                    w.tee.presentFinger("right-thumb")
+                    val d = client.deregister(id)
+                    check(w.verifier.verifyDeregistration(d).contentEquals(id), "deregistered")
+                    check(client.credentials().isEmpty(), "no credential left")
+                }
+            }
+        }
+    },
+    "keystore: full link with a Kotlin JcaKeystore" to {
+        KeystoreWorld().use { w ->
+            val ks = JcaKeystore(w.vendor)
+            BiopayClient.withKeystore(RP, ks, w.appDir).use { client ->
+                val id = w.register(client)
+                val ok = w.verifier.verifyPayment(client.authorize(w.payChallenge(id, "o1")))
+                check(ok.counter == 1L, "counter")
+                check(ks.prompts.size == 2 && ks.prompts[1].startsWith("$RP\nPay 88.00 CNY\nTo: Coffee Corner"), "prompts ${ks.prompts}")
+                val creds = client.credentials()
+                check(creds.size == 1 && creds[0].valid && creds[0].credentialId.contentEquals(id), "credentials")
+                val d = client.deregister(id)
+                check(w.verifier.verifyDeregistration(d).contentEquals(id), "deregistered")
+                check(ks.keys.isEmpty(), "the key was deleted")
+            }
+        }
+    },
+    "keystore: BiopayException thrown in Kotlin keeps its variant" to {
+        KeystoreWorld().use { w ->
+            val ks = JcaKeystore(w.vendor)
+            BiopayClient.withKeystore(RP, ks, w.appDir).use { client ->
+                val id = w.register(client)
+                ks.signError = BiopayException.UserCanceled()
+                expectThrows<BiopayException.UserCanceled>("canceled prompt") { client.authorize(w.payChallenge(id, "o1")) }
+                ks.signError = BiopayException.LockedOut(1_900_000_000L)
+                val e = expectThrows<BiopayException.LockedOut>("lockout") { client.authorize(w.payChallenge(id, "o2")) }
+                check(e.untilEpochSeconds == 1_900_000_000L, "until ${e.untilEpochSeconds}")
+                ks.signError = BiopayException.NoMatch()
+                expectThrows<BiopayException.NoMatch>("no match") { client.authorize(w.payChallenge(id, "o3")) }
+                // Three failed prompts used up three counter values.
+                check(w.verifier.verifyPayment(client.authorize(w.payChallenge(id, "o4"))).counter == 4L, "counter 4")
+            }
+        }
+    },
+    "keystore: any other exception arrives as Keystore" to {
+        KeystoreWorld().use { w ->
+            val ks = JcaKeystore(w.vendor)
+            BiopayClient.withKeystore(RP, ks, w.appDir).use { client ->
+                val id = w.register(client)
+                ks.signError = IllegalStateException("sensor on fire")
+                val e = expectThrows<BiopayException.Keystore>("foreign exception") { client.authorize(w.payChallenge(id, "o1")) }
+                check(e.reason.contains("IllegalStateException") && e.reason.contains("sensor on fire"), "reason ${e.reason}")
+                check(!e.reason.contains("\n"), "one line: ${e.reason}")
+            }
+        }
+    },
+    "keystore: an invalidated key is KeyInvalidated" to {
+        KeystoreWorld().use { w ->
+            w.tee.asKeystore(PACKAGE, DIGEST).closing { ks ->
+                BiopayClient.withKeystore(RP, ks, w.appDir).use { client ->
+                    val id = w.register(client) { w.tee.presentFinger("right-thumb") }
+                    w.tee.enrollFingerprint("left-thumb")
+                    check(!client.credentials()[0].valid, "credential reported invalid")
+                    w.tee.presentFinger("right-thumb")
+                    expectThrows<BiopayException.KeyInvalidated>("enrollment changed") { client.authorize(w.payChallenge(id, "o1")) }
+                }
+            }
+            val jca = JcaKeystore(w.vendor)
+            BiopayClient.withKeystore("shop.example.com", jca, w.appDir).use { client ->
+                val verifier = PaymentVerifier("shop.example.com", listOf())
+                verifier.use { v ->
+                    v.trustAndroid(AndroidTrustConfig(listOf(w.vendor.androidTrustRoot()), false, PACKAGE, listOf(DIGEST), 0L, false))
+                    val c = v.registrationChallenge("a".toByteArray(), listOf(Modality.FINGERPRINT), SecurityLevel.TEE)
+                    val id = v.verifyPlatformRegistration(client.register(c, listOf(Modality.FINGERPRINT))).credentialId
+                    jca.invalidated.addAll(jca.keys.keys)
+                    val pay = v.paymentChallenge(id, Transaction(100, "CNY", "m", "M", "o", null))
+                    expectThrows<BiopayException.KeyInvalidated>("invalidated JCA key") { client.authorize(pay) }
+                    check(jca.prompts.size == 1, "no prompt for an invalidated key")
+                }
+            }
+        }
+    },
+    "keystore: credentials and counters survive a restart" to {
+        KeystoreWorld().use { w ->
+            val ks = JcaKeystore(w.vendor)
+            val id = BiopayClient.withKeystore(RP, ks, w.appDir).use { client ->
+                val id = w.register(client)
+                w.verifier.verifyPayment(client.authorize(w.payChallenge(id, "o1")))
+                id
+            }
+            BiopayClient.withKeystore(RP, ks, w.appDir).use { client ->
+                check(client.credentials().map { it.credentialId.toList() } == listOf(id.toList()), "reloaded")
+                check(w.verifier.verifyPayment(client.authorize(w.payChallenge(id, "o2"))).counter == 2L, "counter 2")
+            }
+            java.io.File(w.appDir, "biopay-keystore-$RP.json").writeText("{ not json")
+            val e = expectThrows<BiopayException.Keystore>("corrupt state") { BiopayClient.withKeystore(RP, ks, w.appDir) }
+            check(e.reason.contains("corrupt"), e.reason)
+        }
+    },
+)
 
 val tests = linkedMapOf<String, () -> Unit>(
     "full link: register and pay 88.00 CNY" to {
@@ -187,7 +392,7 @@ val tests = linkedMapOf<String, () -> Unit>(
 fun main() {
     var passed = 0
     var failed = 0
-    for ((name, body) in tests) {
+    for ((name, body) in tests + keystoreTests) {
         try {
             body()
             passed++

@@ -1,6 +1,8 @@
 """The biopay SDK from Python: the same suite as the Kotlin one.
 
 Run by scripts/test-bindings.sh with the generated `biopay` module on PYTHONPATH.
+The platform-keystore cases use a Python keystore on the `cryptography` package
+(PyKeystore, the counterpart of the Kotlin JcaKeystore).
 """
 import gc
 import os
@@ -11,10 +13,17 @@ import time
 import unittest
 import weakref
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from biopay import (
+    AndroidTrustConfig,
     BiopayClient,
     BiopayError,
+    GeneratedKey,
+    KeyState,
     Modality,
+    PlatformKeystore,
     PaymentVerifier,
     SecurityLevel,
     SimulatedTee,
@@ -196,6 +205,183 @@ class BiopayTest(unittest.TestCase):
         c = w.pay_challenge("o2")
         tee.present_finger("right-thumb")
         self.assertEqual(w.verifier.verify_payment(client.authorize(c)).counter, 1)
+
+
+PACKAGE = "com.example.pay"
+DIGEST = bytes([0xAB] * 32)
+
+
+class PyKeystore(PlatformKeystore):
+    """A test double of Android Keystore: P-256 keys in memory by alias, DER
+    ECDSA/SHA-256 signatures (`cryptography`), and an attestation chain from the
+    simulated vendor's KeyMint test-double CA. `sign_error` is raised by the next
+    `sign`, as a biometric prompt's failure would be."""
+
+    def __init__(self, vendor):
+        self.vendor = vendor
+        self.keys = {}
+        self.invalidated = set()
+        self.prompts = []
+        self.sign_error = None
+
+    def generate_key(self, alias, attestation_challenge, require_strong_box):
+        if require_strong_box:
+            raise BiopayError.Keystore("no StrongBox here")
+        key = ec.generate_private_key(ec.SECP256R1())
+        public = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        self.keys[alias] = key
+        chain = self.vendor.certify_keystore_key(public, attestation_challenge, PACKAGE, DIGEST, False)
+        return GeneratedKey(public_key=public, attestation_chain=chain, strong_box=False)
+
+    def sign(self, alias, data, prompt_text):
+        self.prompts.append(prompt_text)
+        if self.sign_error is not None:
+            error, self.sign_error = self.sign_error, None
+            raise error
+        if alias in self.invalidated or alias not in self.keys:
+            raise BiopayError.KeyInvalidated()
+        return self.keys[alias].sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def delete_key(self, alias):
+        self.keys.pop(alias, None)
+        self.invalidated.discard(alias)
+
+    def key_state(self, alias):
+        if alias not in self.keys:
+            return KeyState.MISSING
+        return KeyState.INVALIDATED if alias in self.invalidated else KeyState.VALID
+
+
+def trust(vendor, min_patch=202401):
+    return AndroidTrustConfig(
+        root_spkis=[vendor.android_trust_root()], include_google_roots=False,
+        package_name=PACKAGE, signing_cert_digests=[DIGEST],
+        min_os_patch_level=min_patch, require_strong_box=False,
+    )
+
+
+class KeystoreTest(unittest.TestCase):
+    def setUp(self):
+        self.vendor = SimulatedVendor("Acme Devices", b"python keystore vendor")
+        self.verifier = PaymentVerifier(RP, [])
+        self.verifier.trust_android(trust(self.vendor))
+        self.dir = tempfile.mkdtemp(prefix="biopay-py-ks")
+        self.tee = SimulatedTee.provision(self.vendor, MODEL, os.path.join(self.dir, "phone"))
+        self.tee.enroll_fingerprint("right-thumb")
+        self.app_dir = os.path.join(self.dir, "app")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def register(self, client, before_sign=lambda: None):
+        c = self.verifier.registration_challenge(b"account-7", [Modality.FINGERPRINT], SecurityLevel.TEE)
+        before_sign()
+        reg = self.verifier.verify_platform_registration(client.register(c, [Modality.FINGERPRINT]))
+        self.assertEqual(reg.kind, "platform_keystore")
+        return reg.credential_id
+
+    def pay_challenge(self, credential_id, order):
+        return self.verifier.payment_challenge(credential_id, Transaction(
+            amount_minor=8800, currency="CNY", payee_id="merchant-0042",
+            payee_name="Coffee Corner", order_id=order, memo=None,
+        ))
+
+    def test_full_link_on_simulated_tee_as_keystore(self):
+        ks = self.tee.as_keystore(PACKAGE, DIGEST)
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        cid = self.register(client, lambda: self.tee.present_finger("right-thumb"))
+        self.assertEqual(self.tee.last_display(), f"Register this device for payments at {RP}")
+        self.tee.present_finger("right-thumb")
+        ok = self.verifier.verify_payment(client.authorize(self.pay_challenge(cid, "o1")))
+        self.assertEqual((ok.counter, ok.modality, ok.liveness_passed), (1, Modality.FINGERPRINT, False))
+        self.assertIn("\nPay 88.00 CNY\n", self.tee.last_display())
+        self.tee.present_finger("right-thumb")
+        self.assertEqual(self.verifier.verify_deregistration(client.deregister(cid)), cid)
+        self.assertEqual(client.credentials(), [])
+
+    def test_full_link_with_a_python_keystore(self):
+        ks = PyKeystore(self.vendor)
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        cid = self.register(client)
+        ok = self.verifier.verify_payment(client.authorize(self.pay_challenge(cid, "o1")))
+        self.assertEqual(ok.counter, 1)
+        self.assertEqual(len(ks.prompts), 2)
+        self.assertTrue(ks.prompts[1].startswith(f"{RP}\nPay 88.00 CNY\nTo: Coffee Corner"))
+        creds = client.credentials()
+        self.assertEqual([c.credential_id for c in creds], [cid])
+        self.assertTrue(creds[0].valid)
+        self.assertEqual(self.verifier.verify_deregistration(client.deregister(cid)), cid)
+        self.assertEqual(ks.keys, {})
+
+    def test_biopay_errors_raised_in_python_keep_their_variant(self):
+        ks = PyKeystore(self.vendor)
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        cid = self.register(client)
+        ks.sign_error = BiopayError.UserCanceled()
+        with self.assertRaises(BiopayError.UserCanceled):
+            client.authorize(self.pay_challenge(cid, "o1"))
+        ks.sign_error = BiopayError.LockedOut(until_epoch_seconds=1_900_000_000)
+        with self.assertRaises(BiopayError.LockedOut) as e:
+            client.authorize(self.pay_challenge(cid, "o2"))
+        self.assertEqual(e.exception.until_epoch_seconds, 1_900_000_000)
+        ks.sign_error = BiopayError.NoMatch()
+        with self.assertRaises(BiopayError.NoMatch):
+            client.authorize(self.pay_challenge(cid, "o3"))
+        # Three failed prompts used up three counter values.
+        self.assertEqual(self.verifier.verify_payment(client.authorize(self.pay_challenge(cid, "o4"))).counter, 4)
+
+    def test_any_other_exception_arrives_as_keystore(self):
+        ks = PyKeystore(self.vendor)
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        cid = self.register(client)
+        ks.sign_error = RuntimeError("sensor on fire")
+        with self.assertRaises(BiopayError.Keystore) as e:
+            client.authorize(self.pay_challenge(cid, "o1"))
+        self.assertIn("sensor on fire", e.exception.reason)
+        self.assertIn("RuntimeError", e.exception.reason)
+
+    def test_invalidated_key_is_key_invalidated(self):
+        ks = self.tee.as_keystore(PACKAGE, DIGEST)
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        cid = self.register(client, lambda: self.tee.present_finger("right-thumb"))
+        self.tee.enroll_fingerprint("left-thumb")
+        self.assertFalse(client.credentials()[0].valid)
+        self.tee.present_finger("right-thumb")
+        with self.assertRaises(BiopayError.KeyInvalidated):
+            client.authorize(self.pay_challenge(cid, "o1"))
+        py = PyKeystore(self.vendor)
+        other = BiopayClient.with_keystore(RP, py, os.path.join(self.dir, "app2"))
+        cid2 = self.register(other)
+        py.invalidated.update(py.keys)
+        with self.assertRaises(BiopayError.KeyInvalidated):
+            other.authorize(self.pay_challenge(cid2, "o2"))
+        self.assertEqual(len(py.prompts), 1, "no prompt for an invalidated key")
+
+    def test_state_survives_a_restart_and_corruption_is_reported(self):
+        ks = PyKeystore(self.vendor)
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        cid = self.register(client)
+        self.verifier.verify_payment(client.authorize(self.pay_challenge(cid, "o1")))
+        client = None
+        gc.collect()
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        self.assertEqual([c.credential_id for c in client.credentials()], [cid])
+        self.assertEqual(self.verifier.verify_payment(client.authorize(self.pay_challenge(cid, "o2"))).counter, 2)
+        with open(os.path.join(self.app_dir, f"biopay-keystore-{RP}.json"), "w") as f:
+            f.write("{ not json")
+        with self.assertRaises(BiopayError.Keystore) as e:
+            BiopayClient.with_keystore(RP, ks, self.app_dir)
+        self.assertIn("corrupt", e.exception.reason)
+
+    def test_keystore_objects_are_released(self):
+        ks = self.tee.as_keystore(PACKAGE, DIGEST)
+        client = BiopayClient.with_keystore(RP, ks, self.app_dir)
+        refs = [weakref.ref(client), weakref.ref(ks)]
+        client = ks = None
+        gc.collect()
+        self.assertEqual([r() for r in refs], [None, None])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-// The biopay SDK from Swift: the same suite as bindings/tests/kotlin/BiopayTest.kt.
+// The biopay SDK from Swift: the same suite as bindings/tests/kotlin/BiopayTest.kt
+// (KeystoreTests: the platform-keystore path on SimulatedTee.asKeystore and on a
+// CryptoKit keystore double).
 // Needs a Swift toolchain (macOS or Linux); see bindings/swift/README.md.
 // On the CI machine (no Swift) it is only syntax-checked with tree-sitter-swift.
+import CryptoKit
 import Foundation
 import XCTest
 @testable import Biopay
@@ -171,5 +174,211 @@ final class BiopayTests: XCTestCase {
         let c = try w.payChallenge("o2")
         tee.presentFinger(label: "right-thumb")
         XCTAssertEqual(try w.verifier.verifyPayment(statement: try client.authorize(challenge: c)).counter, 1)
+    }
+}
+
+// --- the platform-keystore path -------------------------------------------
+
+let appPackage = "com.example.pay"
+let digest = Data(repeating: 0xAB, count: 32)
+
+struct SensorFailure: Error {}
+
+/// A test double of the Secure Enclave / Android Keystore on CryptoKit:
+/// P256.Signing keys in memory by alias, DER signatures, and an attestation
+/// chain from the simulated vendor's KeyMint test-double CA. `signError` is
+/// thrown by the next `sign`, as a LocalAuthentication failure would be.
+final class CryptoKitKeystore: PlatformKeystore, @unchecked Sendable {
+    let vendor: SimulatedVendor
+    private let lock = NSLock()
+    var keys: [String: P256.Signing.PrivateKey] = [:]
+    var invalidated: Set<String> = []
+    var prompts: [String] = []
+    var signError: Error?
+
+    init(vendor: SimulatedVendor) { self.vendor = vendor }
+
+    func generateKey(alias: String, attestationChallenge: Data, requireStrongBox: Bool) throws -> GeneratedKey {
+        if requireStrongBox { throw BiopayError.Keystore(reason: "no StrongBox here") }
+        let key = P256.Signing.PrivateKey()
+        let publicKey = key.publicKey.x963Representation
+        let chain = try vendor.certifyKeystoreKey(
+            publicKey: publicKey, attestationChallenge: attestationChallenge,
+            packageName: appPackage, signingCertDigest: digest, strongBox: false)
+        lock.lock(); defer { lock.unlock() }
+        keys[alias] = key
+        return GeneratedKey(publicKey: publicKey, attestationChain: chain, strongBox: false)
+    }
+
+    func sign(alias: String, data: Data, promptText: String) throws -> Data {
+        lock.lock(); defer { lock.unlock() }
+        prompts.append(promptText)
+        if let error = signError {
+            signError = nil
+            throw error
+        }
+        guard let key = keys[alias], !invalidated.contains(alias) else { throw BiopayError.KeyInvalidated }
+        return try key.signature(for: data).derRepresentation
+    }
+
+    func deleteKey(alias: String) throws {
+        lock.lock(); defer { lock.unlock() }
+        keys[alias] = nil
+        invalidated.remove(alias)
+    }
+
+    func keyState(alias: String) throws -> KeyState {
+        lock.lock(); defer { lock.unlock() }
+        if keys[alias] == nil { return .missing }
+        return invalidated.contains(alias) ? .invalidated : .valid
+    }
+}
+
+final class KeystoreWorld {
+    let vendor: SimulatedVendor
+    let verifier: PaymentVerifier
+    let dir: URL
+    let tee: SimulatedTee
+    let appDir: String
+
+    init() throws {
+        vendor = try SimulatedVendor(name: "Acme Devices", seed: Data("swift keystore vendor".utf8))
+        verifier = try PaymentVerifier(rpId: rp, models: [])
+        try verifier.trustAndroid(config: AndroidTrustConfig(
+            rootSpkis: [vendor.androidTrustRoot()], includeGoogleRoots: false, packageName: appPackage,
+            signingCertDigests: [digest], minOsPatchLevel: 202401, requireStrongBox: false))
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("biopay-swift-ks-\(UUID().uuidString)")
+        tee = try SimulatedTee.provision(vendor: vendor, modelId: model, stateDir: dir.appendingPathComponent("phone").path)
+        try tee.enrollFingerprint(label: "right-thumb")
+        appDir = dir.appendingPathComponent("app").path
+    }
+
+    func register(_ client: BiopayClient, beforeSign: () -> Void = {}) throws -> Data {
+        let c = try verifier.registrationChallenge(accountHandle: Data("account-7".utf8), modalities: [.fingerprint], required: .tee)
+        beforeSign()
+        let reg = try verifier.verifyPlatformRegistration(statement: try client.register(challenge: c, modalities: [.fingerprint]))
+        XCTAssertEqual(reg.kind, "platform_keystore")
+        return reg.credentialId
+    }
+
+    func payChallenge(_ id: Data, _ order: String) throws -> Data {
+        try verifier.paymentChallenge(credentialId: id, transaction: Transaction(
+            amountMinor: 8800, currency: "CNY", payeeId: "merchant-0042",
+            payeeName: "Coffee Corner", orderId: order, memo: nil))
+    }
+
+    deinit { try? FileManager.default.removeItem(at: dir) }
+}
+
+final class KeystoreTests: XCTestCase {
+    func testFullLinkOnSimulatedTeeAsKeystore() throws {
+        let w = try KeystoreWorld()
+        let ks = try w.tee.asKeystore(packageName: appPackage, signingCertDigest: digest)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try w.register(client) { w.tee.presentFinger(label: "right-thumb") }
+        XCTAssertEqual(w.tee.lastDisplay(), "Register this device for payments at \(rp)")
+        w.tee.presentFinger(label: "right-thumb")
+        let ok = try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o1")))
+        XCTAssertEqual(ok.counter, 1)
+        XCTAssertEqual(ok.modality, .fingerprint)
+        XCTAssertFalse(ok.livenessPassed)
+        XCTAssertTrue(w.tee.lastDisplay()?.contains("\nPay 88.00 CNY\n") ?? false)
+        w.tee.presentFinger(label: "right-thumb")
+        XCTAssertEqual(try w.verifier.verifyDeregistration(statement: try client.deregister(credentialId: id)), id)
+        XCTAssertTrue(try client.credentials().isEmpty)
+    }
+
+    func testFullLinkWithACryptoKitKeystore() throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try w.register(client)
+        let ok = try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o1")))
+        XCTAssertEqual(ok.counter, 1)
+        XCTAssertEqual(ks.prompts.count, 2)
+        XCTAssertTrue(ks.prompts[1].hasPrefix("\(rp)\nPay 88.00 CNY\nTo: Coffee Corner"))
+        let creds = try client.credentials()
+        XCTAssertEqual(creds.map { $0.credentialId }, [id])
+        XCTAssertTrue(creds[0].valid)
+        XCTAssertEqual(try w.verifier.verifyDeregistration(statement: try client.deregister(credentialId: id)), id)
+        XCTAssertTrue(ks.keys.isEmpty)
+    }
+
+    func testBiopayErrorsThrownInSwiftKeepTheirVariant() throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try w.register(client)
+        ks.signError = BiopayError.UserCanceled
+        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o1"))) { XCTAssertEqual($0 as? BiopayError, .UserCanceled) }
+        ks.signError = BiopayError.LockedOut(untilEpochSeconds: 1_900_000_000)
+        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o2"))) {
+            XCTAssertEqual($0 as? BiopayError, .LockedOut(untilEpochSeconds: 1_900_000_000))
+        }
+        ks.signError = BiopayError.NoMatch
+        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o3"))) { XCTAssertEqual($0 as? BiopayError, .NoMatch) }
+        // Three failed prompts used up three counter values.
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o4"))).counter, 4)
+    }
+
+    func testAnyOtherErrorArrivesAsKeystore() throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try w.register(client)
+        ks.signError = SensorFailure()
+        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o1"))) { error in
+            guard case BiopayError.Keystore(let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("SensorFailure"), reason)
+        }
+    }
+
+    func testInvalidatedKeyIsKeyInvalidated() throws {
+        let w = try KeystoreWorld()
+        let ks = try w.tee.asKeystore(packageName: appPackage, signingCertDigest: digest)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try w.register(client) { w.tee.presentFinger(label: "right-thumb") }
+        try w.tee.enrollFingerprint(label: "left-thumb")
+        XCTAssertFalse(try client.credentials()[0].valid)
+        w.tee.presentFinger(label: "right-thumb")
+        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o1"))) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
+        let ck = CryptoKitKeystore(vendor: w.vendor)
+        let other = try BiopayClient.withKeystore(rpId: rp, keystore: ck, stateDir: w.dir.appendingPathComponent("app2").path)
+        let id2 = try w.register(other)
+        ck.invalidated = Set(ck.keys.keys)
+        XCTAssertThrowsError(try other.authorize(challenge: try w.payChallenge(id2, "o2"))) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
+        XCTAssertEqual(ck.prompts.count, 1, "no prompt for an invalidated key")
+    }
+
+    func testStateSurvivesARestartAndCorruptionIsReported() throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        var id = Data()
+        do {
+            let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+            id = try w.register(client)
+            _ = try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o1")))
+        }
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        XCTAssertEqual(try client.credentials().map { $0.credentialId }, [id])
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o2"))).counter, 2)
+        let file = URL(fileURLWithPath: w.appDir).appendingPathComponent("biopay-keystore-\(rp).json")
+        try Data("{ not json".utf8).write(to: file)
+        XCTAssertThrowsError(try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)) { error in
+            guard case BiopayError.Keystore(let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("corrupt"), reason)
+        }
+    }
+
+    func testKeystoreObjectsAreReleased() throws {
+        let w = try KeystoreWorld()
+        var ks: PlatformKeystore? = try w.tee.asKeystore(packageName: appPackage, signingCertDigest: digest)
+        var client: BiopayClient? = try BiopayClient.withKeystore(rpId: rp, keystore: ks!, stateDir: w.appDir)
+        weak var weakClient = client
+        weak var weakKeystore = ks
+        client = nil
+        ks = nil
+        XCTAssertNil(weakClient)
+        XCTAssertNil(weakKeystore)
     }
 }

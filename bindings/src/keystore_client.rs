@@ -1,0 +1,511 @@
+//! [`crate::BiopayClient`] on a [`PlatformKeystore`]: platform-keystore
+//! credentials (docs/PROTOCOL.md §12) built with
+//! [`biopay_core::PlatformKeystoreClient`], several per relying party, their
+//! state kept durably in the app's state directory.
+//!
+//! One JSON file per relying party, `biopay-keystore-<rp id>.json`, holds each
+//! credential's id, key alias, account, modalities, enrollment epoch, counter
+//! and StrongBox flag (no key material: the key stays in the keystore). It is
+//! rewritten atomically (temporary file, fsync, rename, fsync of the
+//! directory) *before* a statement is signed, so a counter never goes back,
+//! even after a crash. One client per relying party and state directory.
+
+use crate::{
+    errors::BiopayError,
+    keystore::{to_device_error, KeyState, PlatformKeystore},
+    types::{LocalCredential, Modality, SecurityLevel},
+};
+use biopay_core::{
+    crypto::{is_valid_p256_point, p256_point_from_spki, sha256_parts},
+    CredentialId, DeviceError, Message, PaymentChallenge, PlatformCredentialState,
+    PlatformKeystoreClient, PlatformKeystoreSigner, Random, RegistrationChallenge, SystemClock,
+    SystemRandom,
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+/// The state file's format version.
+const FORMAT: u32 = 1;
+/// Domain separator of the enrollment epoch a platform credential reports.
+const EPOCH_DOMAIN: &[u8] = b"biopay platform enrollment epoch v1";
+
+/// One credential as persisted (hex for byte strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredCredential {
+    credential_id: String,
+    alias: String,
+    account_handle: String,
+    /// Wire values (docs/PROTOCOL.md §4.1), ascending.
+    modalities: Vec<u64>,
+    enrollment_epoch: String,
+    counter: u64,
+    strong_box: bool,
+}
+
+/// The state file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    format: u32,
+    rp_id: String,
+    credentials: Vec<StoredCredential>,
+}
+
+/// A credential in memory, checked.
+#[derive(Debug, Clone)]
+struct Credential {
+    alias: String,
+    account_handle: Vec<u8>,
+    state: PlatformCredentialState,
+    strong_box: bool,
+}
+
+impl Credential {
+    fn stored(&self) -> StoredCredential {
+        StoredCredential {
+            credential_id: hex::encode(self.state.credential_id.as_bytes()),
+            alias: self.alias.clone(),
+            account_handle: hex::encode(&self.account_handle),
+            modalities: self.state.modalities.iter().map(|m| m.to_u64()).collect(),
+            enrollment_epoch: hex::encode(self.state.enrollment_epoch),
+            counter: self.state.counter,
+            strong_box: self.strong_box,
+        }
+    }
+
+    fn from_stored(s: StoredCredential) -> Result<Self, String> {
+        let bytes =
+            |field: &str, v: &str| hex::decode(v).map_err(|_| format!("{field} is not hex"));
+        let credential_id = CredentialId::new(bytes("credential_id", &s.credential_id)?)
+            .map_err(|e| format!("credential_id: {e}"))?;
+        let enrollment_epoch =
+            <[u8; 32]>::try_from(bytes("enrollment_epoch", &s.enrollment_epoch)?)
+                .map_err(|_| "enrollment_epoch must be 32 bytes".to_owned())?;
+        let modalities = s
+            .modalities
+            .iter()
+            .map(|v| biopay_core::Modality::from_u64(*v).ok_or("unknown modality"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if modalities.is_empty() || !modalities.windows(2).all(|w| w[0] < w[1]) {
+            return Err("modalities must be non-empty and ascending".into());
+        }
+        if s.alias.is_empty() {
+            return Err("empty alias".into());
+        }
+        Ok(Self {
+            alias: s.alias,
+            account_handle: bytes("account_handle", &s.account_handle)?,
+            state: PlatformCredentialState {
+                credential_id,
+                modalities,
+                enrollment_epoch,
+                counter: s.counter,
+            },
+            strong_box: s.strong_box,
+        })
+    }
+}
+
+/// The state file of one relying party.
+struct StateStore {
+    dir: PathBuf,
+    path: PathBuf,
+    rp_id: String,
+}
+
+fn io_error(op: &str, path: &Path, e: std::io::Error) -> BiopayError {
+    BiopayError::Keystore {
+        reason: format!("{op} {}: {e}", path.display()),
+    }
+}
+
+impl StateStore {
+    fn new(dir: &Path, rp_id: &str) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            path: dir.join(format!("biopay-keystore-{rp_id}.json")),
+            rp_id: rp_id.to_owned(),
+        }
+    }
+
+    fn load(&self) -> Result<Vec<Credential>, BiopayError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("reading", &self.path, e)),
+        };
+        let corrupt = |why: String| BiopayError::Keystore {
+            reason: format!("corrupt keystore state file {}: {why}", self.path.display()),
+        };
+        let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if file.format != FORMAT {
+            return Err(corrupt(format!("unsupported format {}", file.format)));
+        }
+        if file.rp_id != self.rp_id {
+            return Err(corrupt(format!("holds rp `{}`", file.rp_id)));
+        }
+        let credentials = file
+            .credentials
+            .into_iter()
+            .map(Credential::from_stored)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)?;
+        for (i, c) in credentials.iter().enumerate() {
+            if credentials[..i]
+                .iter()
+                .any(|o| o.alias == c.alias || o.state.credential_id == c.state.credential_id)
+            {
+                return Err(corrupt("duplicate credential".into()));
+            }
+        }
+        Ok(credentials)
+    }
+
+    /// Writes `credentials` atomically and durably.
+    fn save(&self, credentials: &[Credential]) -> Result<(), BiopayError> {
+        let file = StateFile {
+            format: FORMAT,
+            rp_id: self.rp_id.clone(),
+            credentials: credentials.iter().map(Credential::stored).collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| BiopayError::Internal {
+            reason: format!("encoding keystore state: {e}"),
+        })?;
+        fs::create_dir_all(&self.dir).map_err(|e| io_error("creating", &self.dir, e))?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut f = create_private(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
+            f.write_all(&bytes)
+                .map_err(|e| io_error("writing", &tmp, e))?;
+            f.sync_all().map_err(|e| io_error("syncing", &tmp, e))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(|e| io_error("renaming", &self.path, e))?;
+        sync_dir(&self.dir)
+    }
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), BiopayError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("syncing", dir, e))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), BiopayError> {
+    Ok(())
+}
+
+/// One key of the platform keystore, as core's signer.
+struct AliasSigner {
+    keystore: Arc<dyn PlatformKeystore>,
+    alias: String,
+    chain: Vec<Vec<u8>>,
+}
+
+impl PlatformKeystoreSigner for AliasSigner {
+    fn attestation_chain(&self) -> Result<Vec<Vec<u8>>, DeviceError> {
+        Ok(self.chain.clone())
+    }
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DeviceError> {
+        self.sign_with_prompt(data, "")
+    }
+    fn sign_with_prompt(&self, data: &[u8], prompt: &str) -> Result<Vec<u8>, DeviceError> {
+        self.keystore
+            .sign(self.alias.clone(), data.to_vec(), prompt.to_owned())
+            .map_err(to_device_error)
+    }
+}
+
+/// The keystore backend of a [`crate::BiopayClient`].
+pub(crate) struct KeystoreBackend {
+    rp_id: String,
+    keystore: Arc<dyn PlatformKeystore>,
+    store: StateStore,
+    credentials: Vec<Credential>,
+}
+
+impl KeystoreBackend {
+    /// Opens (or starts) the state of `rp_id` in `state_dir`.
+    pub(crate) fn open(
+        rp_id: &str,
+        keystore: Arc<dyn PlatformKeystore>,
+        state_dir: &Path,
+    ) -> Result<Self, BiopayError> {
+        let store = StateStore::new(state_dir, rp_id);
+        let credentials = store.load()?;
+        Ok(Self {
+            rp_id: rp_id.to_owned(),
+            keystore,
+            store,
+            credentials,
+        })
+    }
+
+    fn client(
+        &self,
+        c: &Credential,
+        chain: Vec<Vec<u8>>,
+    ) -> PlatformKeystoreClient<AliasSigner, SystemClock> {
+        PlatformKeystoreClient::resume(
+            &self.rp_id,
+            AliasSigner {
+                keystore: self.keystore.clone(),
+                alias: c.alias.clone(),
+                chain,
+            },
+            SystemClock,
+            c.state.clone(),
+        )
+    }
+
+    /// The credential with this id, if its key is usable.
+    fn usable(&self, id: &CredentialId) -> Result<usize, BiopayError> {
+        let idx = self
+            .credentials
+            .iter()
+            .position(|c| &c.state.credential_id == id)
+            .ok_or(BiopayError::KeyInvalidated)?;
+        match self
+            .keystore
+            .key_state(self.credentials[idx].alias.clone())?
+        {
+            KeyState::Valid => Ok(idx),
+            KeyState::Invalidated | KeyState::Missing => Err(BiopayError::KeyInvalidated),
+        }
+    }
+
+    /// Persists the credentials with `idx`'s state replaced by `state`.
+    fn persist_state(
+        &self,
+        idx: usize,
+        state: &PlatformCredentialState,
+    ) -> Result<(), DeviceError> {
+        let mut next = self.credentials.clone();
+        if let Some(c) = next.get_mut(idx) {
+            c.state = state.clone();
+        }
+        self.store.save(&next).map_err(to_device_error)
+    }
+
+    pub(crate) fn register(
+        &mut self,
+        challenge: &[u8],
+        modalities: &[biopay_core::Modality],
+    ) -> Result<Vec<u8>, BiopayError> {
+        let c = RegistrationChallenge::from_cbor(challenge).map_err(DeviceError::from)?;
+        if c.rp_id != self.rp_id {
+            return Err(BiopayError::InvalidChallenge {
+                reason: format!(
+                    "challenge is for rp `{}`, this app is `{}`",
+                    c.rp_id, self.rp_id
+                ),
+            });
+        }
+        let mut modalities = modalities.to_vec();
+        modalities.sort();
+        modalities.dedup();
+        if modalities.is_empty() || !modalities.iter().all(|m| c.accepted_modalities.contains(m)) {
+            return Err(BiopayError::InvalidChallenge {
+                reason: "modalities must be non-empty and accepted by the challenge".into(),
+            });
+        }
+        let mut id = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut id)
+            .map_err(|e| BiopayError::Internal {
+                reason: e.to_string(),
+            })?;
+        let credential_id = CredentialId::new(id.to_vec()).map_err(|e| BiopayError::Internal {
+            reason: e.to_string(),
+        })?;
+        let alias = format!("biopay.{}", hex::encode(id));
+        let require_strong_box = c.required_assurance == biopay_core::SecurityLevel::StrongBox;
+        let key =
+            self.keystore
+                .generate_key(alias.clone(), c.challenge.to_vec(), require_strong_box)?;
+        match self.register_key(
+            challenge,
+            &c,
+            credential_id,
+            &alias,
+            modalities,
+            key,
+            require_strong_box,
+        ) {
+            Ok(statement) => Ok(statement),
+            Err(e) => {
+                // Best effort: the key is of no use without its credential.
+                let _ = self.keystore.delete_key(alias);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register_key(
+        &mut self,
+        challenge: &[u8],
+        c: &RegistrationChallenge,
+        credential_id: CredentialId,
+        alias: &str,
+        modalities: Vec<biopay_core::Modality>,
+        key: crate::keystore::GeneratedKey,
+        require_strong_box: bool,
+    ) -> Result<Vec<u8>, BiopayError> {
+        check_generated_key(&key)?;
+        if require_strong_box && !key.strong_box {
+            return Err(BiopayError::Keystore {
+                reason: "StrongBox required but the platform put the key elsewhere".into(),
+            });
+        }
+        let enrollment_epoch = sha256_parts(&[EPOCH_DOMAIN, alias.as_bytes()]);
+        let credential = Credential {
+            alias: alias.to_owned(),
+            account_handle: c.account_handle.clone(),
+            state: PlatformCredentialState {
+                credential_id,
+                modalities,
+                enrollment_epoch,
+                counter: 0,
+            },
+            strong_box: key.strong_box,
+        };
+        let mut client = self.client(&credential, key.attestation_chain);
+        let statement = client.register(challenge)?;
+        let mut next = self.credentials.clone();
+        next.push(credential);
+        self.store.save(&next)?;
+        self.credentials = next;
+        Ok(statement)
+    }
+
+    pub(crate) fn authorize(&mut self, challenge: &[u8]) -> Result<Vec<u8>, BiopayError> {
+        let c = PaymentChallenge::from_cbor(challenge).map_err(DeviceError::from)?;
+        if c.rp_id != self.rp_id {
+            return Err(BiopayError::InvalidChallenge {
+                reason: format!(
+                    "challenge is for rp `{}`, this app is `{}`",
+                    c.rp_id, self.rp_id
+                ),
+            });
+        }
+        let idx = self.usable(&c.credential_id)?;
+        let cred = self.credentials[idx].clone();
+        // Android does not say which biometric matched: the first of the
+        // credential's modalities the challenge accepts is reported.
+        let modality = cred
+            .state
+            .modalities
+            .iter()
+            .copied()
+            .find(|m| c.accepted_modalities.contains(m))
+            .ok_or(BiopayError::NotEnrolled)?;
+        let mut client = self.client(&cred, Vec::new());
+        let mut persisted = false;
+        let result = client.authorize_durably(challenge, modality, |s| {
+            self.persist_state(idx, s)?;
+            persisted = true;
+            Ok(())
+        });
+        if persisted {
+            self.credentials[idx].state = client.state().clone();
+        }
+        Ok(result?)
+    }
+
+    pub(crate) fn deregister(&mut self, id: &CredentialId) -> Result<Vec<u8>, BiopayError> {
+        let idx = self.usable(id)?;
+        let cred = self.credentials[idx].clone();
+        let mut client = self.client(&cred, Vec::new());
+        let mut persisted = false;
+        let result = client.deregister_durably(|s| {
+            self.persist_state(idx, s)?;
+            persisted = true;
+            Ok(())
+        });
+        if persisted {
+            self.credentials[idx].state = client.state().clone();
+        }
+        let statement = result?;
+        self.keystore.delete_key(cred.alias.clone())?;
+        let mut next = self.credentials.clone();
+        next.remove(idx);
+        self.store.save(&next)?;
+        self.credentials = next;
+        Ok(statement)
+    }
+
+    pub(crate) fn credentials(&self) -> Result<Vec<LocalCredential>, BiopayError> {
+        self.credentials
+            .iter()
+            .map(|c| {
+                Ok(LocalCredential {
+                    credential_id: c.state.credential_id.as_bytes().to_vec(),
+                    account_handle: c.account_handle.clone(),
+                    modalities: c
+                        .state
+                        .modalities
+                        .iter()
+                        .copied()
+                        .map(Modality::from)
+                        .collect(),
+                    security_level: if c.strong_box {
+                        SecurityLevel::StrongBox
+                    } else {
+                        SecurityLevel::Tee
+                    },
+                    valid: self.keystore.key_state(c.alias.clone())? == KeyState::Valid,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The platform's public key must be a P-256 point and, when there is an
+/// attestation chain, the key its leaf certifies.
+fn check_generated_key(key: &crate::keystore::GeneratedKey) -> Result<(), BiopayError> {
+    let bad = |reason: &str| BiopayError::Keystore {
+        reason: reason.to_owned(),
+    };
+    if !is_valid_p256_point(&key.public_key) {
+        return Err(bad(
+            "the platform returned a public key that is not an uncompressed P-256 point",
+        ));
+    }
+    if let Some(leaf) = key.attestation_chain.first() {
+        let spki = biopay_core::x509::spki_of(leaf)
+            .ok_or_else(|| bad("the attestation leaf is not a certificate"))?;
+        match p256_point_from_spki(&spki) {
+            Some(point) if point == key.public_key.as_slice() => {}
+            _ => return Err(bad("the attestation leaf certifies another key")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,612 @@
+//! `BiopayClient::with_keystore` from Rust: the full link on the software
+//! TEE's KeyMint mode, the durable state (reload, counters across restarts,
+//! corrupt files), invalidated keys, and keystores that misbehave.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use biopay_bindings::{
+    AndroidTrustConfig, BiopayClient, BiopayError, GeneratedKey, KeyState, Modality,
+    PaymentVerifier, PlatformKeystore, SecurityLevel, SimulatedTee, SimulatedVendor, Transaction,
+    VerificationError,
+};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+const RP: &str = "pay.example.com";
+const MODEL: &str = "acme-phone-x1";
+const PACKAGE: &str = "com.example.pay";
+const DIGEST: [u8; 32] = [0xAB; 32];
+
+struct World {
+    vendor: Arc<SimulatedVendor>,
+    verifier: Arc<PaymentVerifier>,
+    tee: Arc<SimulatedTee>,
+    keystore: Arc<dyn PlatformKeystore>,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor =
+            SimulatedVendor::new("Acme Devices".into(), b"rust keystore".to_vec()).unwrap();
+        let verifier = PaymentVerifier::new(RP.into(), vec![]).unwrap();
+        verifier.trust_android(trust(&vendor)).unwrap();
+        let tee = SimulatedTee::provision(
+            vendor.clone(),
+            MODEL.into(),
+            dir.path().join("tee").to_str().unwrap().into(),
+        )
+        .unwrap();
+        tee.enroll_fingerprint("right-thumb".into()).unwrap();
+        tee.enroll_face().unwrap();
+        let keystore = tee
+            .clone()
+            .as_keystore(PACKAGE.into(), DIGEST.to_vec())
+            .unwrap();
+        Self {
+            vendor,
+            verifier,
+            tee,
+            keystore,
+            dir,
+        }
+    }
+
+    fn app_dir(&self) -> String {
+        self.dir.path().join("app").to_str().unwrap().into()
+    }
+
+    fn client(&self) -> Arc<BiopayClient> {
+        BiopayClient::with_keystore(RP.into(), self.keystore.clone(), self.app_dir()).unwrap()
+    }
+
+    fn register(&self, client: &BiopayClient, modalities: Vec<Modality>) -> Vec<u8> {
+        let c = self
+            .verifier
+            .registration_challenge(
+                b"account-7".to_vec(),
+                modalities.clone(),
+                SecurityLevel::Tee,
+            )
+            .unwrap();
+        self.tee.present_finger("right-thumb".into());
+        let statement = client.register(c, modalities).unwrap();
+        self.verifier
+            .verify_platform_registration(statement)
+            .unwrap()
+            .credential_id
+    }
+
+    fn pay_challenge(&self, id: &[u8], order: &str) -> Vec<u8> {
+        self.verifier
+            .payment_challenge(id.to_vec(), tx(order))
+            .unwrap()
+    }
+
+    fn state_file(&self) -> std::path::PathBuf {
+        Path::new(&self.app_dir()).join(format!("biopay-keystore-{RP}.json"))
+    }
+}
+
+fn trust(vendor: &SimulatedVendor) -> AndroidTrustConfig {
+    AndroidTrustConfig {
+        root_spkis: vec![vendor.android_trust_root()],
+        include_google_roots: false,
+        package_name: PACKAGE.into(),
+        signing_cert_digests: vec![DIGEST.to_vec()],
+        min_os_patch_level: 202_401,
+        require_strong_box: false,
+    }
+}
+
+fn tx(order: &str) -> Transaction {
+    Transaction {
+        amount_minor: 8800,
+        currency: "CNY".into(),
+        payee_id: "merchant-0042".into(),
+        payee_name: "Coffee Corner".into(),
+        order_id: order.into(),
+        memo: None,
+    }
+}
+
+#[test]
+fn full_link_on_the_simulated_keymint() {
+    let w = World::new();
+    let client = w.client();
+    let id = w.register(&client, vec![Modality::Fingerprint, Modality::Face]);
+    assert_eq!(
+        w.tee.last_display().as_deref(),
+        Some("Register this device for payments at pay.example.com")
+    );
+    let creds = client.credentials().unwrap();
+    assert_eq!(creds.len(), 1);
+    assert_eq!(creds[0].credential_id, id);
+    assert_eq!(creds[0].account_handle, b"account-7");
+    assert_eq!(creds[0].security_level, SecurityLevel::Tee);
+    assert!(creds[0].valid);
+
+    w.tee.present_finger("right-thumb".into());
+    let approved = w
+        .verifier
+        .verify_payment(client.authorize(w.pay_challenge(&id, "o1")).unwrap())
+        .unwrap();
+    assert_eq!(approved.counter, 1);
+    // Android does not say which biometric matched: the first accepted one.
+    assert_eq!(approved.modality, Modality::Fingerprint);
+    assert!(!approved.liveness_passed);
+    let shown = w.tee.last_display().unwrap();
+    assert!(
+        shown.starts_with("pay.example.com\nPay 88.00 CNY\n"),
+        "{shown}"
+    );
+
+    w.tee.present_face();
+    let d = client.deregister(id.clone()).unwrap();
+    assert_eq!(
+        w.tee.last_display().as_deref(),
+        Some("Remove this device's payment credential for pay.example.com")
+    );
+    assert_eq!(w.verifier.verify_deregistration(d).unwrap(), id);
+    assert!(client.credentials().unwrap().is_empty());
+    assert!(w.tee.last_display().is_some());
+}
+
+#[test]
+fn registration_is_refused_without_android_trust_or_for_another_app() {
+    let w = World::new();
+    let client = w.client();
+    let c = w
+        .verifier
+        .registration_challenge(
+            b"a".to_vec(),
+            vec![Modality::Fingerprint],
+            SecurityLevel::Tee,
+        )
+        .unwrap();
+    w.tee.present_finger("right-thumb".into());
+    let statement = client.register(c, vec![Modality::Fingerprint]).unwrap();
+    let other_app = AndroidTrustConfig {
+        package_name: "com.evil.app".into(),
+        ..trust(&w.vendor)
+    };
+    w.verifier.trust_android(other_app).unwrap();
+    match w.verifier.verify_platform_registration(statement) {
+        Err(VerificationError::Rejected {
+            step_code, reason, ..
+        }) => {
+            assert_eq!(step_code, "A15");
+            assert!(reason.contains("com.evil.app"), "{reason}");
+        }
+        other => panic!("expected A15, got {other:?}"),
+    }
+}
+
+#[test]
+fn state_is_reloaded_and_counters_never_go_back() {
+    let w = World::new();
+    let client = w.client();
+    let id = w.register(&client, vec![Modality::Fingerprint]);
+    w.tee.present_finger("right-thumb".into());
+    let first = client.authorize(w.pay_challenge(&id, "o1")).unwrap();
+    assert_eq!(w.verifier.verify_payment(first).unwrap().counter, 1);
+    // A failed prompt uses up a counter value, and it is on disk.
+    w.tee.present_cancel();
+    assert_eq!(
+        client.authorize(w.pay_challenge(&id, "o2")),
+        Err(BiopayError::UserCanceled)
+    );
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.state_file()).unwrap()).unwrap();
+    assert_eq!(on_disk["credentials"][0]["counter"], 2);
+    // Written through a temporary file that is renamed away; owner-only.
+    assert!(!w.state_file().with_extension("json.tmp").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(w.state_file())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    drop(client);
+
+    // A restart: the credential and its counter come back from the file.
+    let client = w.client();
+    assert_eq!(client.credentials().unwrap()[0].credential_id, id);
+    w.tee.present_finger("right-thumb".into());
+    let third = client.authorize(w.pay_challenge(&id, "o3")).unwrap();
+    assert_eq!(w.verifier.verify_payment(third).unwrap().counter, 3);
+}
+
+#[test]
+fn several_credentials_per_rp() {
+    let w = World::new();
+    let client = w.client();
+    let a = w.register(&client, vec![Modality::Fingerprint]);
+    let b = w.register(&client, vec![Modality::Face]);
+    assert_ne!(a, b);
+    assert_eq!(client.credentials().unwrap().len(), 2);
+    w.tee.present_face();
+    let approved = w
+        .verifier
+        .verify_payment(client.authorize(w.pay_challenge(&b, "o1")).unwrap())
+        .unwrap();
+    assert_eq!(
+        (approved.credential_id, approved.modality),
+        (b.clone(), Modality::Face)
+    );
+    w.tee.present_finger("right-thumb".into());
+    w.verifier
+        .verify_payment(client.authorize(w.pay_challenge(&a, "o2")).unwrap())
+        .unwrap();
+    drop(client);
+    let ids: Vec<_> = w
+        .client()
+        .credentials()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.credential_id)
+        .collect();
+    assert_eq!(ids, vec![a, b]);
+}
+
+#[test]
+fn a_corrupt_state_file_is_a_clear_keystore_error() {
+    let w = World::new();
+    let client = w.client();
+    w.register(&client, vec![Modality::Fingerprint]);
+    drop(client);
+    let path = w.state_file();
+    let good = std::fs::read(&path).unwrap();
+    for bad in [
+        good[..good.len() / 2].to_vec(),
+        b"{}".to_vec(),
+        String::from_utf8(good.clone())
+            .unwrap()
+            .replace("\"counter\": 0", "\"counter\": -1")
+            .into_bytes(),
+        String::from_utf8(good.clone())
+            .unwrap()
+            .replace(RP, "shop.example.org")
+            .into_bytes(),
+    ] {
+        assert_ne!(bad, good);
+        std::fs::write(&path, &bad).unwrap();
+        match BiopayClient::with_keystore(RP.into(), w.keystore.clone(), w.app_dir()) {
+            Err(BiopayError::Keystore { reason }) => {
+                assert!(reason.contains("corrupt keystore state file"), "{reason}")
+            }
+            Err(other) => panic!("expected Keystore, got {other:?}"),
+            Ok(_) => panic!("a corrupt state file was accepted"),
+        }
+    }
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(w.client().credentials().unwrap().len(), 1);
+}
+
+#[test]
+fn an_invalidated_or_deleted_key_is_key_invalidated() {
+    let w = World::new();
+    let client = w.client();
+    let id = w.register(&client, vec![Modality::Fingerprint]);
+    w.tee.enroll_fingerprint("left-thumb".into()).unwrap();
+    assert!(!client.credentials().unwrap()[0].valid);
+    w.tee.present_finger("right-thumb".into());
+    assert_eq!(
+        client.authorize(w.pay_challenge(&id, "o1")),
+        Err(BiopayError::KeyInvalidated)
+    );
+    assert_eq!(
+        client.deregister(id.clone()),
+        Err(BiopayError::KeyInvalidated)
+    );
+    // An unknown credential too.
+    assert_eq!(
+        client.deregister(vec![7; 32]),
+        Err(BiopayError::KeyInvalidated)
+    );
+    // The counter did not move for a refused key.
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.state_file()).unwrap()).unwrap();
+    assert_eq!(on_disk["credentials"][0]["counter"], 0);
+}
+
+#[test]
+fn lockouts_arrive_typed() {
+    let w = World::new();
+    let client = w.client();
+    let id = w.register(&client, vec![Modality::Fingerprint]);
+    let c = w.pay_challenge(&id, "o1");
+    for _ in 0..5 {
+        w.tee.present_finger("stranger".into());
+        assert_eq!(client.authorize(c.clone()), Err(BiopayError::NoMatch));
+    }
+    w.tee.present_finger("right-thumb".into());
+    assert!(matches!(
+        client.authorize(c.clone()),
+        Err(BiopayError::LockedOut {
+            until_epoch_seconds: Some(_)
+        })
+    ));
+    w.tee.passcode_reset().unwrap();
+    w.tee.present_finger("right-thumb".into());
+    let approved = w
+        .verifier
+        .verify_payment(client.authorize(c).unwrap())
+        .unwrap();
+    assert_eq!(approved.counter, 7);
+}
+
+/// A keystore that records calls and can be told to misbehave.
+#[derive(Default)]
+struct Scripted {
+    /// Returned by `generate_key` (None: a Keystore error).
+    generated: Mutex<Option<GeneratedKey>>,
+    /// Returned by `sign`.
+    sign_error: Mutex<Option<BiopayError>>,
+    deleted: Mutex<Vec<String>>,
+}
+
+impl PlatformKeystore for Scripted {
+    fn generate_key(
+        &self,
+        _alias: String,
+        _challenge: Vec<u8>,
+        _strong_box: bool,
+    ) -> Result<GeneratedKey, BiopayError> {
+        self.generated
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or(BiopayError::Keystore {
+                reason: "no key".into(),
+            })
+    }
+    fn sign(&self, _: String, _: Vec<u8>, _: String) -> Result<Vec<u8>, BiopayError> {
+        Err(self
+            .sign_error
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(BiopayError::UserCanceled))
+    }
+    fn delete_key(&self, alias: String) -> Result<(), BiopayError> {
+        self.deleted.lock().unwrap().push(alias);
+        Ok(())
+    }
+    fn key_state(&self, _: String) -> Result<KeyState, BiopayError> {
+        Ok(KeyState::Valid)
+    }
+}
+
+#[test]
+fn what_the_platform_returns_is_checked() {
+    let w = World::new();
+    let scripted = Arc::new(Scripted::default());
+    let client = BiopayClient::with_keystore(RP.into(), scripted.clone(), w.app_dir()).unwrap();
+    let challenge = || {
+        w.verifier
+            .registration_challenge(
+                b"a".to_vec(),
+                vec![Modality::Fingerprint],
+                SecurityLevel::Tee,
+            )
+            .unwrap()
+    };
+    // A real key and its simulated attestation, to mix and match.
+    let real = w
+        .keystore
+        .generate_key("real".into(), b"c".to_vec(), false)
+        .unwrap();
+    let other = w
+        .keystore
+        .generate_key("other".into(), b"c".to_vec(), false)
+        .unwrap();
+    let cases = [
+        (
+            GeneratedKey {
+                public_key: vec![4; 65],
+                attestation_chain: vec![],
+                strong_box: false,
+            },
+            "not an uncompressed P-256 point",
+        ),
+        (
+            GeneratedKey {
+                public_key: real.public_key.clone(),
+                attestation_chain: other.attestation_chain.clone(),
+                strong_box: false,
+            },
+            "certifies another key",
+        ),
+        (
+            GeneratedKey {
+                public_key: real.public_key.clone(),
+                attestation_chain: vec![b"not a certificate".to_vec()],
+                strong_box: false,
+            },
+            "not a certificate",
+        ),
+    ];
+    for (n, (key, why)) in cases.into_iter().enumerate() {
+        *scripted.generated.lock().unwrap() = Some(key);
+        match client.register(challenge(), vec![Modality::Fingerprint]) {
+            Err(BiopayError::Keystore { reason }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("expected Keystore({why}), got {other:?}"),
+        }
+        // The useless key was deleted.
+        assert_eq!(scripted.deleted.lock().unwrap().len(), n + 1);
+    }
+    // The keystore's own errors keep their variant.
+    *scripted.generated.lock().unwrap() = Some(real.clone());
+    *scripted.sign_error.lock().unwrap() = Some(BiopayError::LockedOut {
+        until_epoch_seconds: None,
+    });
+    assert_eq!(
+        client.register(challenge(), vec![Modality::Fingerprint]),
+        Err(BiopayError::LockedOut {
+            until_epoch_seconds: None
+        })
+    );
+    *scripted.generated.lock().unwrap() = None;
+    assert!(matches!(
+        client.register(challenge(), vec![Modality::Fingerprint]),
+        Err(BiopayError::Keystore { .. })
+    ));
+    assert!(client.credentials().unwrap().is_empty());
+    assert!(!w.state_file().exists());
+}
+
+#[test]
+fn strong_box_is_required_when_the_challenge_asks() {
+    let w = World::new();
+    let client = w.client();
+    let c = w
+        .verifier
+        .registration_challenge(
+            b"a".to_vec(),
+            vec![Modality::Fingerprint],
+            SecurityLevel::StrongBox,
+        )
+        .unwrap();
+    match client.register(c, vec![Modality::Fingerprint]) {
+        Err(BiopayError::Keystore { reason }) => assert!(reason.contains("StrongBox"), "{reason}"),
+        other => panic!("expected Keystore, got {other:?}"),
+    }
+}
+
+/// What the Kotlin/Python test keystores do: keys generated outside any
+/// TEE (here p256 in memory), attested by `SimulatedVendor::certify_keystore_key`.
+struct SoftKeystore {
+    vendor: Arc<SimulatedVendor>,
+    keys: Mutex<Vec<(String, p256::ecdsa::SigningKey)>>,
+    prompts: Mutex<Vec<String>>,
+}
+
+impl PlatformKeystore for SoftKeystore {
+    fn generate_key(
+        &self,
+        alias: String,
+        challenge: Vec<u8>,
+        strong_box: bool,
+    ) -> Result<GeneratedKey, BiopayError> {
+        let mut keys = self.keys.lock().unwrap();
+        let seed = [u8::try_from(keys.len() + 1).unwrap(); 32];
+        let key = p256::ecdsa::SigningKey::from_slice(&seed).unwrap();
+        let public_key = key
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        let attestation_chain = self.vendor.certify_keystore_key(
+            public_key.clone(),
+            challenge,
+            PACKAGE.into(),
+            DIGEST.to_vec(),
+            strong_box,
+        )?;
+        keys.push((alias, key));
+        Ok(GeneratedKey {
+            public_key,
+            attestation_chain,
+            strong_box,
+        })
+    }
+    fn sign(&self, alias: String, data: Vec<u8>, prompt: String) -> Result<Vec<u8>, BiopayError> {
+        use p256::ecdsa::{signature::Signer, Signature};
+        self.prompts.lock().unwrap().push(prompt);
+        let keys = self.keys.lock().unwrap();
+        let (_, key) = keys
+            .iter()
+            .find(|(a, _)| *a == alias)
+            .ok_or(BiopayError::KeyInvalidated)?;
+        let sig: Signature = key.sign(&data);
+        Ok(sig.to_der().as_bytes().to_vec())
+    }
+    fn delete_key(&self, alias: String) -> Result<(), BiopayError> {
+        self.keys.lock().unwrap().retain(|(a, _)| *a != alias);
+        Ok(())
+    }
+    fn key_state(&self, alias: String) -> Result<KeyState, BiopayError> {
+        let known = self.keys.lock().unwrap().iter().any(|(a, _)| *a == alias);
+        Ok(if known {
+            KeyState::Valid
+        } else {
+            KeyState::Missing
+        })
+    }
+}
+
+#[test]
+fn the_test_double_attestation_carries_a_foreign_key_through_the_link() {
+    let w = World::new();
+    let soft = Arc::new(SoftKeystore {
+        vendor: w.vendor.clone(),
+        keys: Mutex::new(Vec::new()),
+        prompts: Mutex::new(Vec::new()),
+    });
+    let client = BiopayClient::with_keystore(RP.into(), soft.clone(), w.app_dir()).unwrap();
+    let c = w
+        .verifier
+        .registration_challenge(
+            b"a".to_vec(),
+            vec![Modality::Fingerprint],
+            SecurityLevel::Tee,
+        )
+        .unwrap();
+    let reg = w
+        .verifier
+        .verify_platform_registration(client.register(c, vec![Modality::Fingerprint]).unwrap())
+        .unwrap();
+    assert_eq!(reg.kind, "platform_keystore");
+    assert_eq!(reg.device_model, "android-keystore");
+    let id = reg.credential_id;
+    let approved = w
+        .verifier
+        .verify_payment(client.authorize(w.pay_challenge(&id, "o1")).unwrap())
+        .unwrap();
+    assert_eq!(approved.counter, 1);
+    assert!(soft.prompts.lock().unwrap()[1].contains("Coffee Corner"));
+    // A deleted key: KeyInvalidated before any prompt.
+    let alias = soft.keys.lock().unwrap()[0].0.clone();
+    soft.delete_key(alias).unwrap();
+    assert_eq!(
+        client.authorize(w.pay_challenge(&id, "o2")),
+        Err(BiopayError::KeyInvalidated)
+    );
+    assert_eq!(soft.prompts.lock().unwrap().len(), 2);
+    // The digest must be a SHA-256.
+    assert!(w
+        .vendor
+        .certify_keystore_key(
+            vec![4; 65],
+            b"x".to_vec(),
+            PACKAGE.into(),
+            DIGEST.to_vec(),
+            false
+        )
+        .is_err());
+    assert!(matches!(
+        w.vendor.certify_keystore_key(
+            some_public_key(),
+            b"x".to_vec(),
+            PACKAGE.into(),
+            vec![1; 31],
+            false
+        ),
+        Err(BiopayError::Keystore { .. })
+    ));
+}
+
+fn some_public_key() -> Vec<u8> {
+    p256::ecdsa::SigningKey::from_slice(&[9; 32])
+        .unwrap()
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec()
+}
