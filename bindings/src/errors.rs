@@ -4,7 +4,7 @@
 use biopay_core::{DeviceError, Rejection};
 
 /// What an app sees when the device side refuses. Arrives in Kotlin as
-/// `BiopayException.NoMatch` etc., in Swift as `BiopayError.noMatch`, in
+/// `BiopayException.NoMatch` etc., in Swift as `BiopayError.NoMatch`, in
 /// Python as `BiopayError.NoMatch`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 #[non_exhaustive]

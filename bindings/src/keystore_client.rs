@@ -488,8 +488,11 @@ impl KeystoreBackend {
     }
 }
 
-/// The platform's public key must be a P-256 point and, when there is an
-/// attestation chain, the key its leaf certifies.
+/// The platform's public key must be a P-256 point, with an attestation
+/// chain whose leaf certifies it. A key without attestation (the iOS Secure
+/// Enclave) is refused here rather than sent: the verifier trusts platform
+/// keys only through Android key attestation (PROTOCOL.md §12, A2/A5), so the
+/// server would refuse it anyway.
 fn check_generated_key(key: &crate::keystore::GeneratedKey) -> Result<(), BiopayError> {
     let bad = |reason: &str| BiopayError::Keystore {
         reason: reason.to_owned(),
@@ -499,13 +502,16 @@ fn check_generated_key(key: &crate::keystore::GeneratedKey) -> Result<(), Biopay
             "the platform returned a public key that is not an uncompressed P-256 point",
         ));
     }
-    if let Some(leaf) = key.attestation_chain.first() {
-        let spki = biopay_core::x509::spki_of(leaf)
-            .ok_or_else(|| bad("the attestation leaf is not a certificate"))?;
-        match p256_point_from_spki(&spki) {
-            Some(point) if point == key.public_key.as_slice() => {}
-            _ => return Err(bad("the attestation leaf certifies another key")),
-        }
+    let Some(leaf) = key.attestation_chain.first() else {
+        return Err(bad(
+            "the platform returned no attestation chain: platform keys register only with \
+             Android key attestation (docs/PROTOCOL.md §12)",
+        ));
+    };
+    let spki = biopay_core::x509::spki_of(leaf)
+        .ok_or_else(|| bad("the attestation leaf is not a certificate"))?;
+    match p256_point_from_spki(&spki) {
+        Some(point) if point == key.public_key.as_slice() => Ok(()),
+        _ => Err(bad("the attestation leaf certifies another key")),
     }
-    Ok(())
 }

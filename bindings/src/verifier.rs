@@ -168,6 +168,27 @@ impl PaymentVerifier {
             .into())
     }
 
+    /// Installs Google's Android attestation status list (its JSON, as served
+    /// at `https://android.googleapis.com/attestation/status`; fetch and
+    /// refresh it yourself). Registrations whose chain holds a revoked,
+    /// suspended or unknown-status certificate are then refused at A6.
+    /// Fails when the JSON does not parse (the previous list stays) or when
+    /// Android trust is not configured ([`Self::trust_android`] first).
+    pub fn set_android_status_list(&self, json: Vec<u8>) -> Result<(), VerificationError> {
+        let list = biopay_core::android::StatusList::from_json(&json).map_err(|e| {
+            VerificationError::InvalidRequest {
+                reason: format!("status list: {e}"),
+            }
+        })?;
+        if self.verifier.set_android_status_list(list) {
+            Ok(())
+        } else {
+            Err(VerificationError::InvalidRequest {
+                reason: "Android trust is not configured".into(),
+            })
+        }
+    }
+
     /// Revokes a device model: nothing from it is accepted any more.
     pub fn revoke_model(&self, model_id: String) -> bool {
         self.verifier

@@ -424,6 +424,16 @@ fn what_the_platform_returns_is_checked() {
             "certifies another key",
         ),
         (
+            // No attestation (what the iOS Secure Enclave gives): refused on
+            // the device instead of being sent to fail at A2.
+            GeneratedKey {
+                public_key: real.public_key.clone(),
+                attestation_chain: vec![],
+                strong_box: false,
+            },
+            "no attestation chain",
+        ),
+        (
             GeneratedKey {
                 public_key: real.public_key.clone(),
                 attestation_chain: vec![b"not a certificate".to_vec()],
@@ -609,4 +619,55 @@ fn some_public_key() -> Vec<u8> {
         .to_encoded_point(false)
         .as_bytes()
         .to_vec()
+}
+
+#[test]
+fn a_status_list_that_revokes_the_attestation_ca_refuses_registration() {
+    let w = World::new();
+    // The device's KeyMint CA certificate (second on every key's chain).
+    let probe = w
+        .keystore
+        .generate_key("probe".into(), vec![7; 32], false)
+        .unwrap();
+    let serial = biopay_core::x509::serial_hex(&probe.attestation_chain[1]).unwrap();
+    w.keystore.delete_key("probe".into()).unwrap();
+    assert!(matches!(
+        w.verifier.set_android_status_list(b"{not json".to_vec()),
+        Err(VerificationError::InvalidRequest { .. })
+    ));
+    let json = format!(
+        r#"{{"entries": {{"{serial}": {{"status": "REVOKED", "reason": "KEY_COMPROMISE"}}}}}}"#
+    );
+    w.verifier
+        .set_android_status_list(json.into_bytes())
+        .unwrap();
+    let client = w.client();
+    let c = w
+        .verifier
+        .registration_challenge(
+            b"account-7".to_vec(),
+            vec![Modality::Fingerprint],
+            SecurityLevel::Tee,
+        )
+        .unwrap();
+    w.tee.present_finger("right-thumb".into());
+    let statement = client.register(c, vec![Modality::Fingerprint]).unwrap();
+    match w.verifier.verify_platform_registration(statement) {
+        Err(VerificationError::Rejected {
+            step_code, reason, ..
+        }) => {
+            assert_eq!(step_code, "A6");
+            assert!(reason.contains(&serial), "{reason}");
+        }
+        other => panic!("expected A6, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_status_list_needs_android_trust_first() {
+    let verifier = PaymentVerifier::new(RP.into(), vec![]).unwrap();
+    assert!(matches!(
+        verifier.set_android_status_list(br#"{"entries": {}}"#.to_vec()),
+        Err(VerificationError::InvalidRequest { .. })
+    ));
 }
