@@ -213,6 +213,8 @@ pub struct ApprovedPayment {
     pub liveness_passed: bool,
     /// The credential's new signature counter.
     pub counter: i64,
+    /// The matched template's id (16 bytes, salted per rp by the device).
+    pub template_id: Vec<u8>,
 }
 
 impl From<biopay_core::ApprovedPayment> for ApprovedPayment {
@@ -223,6 +225,7 @@ impl From<biopay_core::ApprovedPayment> for ApprovedPayment {
             modality: p.modality.into(),
             liveness_passed: p.liveness == biopay_core::Liveness::Passed,
             counter: i64::try_from(p.counter).unwrap_or(i64::MAX),
+            template_id: p.template_id.to_vec(),
         }
     }
 }

@@ -172,6 +172,12 @@ pub struct ApprovedPayment {
     pub liveness: Liveness,
     /// The new counter.
     pub counter: u64,
+    /// The matched template's id as the device reported it (salted per rp,
+    /// so it identifies a finger or face only within this rp; zeros from a
+    /// platform keystore, which does not say). For fraud analysis: a new
+    /// finger paying on an account shows here.
+    #[serde(serialize_with = "ser_hex")]
+    pub template_id: [u8; 16],
     /// SHA-256 of the statement.
     #[serde(serialize_with = "ser_hex")]
     pub statement_hash: [u8; 32],
@@ -1012,6 +1018,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             modality: a.modality,
             liveness: a.liveness,
             counter: a.counter,
+            template_id: a.template_id,
             statement_hash: decision.statement_hash,
         })
     }

@@ -306,6 +306,7 @@ fn unmutated_statement_is_accepted_once() {
     assert_eq!(approved.credential_id, cred_id());
     assert_eq!(approved.transaction, challenge.transaction);
     assert_eq!(approved.counter, STORED_COUNTER + 1);
+    assert_eq!(approved.template_id, testing::TEMPLATE_ID);
     // Replay is rejected: the challenge is consumed.
     let replay = verifier.verify_payment(valid_statement()).unwrap_err();
     assert_eq!(replay.step, Step::P9Challenge);

@@ -422,6 +422,9 @@ pub struct PaymentAccepted {
     pub modality: String,
     /// The new signature counter.
     pub counter: u64,
+    /// The matched template's id (hex, 16 bytes), salted per rp by the
+    /// device: which finger or face paid, within this rp only.
+    pub template_id: String,
     /// SHA-256 of the statement (hex), as in the audit log.
     pub statement_hash: String,
 }
@@ -787,6 +790,7 @@ pub async fn verify_payment(
                     transaction: TransactionBody::from(&p.transaction),
                     modality: modality_name(p.modality).into(),
                     counter: p.counter,
+                    template_id: hex::encode(p.template_id),
                     statement_hash: hex::encode(p.statement_hash),
                 })
             }

@@ -64,6 +64,10 @@ fn pay_replay_and_tamper(b: &TestBackend) {
     assert_eq!(ok.body["counter"], 1);
     assert_eq!(ok.body["transaction"]["amount_minor"], 8800);
     assert_eq!(ok.body["transaction"]["order_id"], "o-1");
+    // The matched template (salted per rp): the same finger pays below.
+    let template = ok.body["template_id"].as_str().unwrap().to_owned();
+    assert_eq!(template.len(), 32, "{}", ok.body);
+    assert_ne!(template, "0".repeat(32));
 
     // Replay: the challenge is single-use.
     let replay = api.verify_payment(&a).unwrap();
