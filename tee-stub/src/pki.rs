@@ -194,23 +194,36 @@ impl VendorPki {
         &self,
         model_id: &str,
     ) -> Result<(Issuer<'static, RcgenP256>, Vec<u8>), TeeError> {
+        self.intermediate_ca(model_id, "intermediate", "Attestation CA", 0)
+    }
+
+    /// An intermediate CA under the root for `model_id`, its key and serial
+    /// derived from the vendor seed under `label` (so each kind of
+    /// intermediate has its own), CN "<vendor> <model> <cn_suffix>".
+    fn intermediate_ca(
+        &self,
+        model_id: &str,
+        label: &str,
+        cn_suffix: &str,
+        path_len: u8,
+    ) -> Result<(Issuer<'static, RcgenP256>, Vec<u8>), TeeError> {
         let key = RcgenP256::new(crypto::derive_p256(
             PKI_SALT,
             &self.seed,
-            &[b"intermediate key/", model_id.as_bytes()],
+            &[format!("{label} key/").as_bytes(), model_id.as_bytes()],
         )?);
         let serial = crypto::hkdf32(
             PKI_SALT,
             &self.seed,
-            &[b"intermediate serial/", model_id.as_bytes()],
+            &[format!("{label} serial/").as_bytes(), model_id.as_bytes()],
         );
         let mut params = ca_params(
             name(
                 &self.vendor,
-                &format!("{} {model_id} Attestation CA", self.vendor),
+                &format!("{} {model_id} {cn_suffix}", self.vendor),
                 None,
             ),
-            BasicConstraints::Constrained(0),
+            BasicConstraints::Constrained(path_len),
             serial_number(first16(&serial)),
         );
         params.use_authority_key_identifier_extension = true;
@@ -261,29 +274,12 @@ impl VendorPki {
         &self,
         model_id: &str,
     ) -> Result<(Issuer<'static, RcgenP256>, Vec<u8>), TeeError> {
-        let key = RcgenP256::new(crypto::derive_p256(
-            PKI_SALT,
-            &self.seed,
-            &[b"keymint intermediate key/", model_id.as_bytes()],
-        )?);
-        let serial = crypto::hkdf32(
-            PKI_SALT,
-            &self.seed,
-            &[b"keymint intermediate serial/", model_id.as_bytes()],
-        );
-        let mut params = ca_params(
-            name(
-                &self.vendor,
-                &format!("{} {model_id} KeyMint Attestation CA", self.vendor),
-                None,
-            ),
-            BasicConstraints::Constrained(1),
-            serial_number(first16(&serial)),
-        );
-        params.use_authority_key_identifier_extension = true;
-        let root = Issuer::from_params(&self.root_params, &self.root_key);
-        let cert = params.signed_by(&key, &root)?.der().to_vec();
-        Ok((Issuer::new(params, key), cert))
+        self.intermediate_ca(
+            model_id,
+            "keymint intermediate",
+            "KeyMint Attestation CA",
+            1,
+        )
     }
 
     /// Certifies a device attestation key (SEC1 uncompressed P-256) as the
