@@ -24,7 +24,6 @@ use biopay_core::{
 use serde::{Deserialize, Serialize};
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -177,49 +176,13 @@ impl StateStore {
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| BiopayError::Internal {
             reason: format!("encoding keystore state: {e}"),
         })?;
-        fs::create_dir_all(&self.dir).map_err(|e| io_error("creating", &self.dir, e))?;
         let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = create_private(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
-            f.write_all(&bytes)
-                .map_err(|e| io_error("writing", &tmp, e))?;
-            f.sync_all().map_err(|e| io_error("syncing", &tmp, e))?;
-        }
-        fs::rename(&tmp, &self.path).map_err(|e| io_error("renaming", &self.path, e))?;
-        sync_dir(&self.dir)
+        biopay_tee_stub::durable::replace(&self.dir, &tmp, &self.path, &bytes).map_err(|e| {
+            BiopayError::Keystore {
+                reason: e.to_string(),
+            }
+        })
     }
-}
-
-#[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), BiopayError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("syncing", dir, e))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), BiopayError> {
-    Ok(())
 }
 
 /// One key of the platform keystore, as core's signer.

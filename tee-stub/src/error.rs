@@ -85,3 +85,13 @@ impl From<TeeError> for DeviceError {
         }
     }
 }
+
+impl From<crate::durable::WriteError> for TeeError {
+    fn from(e: crate::durable::WriteError) -> Self {
+        Self::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod crypto;
+pub mod durable;
 mod error;
 pub mod key_description;
 mod keymint;

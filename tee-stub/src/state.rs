@@ -7,12 +7,11 @@
 //! with mode 0600 is written and fsynced, then renamed over the old file, and
 //! the directory is fsynced.
 
-use crate::error::TeeError;
+use crate::{durable, error::TeeError};
 use biopay_core::{crypto::sha256_parts, Modality, SecurityLevel, VerifiedBootState};
 use serde::{Deserialize, Serialize};
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 use zeroize::Zeroizing;
@@ -149,15 +148,7 @@ impl State {
         let sum = sha256_parts(&[&bytes]);
         bytes.extend_from_slice(&sum);
 
-        let tmp = dir.join(TMP_FILE);
-        let path = dir.join(STATE_FILE);
-        {
-            let mut f = create_private(&tmp).map_err(TeeError::io("creating", &tmp))?;
-            f.write_all(&bytes).map_err(TeeError::io("writing", &tmp))?;
-            f.sync_all().map_err(TeeError::io("syncing", &tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(TeeError::io("renaming into place", &path))?;
-        sync_dir(dir)?;
+        durable::replace(dir, &dir.join(TMP_FILE), &dir.join(STATE_FILE), &bytes)?;
         Ok(())
     }
 
@@ -211,38 +202,6 @@ impl State {
     }
 }
 
-#[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), TeeError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(TeeError::io("syncing directory", dir))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), TeeError> {
-    Ok(())
-}
-
 /// Copies every regular file of `from` into `to` (created if needed), with mode 0600.
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), TeeError> {
     fs::create_dir_all(to).map_err(TeeError::io("creating directory", to))?;
@@ -259,15 +218,9 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), TeeError> {
         }
         let bytes = Zeroizing::new(fs::read(&src).map_err(TeeError::io("reading", &src))?);
         let dst = to.join(entry.file_name());
-        let tmp = to.join(TMP_FILE);
-        {
-            let mut f = create_private(&tmp).map_err(TeeError::io("creating", &tmp))?;
-            f.write_all(&bytes).map_err(TeeError::io("writing", &tmp))?;
-            f.sync_all().map_err(TeeError::io("syncing", &tmp))?;
-        }
-        fs::rename(&tmp, &dst).map_err(TeeError::io("renaming into place", &dst))?;
+        durable::write_and_rename(&to.join(TMP_FILE), &dst, &bytes)?;
     }
-    sync_dir(to)
+    Ok(durable::sync_dir(to)?)
 }
 
 /// Byte strings as CBOR byte strings (not arrays of integers).
