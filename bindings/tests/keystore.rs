@@ -79,6 +79,20 @@ impl World {
             .credential_id
     }
 
+    /// A PlatformKeyRegistration of a fingerprint credential (not verified).
+    fn fingerprint_registration(&self, client: &BiopayClient) -> Vec<u8> {
+        let c = self
+            .verifier
+            .registration_challenge(
+                b"account-7".to_vec(),
+                vec![Modality::Fingerprint],
+                SecurityLevel::Tee,
+            )
+            .unwrap();
+        self.tee.present_finger("right-thumb".into());
+        client.register(c, vec![Modality::Fingerprint]).unwrap()
+    }
+
     fn pay_challenge(&self, id: &[u8], order: &str) -> Vec<u8> {
         self.verifier
             .payment_challenge(id.to_vec(), tx(order))
@@ -157,17 +171,7 @@ fn full_link_on_the_simulated_keymint() {
 #[test]
 fn registration_is_refused_without_android_trust_or_for_another_app() {
     let w = World::new();
-    let client = w.client();
-    let c = w
-        .verifier
-        .registration_challenge(
-            b"a".to_vec(),
-            vec![Modality::Fingerprint],
-            SecurityLevel::Tee,
-        )
-        .unwrap();
-    w.tee.present_finger("right-thumb".into());
-    let statement = client.register(c, vec![Modality::Fingerprint]).unwrap();
+    let statement = w.fingerprint_registration(&w.client());
     let other_app = AndroidTrustConfig {
         package_name: "com.evil.app".into(),
         ..trust(&w.vendor)
@@ -641,17 +645,7 @@ fn a_status_list_that_revokes_the_attestation_ca_refuses_registration() {
     w.verifier
         .set_android_status_list(json.into_bytes())
         .unwrap();
-    let client = w.client();
-    let c = w
-        .verifier
-        .registration_challenge(
-            b"account-7".to_vec(),
-            vec![Modality::Fingerprint],
-            SecurityLevel::Tee,
-        )
-        .unwrap();
-    w.tee.present_finger("right-thumb".into());
-    let statement = client.register(c, vec![Modality::Fingerprint]).unwrap();
+    let statement = w.fingerprint_registration(&w.client());
     match w.verifier.verify_platform_registration(statement) {
         Err(VerificationError::Rejected {
             step_code, reason, ..
