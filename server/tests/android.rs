@@ -254,7 +254,11 @@ fn without_an_android_section_platform_registrations_are_refused() {
 fn a_status_list_file_that_does_not_parse_stops_the_server_from_starting() {
     let b = TestBackend::sqlite();
     let trust = trust_file(b.dir.path(), Some("{not json"));
-    let out = std::process::Command::new(bin())
+    // Bounded by `timeout`: a server that started anyway would serve forever;
+    // it then exits 124 and the assertions below fail instead of hanging.
+    let out = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(bin())
         .args(["serve", "--danger-demo-keys", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(b.dir.path().join("server"))
@@ -263,7 +267,57 @@ fn a_status_list_file_that_does_not_parse_stops_the_server_from_starting() {
         .env_remove("BIOPAY_CONFIG")
         .output()
         .unwrap();
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(124), "the server started: {stderr}");
+    assert!(!out.status.success());
     assert!(stderr.contains("status.json"), "{stderr}");
+}
+
+#[test]
+fn a_status_list_file_that_changes_is_reloaded_while_the_server_runs() {
+    let b = TestBackend::sqlite();
+    let trust = trust_file(b.dir.path(), Some(r#"{"entries": {}}"#));
+    // Reload checks run with the purge task: every second here.
+    let config = b.dir.path().join("server.toml");
+    std::fs::write(&config, "purge_interval_secs = 1\n").unwrap();
+    let s = b.server(&[
+        "--trust-file",
+        trust.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let api = s.api();
+    let app = App::new();
+    let (r, chain) = register(&api, &app, PACKAGE);
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Google revokes the device's KeyMint CA; the operator's job rewrites the file.
+    let serial = x509::serial_hex(&chain[1]).unwrap();
+    std::fs::write(
+        b.dir.path().join("status.json"),
+        format!(
+            r#"{{"entries": {{"{serial}": {{"status": "REVOKED", "reason": "KEY_COMPROMISE"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    // Until the reload, the same key gets past A6 and stops at A16 (already
+    // registered); after it, A6 refuses it. Bounded wait for the reload.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (r, _) = register(&api, &app, PACKAGE);
+        match r.code() {
+            Some("A6") => {
+                assert!(r.body.to_string().contains(&serial), "{}", r.body);
+                break;
+            }
+            Some("A16") => {}
+            _ => panic!("unexpected answer {}: {}", r.status, r.body),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the status list was not reloaded within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    s.stop();
 }
