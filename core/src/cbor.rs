@@ -113,9 +113,88 @@ pub fn write_text(out: &mut Vec<u8>, t: &str) {
     out.extend_from_slice(t.as_bytes());
 }
 
-/// Encodes `value` deterministically (sorting map keys).
+/// Encodes `value` deterministically (RFC 8949 §4.2.1: shortest-form
+/// heads, definite lengths, map keys sorted by their encodings), in one pass
+/// straight from the value tree. Refuses what [`decode`] would: floats,
+/// bignums, duplicate keys, more than [`MAX_DEPTH`] levels.
 pub fn to_deterministic_vec(value: Value) -> Result<Vec<u8>, CborError> {
-    Ok(encode_value(&canonicalize(value)?))
+    let mut out = Vec::with_capacity(256);
+    write_value(&mut out, &value, 0)?;
+    Ok(out)
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), CborError> {
+    if depth > MAX_DEPTH {
+        return Err(CborError::TooDeep);
+    }
+    match value {
+        Value::Integer(i) => {
+            let i = i128::from(*i);
+            match (u64::try_from(i), u64::try_from(-1 - i)) {
+                (Ok(u), _) => write_head(out, 0, u),
+                (_, Ok(n)) => write_head(out, 1, n),
+                _ => return Err(CborError::NotDeterministic),
+            }
+        }
+        Value::Bytes(b) => write_bytes(out, b),
+        Value::Text(t) => write_text(out, t),
+        Value::Array(items) => {
+            write_head(out, 4, items.len() as u64);
+            for v in items {
+                write_value(out, v, depth + 1)?;
+            }
+        }
+        Value::Map(entries) => write_map(out, entries, depth)?,
+        // Bignums are outside the profile (see `decode`).
+        Value::Tag(2 | 3, _) => return Err(CborError::NotDeterministic),
+        Value::Tag(tag, inner) => {
+            write_head(out, 6, *tag);
+            write_value(out, inner, depth + 1)?;
+        }
+        Value::Bool(b) => out.push(if *b { 0xf5 } else { 0xf4 }),
+        Value::Null => out.push(0xf6),
+        _ => return Err(CborError::NotDeterministic),
+    }
+    Ok(())
+}
+
+fn write_map(out: &mut Vec<u8>, entries: &[(Value, Value)], depth: usize) -> Result<(), CborError> {
+    write_head(out, 5, entries.len() as u64);
+    // Every map biopay builds is keyed by unsigned integers, whose encodings
+    // sort as the integers do: no key needs encoding apart.
+    let uint_keys: Option<Vec<(u64, &Value)>> = entries
+        .iter()
+        .map(|(k, v)| match k {
+            Value::Integer(i) => u64::try_from(i128::from(*i)).ok().map(|u| (u, v)),
+            _ => None,
+        })
+        .collect();
+    if let Some(mut keyed) = uint_keys {
+        keyed.sort_unstable_by_key(|(k, _)| *k);
+        if keyed.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(CborError::DuplicateKey);
+        }
+        for (k, v) in keyed {
+            write_head(out, 0, k);
+            write_value(out, v, depth + 1)?;
+        }
+        return Ok(());
+    }
+    let mut keyed = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        let mut key = Vec::new();
+        write_value(&mut key, k, depth + 1)?;
+        keyed.push((key, v));
+    }
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if keyed.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(CborError::DuplicateKey);
+    }
+    for (key, v) in keyed {
+        out.extend_from_slice(&key);
+        write_value(out, v, depth + 1)?;
+    }
+    Ok(())
 }
 
 /// Decodes exactly one deterministic CBOR item from `bytes` into a `ciborium`
@@ -440,6 +519,46 @@ pub(crate) mod tests {
             Value::Float(_) => Err(CborError::NotDeterministic),
             _ => Ok(()),
         }
+    }
+
+    /// The former encoder (canonicalize the tree, then ciborium), kept as the
+    /// oracle of the one-pass [`to_deterministic_vec`].
+    fn reference_encoding(v: Value) -> Result<Vec<u8>, CborError> {
+        Ok(encode_value(&canonicalize(v)?))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn one_pass_encoder_agrees_with_the_reference(v in arb_value()) {
+            let new = to_deterministic_vec(v.clone());
+            let old = reference_encoding(v);
+            prop_assert_eq!(new.is_ok(), old.is_ok(), "{:?} vs {:?}", new, old);
+            if let (Ok(new), Ok(old)) = (new, old) {
+                prop_assert_eq!(new, old);
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_encoder_refuses_depth_as_the_reference_does() {
+        for depth in [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 2] {
+            for leaf in [Value::Null, Value::Map(vec![]), Value::Array(vec![])] {
+                let mut v = leaf;
+                for i in 0..depth {
+                    v = if i % 2 == 0 {
+                        Value::Array(vec![v])
+                    } else {
+                        Value::Map(vec![(Value::Integer(1.into()), v)])
+                    };
+                }
+                let (new, old) = (to_deterministic_vec(v.clone()), reference_encoding(v));
+                assert_eq!(new, old, "depth {depth}");
+            }
+        }
+        assert!(to_deterministic_vec(Value::Float(1.0)).is_err());
+        assert!(to_deterministic_vec(Value::Tag(2, Box::new(Value::Bytes(vec![1])))).is_err());
     }
 
     #[test]
