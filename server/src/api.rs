@@ -104,16 +104,24 @@ impl From<&Rejection> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
+impl ApiError {
+    /// The HTTP status and the error, as a batch item carries them.
+    fn into_parts(self) -> (StatusCode, ErrorDetail) {
+        (
+            self.status,
+            ErrorDetail {
                 code: self.code,
                 step: self.step.map(str::to_owned),
                 reason: self.reason,
             },
-        };
-        (self.status, Json(body)).into_response()
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.into_parts();
+        (status, Json(ErrorBody { error })).into_response()
     }
 }
 
@@ -405,6 +413,67 @@ pub struct PaymentChallengeRequest {
 pub struct VerifyPaymentRequest {
     /// The PaymentAssertion COSE_Sign1 (base64url).
     pub assertion: String,
+}
+
+/// Request: several payment challenges, one per item, issued independently.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentChallengeBatchRequest {
+    /// 1..=`max_batch_items` (default 64) challenge requests.
+    pub items: Vec<PaymentChallengeRequest>,
+}
+
+/// One item of a challenge batch: `status` is what
+/// `/v1/payments/challenge` would have answered for it; `challenge` is
+/// present when it is 200, `error` otherwise.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeBatchItem {
+    /// The item's HTTP status.
+    pub status: u16,
+    /// The challenge (status 200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<ChallengeResponse>,
+    /// The error (any other status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The outcomes of a challenge batch, in the order of the request's items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeBatchResponse {
+    /// One outcome per requested item.
+    pub items: Vec<ChallengeBatchItem>,
+}
+
+/// Request: several payment assertions, each verified and committed on its
+/// own (not all-or-nothing).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPaymentBatchRequest {
+    /// 1..=`max_batch_items` (default 64) assertions.
+    pub items: Vec<VerifyPaymentRequest>,
+}
+
+/// One item of a verification batch: `status` is what
+/// `/v1/payments/verify` would have answered for it; `payment` is present
+/// when it is 200 (accepted and committed), `error` otherwise.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyBatchItem {
+    /// The item's HTTP status.
+    pub status: u16,
+    /// The accepted payment (status 200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentAccepted>,
+    /// The rejection or error (any other status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The outcomes of a verification batch, in the order of the request's items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyBatchResponse {
+    /// One outcome per submitted item.
+    pub items: Vec<VerifyBatchItem>,
 }
 
 /// An accepted payment.
@@ -737,17 +806,28 @@ pub async fn payment_challenge(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     let req: PaymentChallengeRequest = parse_json(body)?;
+    blocking(move || issue_payment_challenge(&state, req))
+        .await?
+        .map(Json)
+}
+
+/// One payment challenge (blocking: reads the credential, stores the
+/// challenge durably).
+fn issue_payment_challenge(
+    state: &AppState,
+    req: PaymentChallengeRequest,
+) -> Result<ChallengeResponse, ApiError> {
     let id = credential_id(&req.credential_id)?;
     let tx: Transaction = req.transaction.into();
-    let rp = state.verifier.rp_id().to_owned();
-    let c = blocking(move || state.verifier.payment_challenge(&id, tx))
-        .await?
+    let c = state
+        .verifier
+        .payment_challenge(&id, tx)
         .map_err(issue_error)?;
-    Ok(Json(ChallengeResponse {
+    Ok(ChallengeResponse {
         challenge: b64(&c.to_cbor()),
         expires_at: c.expires_at,
-        display_text: Some(render_transaction(&rp, &c.transaction)),
-    }))
+        display_text: Some(render_transaction(state.verifier.rp_id(), &c.transaction)),
+    })
 }
 
 /// Verifies a payment assertion (P1–P20); on acceptance the challenge is
@@ -766,43 +846,155 @@ pub async fn verify_payment(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PaymentAccepted>, ApiError> {
     let req: VerifyPaymentRequest = parse_json(body)?;
-    let statement = bytes_field("assertion", &req.assertion)?;
     let started = Instant::now();
     let st = state.clone();
-    let out = blocking(move || {
-        let peeked = peek(&statement, false, |a: &PaymentAssertion| &a.credential_id);
-        if let Some(id) = &peeked {
-            st.check_limits(id)?;
-        }
-        match st.verifier.verify_payment(&statement) {
-            Ok(p) => {
-                // The commit cleared the credential's failure count.
-                st.metrics.decision("payment", "accepted", "P20");
-                tracing::info!(
-                    credential = p.credential_id.to_hex(),
-                    counter = p.counter,
-                    "payment accepted"
-                );
-                Ok(PaymentAccepted {
-                    status: "accepted".into(),
-                    credential_id: b64(p.credential_id.as_bytes()),
-                    account: b64(&p.account_handle),
-                    transaction: TransactionBody::from(&p.transaction),
-                    modality: modality_name(p.modality).into(),
-                    counter: p.counter,
-                    template_id: hex::encode(p.template_id),
-                    statement_hash: hex::encode(p.statement_hash),
-                })
-            }
-            Err(r) => {
-                st.record_rejection("payment", peeked.as_ref(), &statement, &r, true);
-                Err(ApiError::from(&r))
-            }
-        }
-    })
-    .await?;
+    let out = blocking(move || verify_one_payment(&st, &req)).await?;
     state.metrics.verify_latency(started.elapsed());
     out.map(Json)
+}
+
+/// One payment assertion (blocking): rate limits, P1–P20, and on acceptance
+/// the commit; on rejection the audit record and failure count.
+fn verify_one_payment(
+    st: &AppState,
+    req: &VerifyPaymentRequest,
+) -> Result<PaymentAccepted, ApiError> {
+    let statement = bytes_field("assertion", &req.assertion)?;
+    let peeked = peek(&statement, false, |a: &PaymentAssertion| &a.credential_id);
+    if let Some(id) = &peeked {
+        st.check_limits(id)?;
+    }
+    match st.verifier.verify_payment(&statement) {
+        Ok(p) => {
+            // The commit cleared the credential's failure count.
+            st.metrics.decision("payment", "accepted", "P20");
+            tracing::info!(
+                credential = p.credential_id.to_hex(),
+                counter = p.counter,
+                "payment accepted"
+            );
+            Ok(PaymentAccepted {
+                status: "accepted".into(),
+                credential_id: b64(p.credential_id.as_bytes()),
+                account: b64(&p.account_handle),
+                transaction: TransactionBody::from(&p.transaction),
+                modality: modality_name(p.modality).into(),
+                counter: p.counter,
+                template_id: hex::encode(p.template_id),
+                statement_hash: hex::encode(p.statement_hash),
+            })
+        }
+        Err(r) => {
+            st.record_rejection("payment", peeked.as_ref(), &statement, &r, true);
+            Err(ApiError::from(&r))
+        }
+    }
+}
+
+/// Runs `one` on every item, each on its own worker thread, so that their
+/// store writes meet in the same group commit; answers in item order.
+async fn run_batch<I: Send + 'static, T: Send + 'static>(
+    state: &Arc<AppState>,
+    items: Vec<I>,
+    one: fn(&AppState, I) -> Result<T, ApiError>,
+) -> Result<Vec<(StatusCode, Result<T, ErrorDetail>)>, ApiError> {
+    if items.is_empty() || items.len() > state.max_batch_items {
+        return Err(ApiError::bad_request(format!(
+            "a batch has 1 to {} items, not {}",
+            state.max_batch_items,
+            items.len()
+        )));
+    }
+    let tasks: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || one(&st, item))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let outcome = task
+            .await
+            .unwrap_or_else(|_| Err(ApiError::unavailable("worker failed")));
+        out.push(match outcome {
+            Ok(v) => (StatusCode::OK, Ok(v)),
+            Err(e) => {
+                let (status, detail) = e.into_parts();
+                (status, Err(detail))
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// Issues several payment challenges in one request (for a payment gateway
+/// that gathers its traffic); each item is issued, or refused, exactly as
+/// `/v1/payments/challenge` would.
+#[utoipa::path(post, path = "/v1/payments/challenge/batch", tag = "payments",
+    request_body = PaymentChallengeBatchRequest,
+    responses((status = 200, description = "one outcome per item, in order", body = ChallengeBatchResponse),
+        (status = 400, description = "malformed, empty or more than max_batch_items", body = ErrorBody),
+        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn payment_challenge_batch(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ChallengeBatchResponse>, ApiError> {
+    let req: PaymentChallengeBatchRequest = parse_json(body)?;
+    let items = run_batch(&state, req.items, issue_payment_challenge)
+        .await?
+        .into_iter()
+        .map(|(status, r)| {
+            let (challenge, error) = split(r);
+            ChallengeBatchItem {
+                status: status.as_u16(),
+                challenge,
+                error,
+            }
+        })
+        .collect();
+    Ok(Json(ChallengeBatchResponse { items }))
+}
+
+/// Verifies several payment assertions in one request. Each item is
+/// verified, rate limited, committed and audited on its own, exactly as
+/// `/v1/payments/verify` would (one item's rejection does not affect the
+/// others); the items' commits share the store's group commit.
+#[utoipa::path(post, path = "/v1/payments/verify/batch", tag = "payments",
+    request_body = VerifyPaymentBatchRequest,
+    responses((status = 200, description = "one outcome per item, in order", body = VerifyBatchResponse),
+        (status = 400, description = "malformed, empty or more than max_batch_items", body = ErrorBody),
+        (status = 408, description = "TIMEOUT: the batch was not answered within the server's limit; items may still have been decided (resubmit each: P9 if it was)", body = ErrorBody),
+        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn verify_payment_batch(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<VerifyBatchResponse>, ApiError> {
+    let req: VerifyPaymentBatchRequest = parse_json(body)?;
+    let started = Instant::now();
+    let outcomes = run_batch(&state, req.items, |st, item| verify_one_payment(st, &item)).await?;
+    state.metrics.verify_latency(started.elapsed());
+    let items = outcomes
+        .into_iter()
+        .map(|(status, r)| {
+            let (payment, error) = split(r);
+            VerifyBatchItem {
+                status: status.as_u16(),
+                payment,
+                error,
+            }
+        })
+        .collect();
+    Ok(Json(VerifyBatchResponse { items }))
+}
+
+fn split<T, E>(r: Result<T, E>) -> (Option<T>, Option<E>) {
+    match r {
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(e)),
+    }
 }
 
 /// Verifies a signed deregistration (D1–D9) of credential `id`.
@@ -1011,9 +1203,10 @@ impl utoipa::Modify for SecuritySchemes {
 #[openapi(
     info(title = "biopay-server", description = "Biometric payment verification service. Binary fields are base64url without padding; errors name the verification step of docs/PROTOCOL.md §6."),
     paths(registration_challenge, register, list_credentials, payment_challenge, verify_payment,
-        deregister, suspend_credential, set_model_status, healthz, metrics, openapi_json),
+        payment_challenge_batch, verify_payment_batch, deregister, suspend_credential, set_model_status, healthz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ChallengeResponse, CredentialView, TransactionBody,
-        PaymentAccepted, StatusResponse, Health)),
+        PaymentAccepted, StatusResponse, Health, ChallengeBatchItem, ChallengeBatchResponse,
+        VerifyBatchItem, VerifyBatchResponse)),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

@@ -132,16 +132,7 @@ impl ApiClient {
     ) -> Result<Reply, String> {
         self.post(
             "/v1/payments/challenge",
-            json!({
-                "credential_id": b64(credential),
-                "transaction": {
-                    "amount_minor": amount_minor,
-                    "currency": "CNY",
-                    "payee_id": "merchant-0042",
-                    "payee_name": "Coffee Corner",
-                    "order_id": order,
-                }
-            }),
+            payment_challenge_body(credential, order, amount_minor),
         )
     }
 
@@ -149,6 +140,56 @@ impl ApiClient {
     pub fn verify_payment(&self, assertion: &[u8]) -> Result<Reply, String> {
         self.post("/v1/payments/verify", json!({"assertion": b64(assertion)}))
     }
+
+    /// Payment challenges for `(credential, order, amount_minor)` items in
+    /// one request (`/v1/payments/challenge/batch`).
+    pub fn payment_challenge_batch(&self, items: &[(&[u8], &str, u64)]) -> Result<Reply, String> {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(c, o, a)| payment_challenge_body(c, o, *a))
+            .collect();
+        self.post("/v1/payments/challenge/batch", json!({ "items": items }))
+    }
+
+    /// Submits payment assertions in one request (`/v1/payments/verify/batch`).
+    pub fn verify_payment_batch(&self, assertions: &[Vec<u8>]) -> Result<Reply, String> {
+        let items: Vec<Value> = assertions
+            .iter()
+            .map(|a| json!({"assertion": b64(a)}))
+            .collect();
+        self.post("/v1/payments/verify/batch", json!({ "items": items }))
+    }
+}
+
+fn payment_challenge_body(credential: &[u8], order: &str, amount_minor: u64) -> Value {
+    json!({
+        "credential_id": b64(credential),
+        "transaction": {
+            "amount_minor": amount_minor,
+            "currency": "CNY",
+            "payee_id": "merchant-0042",
+            "payee_name": "Coffee Corner",
+            "order_id": order,
+        }
+    })
+}
+
+/// The items of a successful batch reply (`body.items`), each checked to be
+/// an object with a numeric `status`.
+pub fn batch_items(r: &Reply, expected: usize) -> Result<&[Value], String> {
+    if r.status != 200 {
+        return Err(format!("HTTP {}: {}", r.status, r.body));
+    }
+    let items = r.body["items"]
+        .as_array()
+        .ok_or_else(|| format!("no items in {}", r.body))?;
+    if items.len() != expected || items.iter().any(|i| i["status"].as_u64().is_none()) {
+        return Err(format!(
+            "expected {expected} items with a status: {}",
+            r.body
+        ));
+    }
+    Ok(items)
 }
 
 /// The bytes of a base64url field of a successful reply.

@@ -39,6 +39,10 @@ pub struct Config {
     /// Per-request time limit, milliseconds: a request not answered by then
     /// gets 408 with error code `TIMEOUT`.
     pub request_timeout_ms: u64,
+    /// Most items in one request to a batch endpoint
+    /// (`/v1/payments/challenge/batch`, `/v1/payments/verify/batch`); the
+    /// request must also fit `max_body_bytes`.
+    pub max_batch_items: usize,
     /// Failed verifications allowed per credential and per account in the
     /// window (0 disables). Counted in the store: shared by every process on it.
     pub lock_after_failures: u32,
@@ -69,6 +73,7 @@ impl std::fmt::Debug for Config {
             .field("api_keys", &self.api_keys)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_batch_items", &self.max_batch_items)
             .field("lock_after_failures", &self.lock_after_failures)
             .field("failure_window_secs", &self.failure_window_secs)
             .field("challenge_ttl_secs", &self.challenge_ttl_secs)
@@ -107,6 +112,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            max_batch_items: 64,
             lock_after_failures: 5,
             failure_window_secs: 300,
             challenge_ttl_secs: 120,

@@ -57,6 +57,8 @@ pub struct AppState {
     pub verifier: Verifier<AnyStore, SystemClock, SystemRandom>,
     /// SHA-256 hashes of accepted API keys with their scopes.
     pub api_keys: Vec<([u8; 32], Scope)>,
+    /// Most items per batch request.
+    pub max_batch_items: usize,
     /// Rate limiting: failed verifications per credential and per account
     /// allowed in the window (0 disables); counted in the store, so shared by
     /// every process on it.
@@ -116,6 +118,7 @@ impl AppState {
         let state = Self {
             verifier,
             api_keys,
+            max_batch_items: config.max_batch_items,
             lock_after_failures: config.lock_after_failures,
             failure_window_secs: config.failure_window_secs,
             metrics: Metrics::default(),
@@ -168,6 +171,11 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/v1/registrations", post(api::register))
         .route("/v1/payments/challenge", post(api::payment_challenge))
         .route("/v1/payments/verify", post(api::verify_payment))
+        .route(
+            "/v1/payments/challenge/batch",
+            post(api::payment_challenge_batch),
+        )
+        .route("/v1/payments/verify/batch", post(api::verify_payment_batch))
         .route("/v1/credentials/{id}/deregister", post(api::deregister))
         .route("/v1/credentials", get(api::list_credentials))
         .route_layer(middleware::from_fn_with_state(

@@ -4,7 +4,7 @@
 //! run on the same cores, raw ring ECDSA-P256 verifications/s for the ratio.
 
 use crate::{
-    client::{field_bytes, ApiClient},
+    client::{batch_items, field_bytes, unb64, ApiClient},
     demo::FastDevice,
 };
 use ring::{
@@ -32,6 +32,10 @@ pub struct LoadConfig {
     pub key: String,
     /// Concurrent clients.
     pub clients: usize,
+    /// Payments per request: 1 uses `/v1/payments/challenge` and
+    /// `/v1/payments/verify`; more sends that many payments (each client then
+    /// holds that many devices) through the `/batch` endpoints.
+    pub batch: usize,
     /// Time bound for the payment phase.
     pub duration: Duration,
     /// Count bound: stop after this many accepted payments in total.
@@ -49,6 +53,8 @@ pub struct LoadConfig {
 pub struct LoadReport {
     /// Clients.
     pub clients: usize,
+    /// Payments per request (1: the single-payment endpoints).
+    pub batch: usize,
     /// Accepted payments.
     pub accepted: u64,
     /// Failed or rejected payments.
@@ -57,7 +63,8 @@ pub struct LoadReport {
     pub seconds: f64,
     /// Accepted payments per second (challenge + verify round trips).
     pub payments_per_sec: f64,
-    /// Median latency of one payment (challenge + sign + verify), ms.
+    /// Median latency of one payment (challenge + sign + verify; with
+    /// batches, of the whole batch the payment was in), ms.
     pub p50_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
@@ -174,16 +181,21 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let api = ApiClient::new(&cfg.url, Some(&cfg.key));
     // Register every client's device first (not timed).
     let rp = rp_id(&api)?;
-    let mut devices = Vec::new();
+    let batch = cfg.batch.max(1);
+    let mut clients = Vec::new();
     for i in 0..cfg.clients.max(1) {
-        let mut d = FastDevice::new(&dir.path().join(format!("d{i}")), &rp)?;
-        let c = api.registration_challenge(format!("load-account-{i}").as_bytes())?;
-        let att = d.register(&c)?;
-        let r = api.register(&att)?;
-        if r.status != 200 {
-            return Err(format!("registration failed: HTTP {} {}", r.status, r.body));
+        let mut devices = Vec::with_capacity(batch);
+        for j in 0..batch {
+            let mut d = FastDevice::new(&dir.path().join(format!("d{i}-{j}")), &rp)?;
+            let c = api.registration_challenge(format!("load-account-{i}-{j}").as_bytes())?;
+            let att = d.register(&c)?;
+            let r = api.register(&att)?;
+            if r.status != 200 {
+                return Err(format!("registration failed: HTTP {} {}", r.status, r.body));
+            }
+            devices.push(d);
         }
-        devices.push(d);
+        clients.push(devices);
     }
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -193,10 +205,10 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let server_cpu0 = cpu_of(&cfg.server_pids);
     let started = Instant::now();
     let mut latencies: Vec<Duration> = std::thread::scope(|s| {
-        let handles: Vec<_> = devices
+        let handles: Vec<_> = clients
             .into_iter()
             .enumerate()
-            .map(|(i, mut d)| {
+            .map(|(i, mut devices)| {
                 let api = api.clone();
                 let (accepted, failed) = (accepted.clone(), failed.clone());
                 let max = cfg.max_payments;
@@ -206,22 +218,19 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
                     while Instant::now() < deadline && accepted.load(Ordering::Relaxed) < max {
                         n += 1;
                         let t = Instant::now();
-                        let ok = (|| -> Result<bool, String> {
-                            let r = api.payment_challenge(
-                                d.credential_id().as_bytes(),
-                                &format!("load-{i}-{n}"),
-                                880,
-                            )?;
-                            let c = field_bytes(&r, "challenge")?;
-                            let a = d.authorize(&c)?;
-                            Ok(api.verify_payment(&a)?.status == 200)
-                        })();
-                        if ok == Ok(true) {
-                            accepted.fetch_add(1, Ordering::Relaxed);
-                            lat.push(t.elapsed());
+                        let (ok, bad) = if let [d] = devices.as_mut_slice() {
+                            match pay_one(&api, d, &format!("load-{i}-{n}")) {
+                                Ok(true) => (1, 0),
+                                _ => (0, 1),
+                            }
                         } else {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
+                            pay_batch(&api, &mut devices, &format!("load-{i}-{n}"))
+                                .unwrap_or((0, devices.len() as u64))
+                        };
+                        accepted.fetch_add(ok, Ordering::Relaxed);
+                        failed.fetch_add(bad, Ordering::Relaxed);
+                        let elapsed = t.elapsed();
+                        lat.extend((0..ok).map(|_| elapsed));
                     }
                     lat
                 })
@@ -262,6 +271,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let per_core_ecdsa = ecdsa / threads as f64;
     Ok(LoadReport {
         clients: cfg.clients,
+        batch,
         operations_per_commit,
         client_cpu_us_per_payment: per_payment(client_cpu),
         server_cpu_us_per_payment: per_payment(server_cpu),
@@ -285,6 +295,43 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
             0.0
         },
     })
+}
+
+/// One payment through the single-payment endpoints: whether it was accepted.
+fn pay_one(api: &ApiClient, d: &mut FastDevice, order: &str) -> Result<bool, String> {
+    let r = api.payment_challenge(d.credential_id().as_bytes(), order, 880)?;
+    let c = field_bytes(&r, "challenge")?;
+    let a = d.authorize(&c)?;
+    Ok(api.verify_payment(&a)?.status == 200)
+}
+
+/// One payment per device through the batch endpoints: (accepted, failed).
+fn pay_batch(
+    api: &ApiClient,
+    devices: &mut [FastDevice],
+    order: &str,
+) -> Result<(u64, u64), String> {
+    let orders: Vec<String> = (0..devices.len()).map(|j| format!("{order}-{j}")).collect();
+    let requests: Vec<(&[u8], &str, u64)> = devices
+        .iter()
+        .zip(&orders)
+        .map(|(d, o)| (d.credential_id().as_bytes(), o.as_str(), 880))
+        .collect();
+    let r = api.payment_challenge_batch(&requests)?;
+    drop(requests);
+    let mut assertions = Vec::with_capacity(devices.len());
+    for (d, item) in devices.iter_mut().zip(batch_items(&r, orders.len())?) {
+        if let Some(c) = item["challenge"]["challenge"].as_str() {
+            assertions.push(d.authorize(&unb64(c)?)?);
+        }
+    }
+    let issued = assertions.len();
+    let r = api.verify_payment_batch(&assertions)?;
+    let ok = batch_items(&r, issued)?
+        .iter()
+        .filter(|i| i["status"] == 200 && i["payment"]["status"] == "accepted")
+        .count();
+    Ok((ok as u64, (devices.len() - ok) as u64))
 }
 
 /// The server's rp id, read from a fresh registration challenge.

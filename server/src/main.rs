@@ -143,6 +143,11 @@ struct LoadArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// Payments per request: 1 uses the single-payment endpoints; more goes
+    /// through `/v1/payments/{challenge,verify}/batch` (each client then
+    /// holds that many devices).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Payment phase bound, seconds.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -320,6 +325,7 @@ fn main() -> ExitCode {
             url: a.url.clone(),
             key: a.key.clone(),
             clients: a.clients,
+            batch: a.batch,
             duration: Duration::from_secs_f64(a.seconds.max(0.0)),
             max_payments: a.max_payments,
             ecdsa_secs: a.ecdsa_seconds,

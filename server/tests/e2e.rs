@@ -7,7 +7,7 @@ mod common;
 
 use biopay_core::{messages::Message, PaymentChallenge};
 use biopay_server::{
-    client::{b64, field_bytes, unb64, ApiClient},
+    client::{b64, batch_items, field_bytes, unb64, ApiClient},
     demo::DemoDevice,
 };
 use common::*;
@@ -309,6 +309,128 @@ fn bad_requests_are_clear_errors(b: &TestBackend) {
     s.stop();
 }
 
+/// The store's committed write operations so far (from /metrics).
+fn committed_operations(api: &ApiClient) -> u64 {
+    let m = api.get("/metrics").unwrap();
+    m.body
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("biopay_store_commit_operations_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn batch_endpoints(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let mut p1 = enroll(&api, b"batch-1");
+    let mut p2 = enroll(&api, b"batch-2");
+    let p3 = enroll(&api, b"batch-3");
+
+    // Challenges: each item is issued or refused on its own, in order.
+    let r = api
+        .payment_challenge_batch(&[
+            (&p1.id, "b-1", 100),
+            (&[1; 16], "b-x", 100),
+            (&p2.id, "b-2", 200),
+            (&[1; 8], "b-y", 100),
+            (&p3.id, "b-3", 300),
+        ])
+        .unwrap();
+    let items = batch_items(&r, 5).unwrap();
+    let statuses: Vec<u64> = items
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 409, 200, 400, 200], "{}", r.body);
+    assert_eq!(items[1]["error"]["code"], "CREDENTIAL_NOT_USABLE");
+    assert!(items[1].get("challenge").is_none(), "{}", r.body);
+    assert_eq!(items[3]["error"]["code"], "BAD_REQUEST");
+    let challenge = |i: usize| unb64(items[i]["challenge"]["challenge"].as_str().unwrap()).unwrap();
+    let c1 = PaymentChallenge::from_cbor(&challenge(0)).unwrap();
+    assert_eq!(c1.transaction.order_id, "b-1");
+    assert_eq!(c1.transaction.amount_minor, 100);
+    assert!(items[2]["challenge"]["display_text"]
+        .as_str()
+        .unwrap()
+        .contains("2.00"));
+    let a1 = p1.device.authorize(&challenge(0)).unwrap();
+    let a2 = p2.device.authorize(&challenge(2)).unwrap();
+
+    // Verification: each item decided, committed and audited on its own. The
+    // same assertion twice in one batch is accepted once.
+    let audited = api.get("/healthz").unwrap().body["audit_entries"]
+        .as_u64()
+        .unwrap();
+    let r = api
+        .verify_payment_batch(&[a1.clone(), vec![0x42; 40], a2.clone(), a1.clone()])
+        .unwrap();
+    let items = batch_items(&r, 4).unwrap();
+    assert_eq!(items[1]["status"], 422, "{}", r.body);
+    assert_eq!(items[1]["error"]["code"], "P1");
+    assert_eq!(items[1]["error"]["step"], "statement");
+    assert_eq!(items[2]["status"], 200, "{}", r.body);
+    assert_eq!(items[2]["payment"]["transaction"]["order_id"], "b-2");
+    assert_eq!(items[2]["payment"]["counter"], 1);
+    let twice = [&items[0], &items[3]];
+    let accepted: Vec<_> = twice.iter().filter(|i| i["status"] == 200).collect();
+    assert_eq!(accepted.len(), 1, "{}", r.body);
+    assert_eq!(accepted[0]["payment"]["transaction"]["order_id"], "b-1");
+    let refused = twice.iter().find(|i| i["status"] != 200).unwrap();
+    assert_eq!(refused["status"], 409, "{}", r.body);
+    assert!(
+        ["P9", "P20"].contains(&refused["error"]["code"].as_str().unwrap()),
+        "{}",
+        r.body
+    );
+    // Two acceptances, the garbage and the replay: four audit entries.
+    let now = api.get("/healthz").unwrap().body["audit_entries"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(now, audited + 4);
+    // Replays through the single endpoint and through a batch.
+    assert_error(&api.verify_payment(&a2).unwrap(), 409, "P9");
+    let r = api.verify_payment_batch(&[a1]).unwrap();
+    assert_eq!(batch_items(&r, 1).unwrap()[0]["error"]["code"], "P9");
+
+    // Whole-batch errors issue nothing.
+    let before = committed_operations(&api);
+    let many: Vec<(&[u8], &str, u64)> = (0..65).map(|_| (p3.id.as_slice(), "b-z", 1)).collect();
+    assert_error(
+        &api.payment_challenge_batch(&many).unwrap(),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        &api.payment_challenge_batch(&[]).unwrap(),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(&api.verify_payment_batch(&[]).unwrap(), 400, "BAD_REQUEST");
+    let r = api
+        .post(
+            "/v1/payments/verify/batch",
+            json!({"items": [{"assertion": "AAAA"}], "x": 1}),
+        )
+        .unwrap();
+    assert_error(&r, 400, "BAD_REQUEST");
+    let r = api
+        .with_key(None)
+        .payment_challenge_batch(&[(&p3.id, "b-4", 1)])
+        .unwrap();
+    assert_error(&r, 401, "UNAUTHORIZED");
+    let r = api
+        .with_key(Some(ADMIN_KEY))
+        .payment_challenge_batch(&[(&p3.id, "b-4", 1)])
+        .unwrap();
+    assert_error(&r, 403, "FORBIDDEN");
+    assert_eq!(committed_operations(&api), before);
+    s.stop();
+}
+
 fn failures_lock_the_credential_and_account(b: &TestBackend) {
     let s = b.server(&["--lock-after-failures", "3"]);
     let api = s.api();
@@ -402,6 +524,7 @@ suite!(
     pay_replay_and_tamper,
     lifecycle_and_admin,
     bad_requests_are_clear_errors,
+    batch_endpoints,
     failures_lock_the_credential_and_account,
     durable_across_restart_and_audited,
 );
