@@ -62,7 +62,7 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn render(&self, backend: &str, commits: (u64, u64)) -> String {
+    pub fn render(&self, backend: &str, commits: (u64, u64, u64)) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP biopay_info Server build and backend.");
         let _ = writeln!(out, "# TYPE biopay_info gauge");
@@ -132,6 +132,12 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE biopay_store_commit_operations_total counter");
         let _ = writeln!(out, "biopay_store_commit_operations_total {}", commits.1);
+        let _ = writeln!(
+            out,
+            "# HELP biopay_store_commit_reruns_total Transactions rolled back and run again with a savepoint per operation because one failed."
+        );
+        let _ = writeln!(out, "# TYPE biopay_store_commit_reruns_total counter");
+        let _ = writeln!(out, "biopay_store_commit_reruns_total {}", commits.2);
         out
     }
 }

@@ -255,8 +255,9 @@ impl AnyStore {
         }
     }
 
-    /// Group commit counters: (transactions, operations) so far.
-    pub fn commit_stats(&self) -> (u64, u64) {
+    /// Group commit counters: (transactions, operations, batches re-run with
+    /// savepoints after a failed operation) so far.
+    pub fn commit_stats(&self) -> (u64, u64, u64) {
         match self {
             Self::Sqlite(s) => s.commit_stats(),
             Self::Postgres(s) => s.commit_stats(),

@@ -259,8 +259,9 @@ impl PgStore {
         })
     }
 
-    /// Group commit counters: (transactions, operations) so far.
-    pub fn commit_stats(&self) -> (u64, u64) {
+    /// Group commit counters: (transactions, operations, batches re-run with
+    /// savepoints after a failed operation) so far.
+    pub fn commit_stats(&self) -> (u64, u64, u64) {
         self.committer.stats()
     }
 
@@ -307,7 +308,7 @@ impl PgStore {
     fn write<T: Send + 'static>(
         &self,
         _appends: bool,
-        f: impl FnOnce(&mut Conn, &mut Head) -> Result<T, CommitError> + Send + 'static,
+        mut f: impl FnMut(&mut Conn, &mut Head) -> Result<T, CommitError> + Send + 'static,
     ) -> Result<T, CommitError> {
         self.committer.call(true, move |w, h| f(w.conn()?, h))
     }

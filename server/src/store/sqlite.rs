@@ -195,8 +195,9 @@ impl SqliteStore {
         })
     }
 
-    /// Group commit counters: (transactions, operations) so far.
-    pub fn commit_stats(&self) -> (u64, u64) {
+    /// Group commit counters: (transactions, operations, batches re-run with
+    /// savepoints after a failed operation) so far.
+    pub fn commit_stats(&self) -> (u64, u64, u64) {
         self.committer.stats()
     }
 
@@ -221,7 +222,7 @@ impl SqliteStore {
     fn write<T: Send + 'static>(
         &self,
         appends: bool,
-        f: impl FnOnce(&Connection, &mut Head) -> Result<T, CommitError> + Send + 'static,
+        mut f: impl FnMut(&Connection, &mut Head) -> Result<T, CommitError> + Send + 'static,
     ) -> Result<T, CommitError> {
         self.committer.call(appends, move |w, h| f(&w.conn, h))
     }
