@@ -309,18 +309,23 @@ fn bad_requests_are_clear_errors(b: &TestBackend) {
     s.stop();
 }
 
-/// The store's committed write operations so far (from /metrics).
-fn committed_operations(api: &ApiClient) -> u64 {
+/// A counter's value from /metrics.
+fn metric(api: &ApiClient, name: &str) -> u64 {
     let m = api.get("/metrics").unwrap();
     m.body
         .as_str()
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("biopay_store_commit_operations_total "))
-        .unwrap()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
         .trim()
         .parse()
         .unwrap()
+}
+
+/// The store's committed write operations so far.
+fn committed_operations(api: &ApiClient) -> u64 {
+    metric(api, "biopay_store_commit_operations_total")
 }
 
 fn batch_endpoints(b: &TestBackend) {
@@ -365,10 +370,13 @@ fn batch_endpoints(b: &TestBackend) {
     let audited = api.get("/healthz").unwrap().body["audit_entries"]
         .as_u64()
         .unwrap();
+    let timed = metric(&api, "biopay_verify_seconds_count");
     let r = api
         .verify_payment_batch(&[a1.clone(), vec![0x42; 40], a2.clone(), a1.clone()])
         .unwrap();
     let items = batch_items(&r, 4).unwrap();
+    // The latency histogram counts statements, not requests.
+    assert_eq!(metric(&api, "biopay_verify_seconds_count"), timed + 4);
     assert_eq!(items[1]["status"], 422, "{}", r.body);
     assert_eq!(items[1]["error"]["code"], "P1");
     assert_eq!(items[1]["error"]["step"], "statement");
