@@ -20,6 +20,8 @@
 #   --batch "B1 B2..."  payments per request to try (default "1"; >1 uses the
 #                       /batch endpoints, each client holding B devices)
 #   --ecdsa-seconds S   raw ECDSA baseline per run (default 3)
+#   --server-args "A B"  extra arguments for every server (e.g.
+#                       "--lock-after-failures 0" to measure without rate limiting)
 #   --loader BINARY     the biopay-server whose `load` drives every run
 #                       (default: the first BINARY), so that builds without
 #                       the batch endpoints or `--batch` can be compared
@@ -27,7 +29,7 @@
 # Loopback only; every run is bounded by --seconds.
 set -euo pipefail
 
-rounds=3 seconds=8 clients=16 batches="1" ecdsa=3 postgres=0 loader=
+rounds=3 seconds=8 clients=16 batches="1" ecdsa=3 postgres=0 loader='' server_args=()
 bins=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,7 +40,8 @@ while [ $# -gt 0 ]; do
         --batch) batches=$2; shift ;;
         --ecdsa-seconds) ecdsa=$2; shift ;;
         --loader) loader=$2; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        --server-args) read -r -a server_args <<< "$2"; shift ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) bins+=("$1") ;;
     esac
     shift
@@ -51,9 +54,9 @@ fi
 loader=${loader:-${bins[0]}}
 
 work=$(mktemp -d)
-pg_bin= pg_data= pg_port=
+pg_bin='' pg_data='' pg_port=
 cleanup() {
-    [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true
+    if [ -n "${server_pid:-}" ]; then kill "$server_pid" 2>/dev/null || true; fi
     if [ -n "$pg_data" ]; then
         as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
     fi
@@ -68,7 +71,7 @@ as_pg() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 if [ "$postgres" = 1 ]; then
-    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    pg_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
     [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL not installed (apt-get install postgresql)" >&2; exit 1; }
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$work"
     pg_data="$work/pg"
@@ -86,7 +89,7 @@ run_one() { # binary batch
         args=(--database-url "postgres://postgres@127.0.0.1:$pg_port/bench")
     fi
     local port; port=$(free_port)
-    "$bin" --danger-demo-trust --danger-demo-keys --listen "127.0.0.1:$port" --data-dir "$data" "${args[@]}" \
+    "$bin" --danger-demo-trust --danger-demo-keys --listen "127.0.0.1:$port" --data-dir "$data" "${args[@]}" "${server_args[@]}" \
         >"$data/log" 2>&1 &
     server_pid=$!
     url="http://127.0.0.1:$port"
