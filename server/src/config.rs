@@ -10,6 +10,10 @@ use biopay_core::{
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf};
 
+/// The largest `max_batch_items` accepted: each item of a batch runs on its
+/// own worker thread while the batch is answered.
+pub const MAX_BATCH_ITEMS: usize = 1024;
+
 /// Everything the server needs to start. Its `Debug` hides the password of
 /// `database_url`.
 #[derive(Clone, Deserialize)]
@@ -289,6 +293,17 @@ impl Config {
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Refuses settings the server cannot run with (checked at startup).
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_BATCH_ITEMS).contains(&self.max_batch_items) {
+            return Err(format!(
+                "max_batch_items must be 1 to {MAX_BATCH_ITEMS}, not {}",
+                self.max_batch_items
+            ));
+        }
+        Ok(())
+    }
+
     /// The verifier policy.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -492,5 +507,18 @@ mod tests {
         assert!(c.trust().unwrap_err().contains("unknown modality"));
         std::fs::write(&cfg, "listen = \"127.0.0.1:9000\"\nunknown_field = 1\n").unwrap();
         assert!(Config::from_file(&cfg).is_err());
+    }
+
+    #[test]
+    fn max_batch_items_out_of_range_is_refused() {
+        let mut c = Config::default();
+        assert!(c.check().is_ok());
+        for bad in [0, MAX_BATCH_ITEMS + 1] {
+            c.max_batch_items = bad;
+            let e = c.check().unwrap_err();
+            assert!(e.contains("max_batch_items"), "{e}");
+        }
+        c.max_batch_items = MAX_BATCH_ITEMS;
+        assert!(c.check().is_ok());
     }
 }

@@ -81,6 +81,7 @@ impl AppState {
     /// trust configuration, the persisted model statuses and the signing key.
     /// Blocking.
     pub fn build(config: &Config) -> Result<Self, String> {
+        config.check()?;
         let store = match &config.database_url {
             Some(url) => AnyStore::Postgres(
                 store::postgres::PgStore::connect(url, config.pg_max_connections)
