@@ -170,6 +170,8 @@ fn double_spend(b: &TestBackend) {
 
 const KILLS: usize = 5;
 const CLIENTS: usize = 4;
+/// Devices paying through each batch request of the crash test's batch client.
+const BATCH: usize = 4;
 
 #[derive(Default)]
 struct Tally {
@@ -179,6 +181,90 @@ struct Tally {
     unknown: usize,
     /// Of those, refused as already used: committed before the kill.
     committed_before_kill: usize,
+}
+
+/// The crash test's batch client: pays one payment per device per batch
+/// request until `stop`; a batch whose answer a kill cut off is resubmitted
+/// once the server is back (its committed items then answer P9). Returns
+/// how many payments it got answered accepted.
+fn batch_payer(
+    api: &ApiClient,
+    mut devices: Vec<FastDevice>,
+    stop: &AtomicBool,
+    tally: &Mutex<Tally>,
+    deadline: Instant,
+) -> usize {
+    let mut last_counter = vec![0u64; devices.len()];
+    let mut accepted = 0;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        n += 1;
+        let orders: Vec<String> = (0..devices.len()).map(|j| format!("b{n}-{j}")).collect();
+        let ids: Vec<Vec<u8>> = devices
+            .iter()
+            .map(|d| d.credential_id().as_bytes().to_vec())
+            .collect();
+        let requests: Vec<(&[u8], &str, u64)> = ids
+            .iter()
+            .zip(&orders)
+            .map(|(id, o)| (id.as_slice(), o.as_str(), 100))
+            .collect();
+        let Ok(r) = api.payment_challenge_batch(&requests) else {
+            assert!(wait_up(api, deadline), "server never came back");
+            continue;
+        };
+        let Ok(items) = batch_items(&r, devices.len()) else {
+            continue;
+        };
+        // Devices whose challenge was issued, with their assertions.
+        let mut signed = Vec::new();
+        for (j, item) in items.iter().enumerate() {
+            if let Some(c) = item["challenge"]["challenge"].as_str() {
+                signed.push((j, devices[j].authorize(&unb64(c).unwrap()).unwrap()));
+            }
+        }
+        if signed.is_empty() {
+            continue;
+        }
+        let assertions: Vec<Vec<u8>> = signed.iter().map(|(_, a)| a.clone()).collect();
+        let reply = match api.verify_payment_batch(&assertions) {
+            Ok(r) => r,
+            Err(_) => {
+                assert!(wait_up(api, deadline), "server never came back");
+                let r = api.verify_payment_batch(&assertions).unwrap();
+                let mut t = tally.lock().unwrap();
+                t.unknown += assertions.len();
+                t.committed_before_kill += batch_items(&r, assertions.len())
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i["error"]["code"] == "P9")
+                    .count();
+                r
+            }
+        };
+        let Ok(items) = batch_items(&reply, assertions.len()) else {
+            continue;
+        };
+        for ((j, a), item) in signed.iter().zip(items) {
+            if item["status"] != 200 {
+                continue;
+            }
+            let counter = item["payment"]["counter"].as_u64().unwrap();
+            assert!(
+                counter > last_counter[*j],
+                "counter went backwards: {counter} after {}",
+                last_counter[*j]
+            );
+            last_counter[*j] = counter;
+            accepted += 1;
+            tally.lock().unwrap().accepted.push((
+                devices[*j].credential_id().to_hex(),
+                counter,
+                hex::encode(biopay_core::crypto::sha256(a)),
+            ));
+        }
+    }
+    accepted
 }
 
 fn wait_up(api: &ApiClient, stop_at: Instant) -> bool {
@@ -208,9 +294,25 @@ fn crash(b: &TestBackend) {
             d
         })
         .collect();
+    // One more client pays BATCH devices per request through the batch
+    // endpoints.
+    let batch_devices: Vec<FastDevice> = (0..BATCH)
+        .map(|i| {
+            let mut d = FastDevice::new(&devdir.path().join(format!("b{i}")), RP).unwrap();
+            let c = api
+                .registration_challenge(format!("batch-acct-{i}").as_bytes())
+                .unwrap();
+            assert_eq!(api.register(&d.register(&c).unwrap()).unwrap().status, 200);
+            d
+        })
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let deadline = Instant::now() + Duration::from_secs(120);
+    let batch_client = {
+        let (api, stop, tally) = (api.clone(), stop.clone(), tally.clone());
+        std::thread::spawn(move || batch_payer(&api, batch_devices, &stop, &tally, deadline))
+    };
     let clients: Vec<_> = devices
         .into_iter()
         .enumerate()
@@ -287,6 +389,8 @@ fn crash(b: &TestBackend) {
     for c in clients {
         c.join().unwrap();
     }
+    let batched = batch_client.join().unwrap();
+    assert!(batched > 0, "the batch client never got a payment accepted");
     server.stop();
 
     let t = tally.lock().unwrap();
@@ -336,7 +440,7 @@ fn crash(b: &TestBackend) {
     let (ok, out) = audit_verify(&data, &b.backend);
     assert!(ok, "{out}");
     eprintln!(
-        "crash ({:?}): {runs} kill -9 runs, {} answered accepted, {} in the log, lost 0; {} answers lost to kills ({} had committed)",
+        "crash ({:?}): {runs} kill -9 runs, {} answered accepted ({batched} of them through batch requests of {BATCH}), {} in the log, lost 0; {} answers lost to kills ({} had committed)",
         b.backend,
         t.accepted.len(),
         total_in_log,
