@@ -120,18 +120,7 @@ fn double_spend(b: &TestBackend) {
     // race inside a batch), for the report.
     let reruns: u64 = [&a1, &a2]
         .iter()
-        .map(|api| {
-            let m = api.get("/metrics").unwrap();
-            m.body
-                .as_str()
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("biopay_store_commit_reruns_total "))
-                .unwrap()
-                .trim()
-                .parse::<u64>()
-                .unwrap()
-        })
+        .map(|api| metric(api, "biopay_store_commit_reruns_total"))
         .sum();
     s1.stop();
     s2.stop();
@@ -284,28 +273,16 @@ fn crash(b: &TestBackend) {
     let listen = server.addr.clone();
     let api = ApiClient::new(&server.url(), Some(RP_KEY));
     let devdir = tempfile::tempdir().unwrap();
-    let devices: Vec<FastDevice> = (0..CLIENTS)
-        .map(|i| {
-            let mut d = FastDevice::new(&devdir.path().join(format!("d{i}")), RP).unwrap();
-            let c = api
-                .registration_challenge(format!("acct-{i}").as_bytes())
-                .unwrap();
-            assert_eq!(api.register(&d.register(&c).unwrap()).unwrap().status, 200);
-            d
-        })
-        .collect();
+    let register = |name: String| {
+        let mut d = FastDevice::new(&devdir.path().join(&name), RP).unwrap();
+        let c = api.registration_challenge(name.as_bytes()).unwrap();
+        assert_eq!(api.register(&d.register(&c).unwrap()).unwrap().status, 200);
+        d
+    };
+    let devices: Vec<FastDevice> = (0..CLIENTS).map(|i| register(format!("d{i}"))).collect();
     // One more client pays BATCH devices per request through the batch
     // endpoints.
-    let batch_devices: Vec<FastDevice> = (0..BATCH)
-        .map(|i| {
-            let mut d = FastDevice::new(&devdir.path().join(format!("b{i}")), RP).unwrap();
-            let c = api
-                .registration_challenge(format!("batch-acct-{i}").as_bytes())
-                .unwrap();
-            assert_eq!(api.register(&d.register(&c).unwrap()).unwrap().status, 200);
-            d
-        })
-        .collect();
+    let batch_devices: Vec<FastDevice> = (0..BATCH).map(|i| register(format!("b{i}"))).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -309,20 +309,6 @@ fn bad_requests_are_clear_errors(b: &TestBackend) {
     s.stop();
 }
 
-/// A counter's value from /metrics.
-fn metric(api: &ApiClient, name: &str) -> u64 {
-    let m = api.get("/metrics").unwrap();
-    m.body
-        .as_str()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// The store's committed write operations so far.
 fn committed_operations(api: &ApiClient) -> u64 {
     metric(api, "biopay_store_commit_operations_total")

@@ -174,6 +174,20 @@ impl Drop for ServerProcess {
 }
 
 /// `biopay-server audit verify` on a server's store: (success, output).
+/// A counter's value from the server's /metrics.
+pub fn metric(api: &ApiClient, name: &str) -> u64 {
+    let m = api.get("/metrics").unwrap();
+    m.body
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn audit_verify(data_dir: &Path, backend: &Backend) -> (bool, String) {
     let mut cmd = Command::new(bin());
     cmd.args(["audit", "verify", "--data-dir"]).arg(data_dir);
