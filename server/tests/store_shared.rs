@@ -4,6 +4,7 @@
 //! with the audit record of that rejection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+#[macro_use]
 mod common;
 
 use biopay_core::{store::Flag, CredentialId, CredentialStatus, Step, Store};
@@ -211,19 +212,6 @@ fn flag_and_its_audit_record_commit_together(b: &TestBackend) {
     drop(store);
     let (ok, out) = audit_verify(&data, &backend);
     assert!(ok, "{out}");
-}
-
-macro_rules! suite {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $case() { super::$case(&super::TestBackend::sqlite()); })+
-        }
-        mod postgres {
-            $(#[test] fn $case() {
-                if let Some(b) = super::TestBackend::postgres() { super::$case(&b); }
-            })+
-        }
-    };
 }
 
 suite!(

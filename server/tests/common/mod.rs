@@ -3,6 +3,24 @@
 //! temporary directory.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+/// `suite!(case, ...)`: one `#[test]` per case on SQLite (module `sqlite`)
+/// and one on a real PostgreSQL (module `postgres`; skipped with a notice
+/// when PostgreSQL is absent, unless BIOPAY_REQUIRE_POSTGRES=1). Each case is
+/// a `fn(&TestBackend)`.
+#[allow(unused_macros)]
+macro_rules! suite {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(&super::TestBackend::sqlite()); })+
+        }
+        mod postgres {
+            $(#[test] fn $case() {
+                if let Some(b) = super::TestBackend::postgres() { super::$case(&b); }
+            })+
+        }
+    };
+}
+
 use biopay_server::client::ApiClient;
 use std::{
     io::{BufRead, BufReader},
