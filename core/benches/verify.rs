@@ -325,8 +325,8 @@ fn breakdown(b: &Baseline) {
         at: NOW,
     };
     commit_store
-        .insert_challenge(IssuedChallenge::Registration(
-            biopay_core::RegistrationChallenge {
+        .insert_challenge(
+            IssuedChallenge::Registration(biopay_core::RegistrationChallenge {
                 rp_id: RP_ID.into(),
                 account_handle: ACCOUNT.to_vec(),
                 challenge: [0xFF; 32],
@@ -334,8 +334,9 @@ fn breakdown(b: &Baseline) {
                 expires_at: NOW + 1,
                 accepted_modalities: vec![Modality::Fingerprint],
                 required_assurance: SecurityLevel::Tee,
-            },
-        ))
+            }),
+            None,
+        )
         .expect("insert");
     commit_store
         .commit_registration(&[0xFF; 32], &record, &reg)
@@ -347,10 +348,13 @@ fn breakdown(b: &Baseline) {
             let mut pc = issued.clone();
             pc.challenge = c;
             commit_store
-                .insert_challenge(IssuedChallenge::Payment {
-                    challenge: pc,
-                    counter_at_issue: 0,
-                })
+                .insert_challenge(
+                    IssuedChallenge::Payment {
+                        challenge: pc,
+                        counter_at_issue: 0,
+                    },
+                    None,
+                )
                 .expect("insert");
             c
         })

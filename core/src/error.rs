@@ -368,6 +368,46 @@ impl Rejection {
             reason: reason.into(),
         }
     }
+
+    /// Whether this rejection counts toward locking the credential and its
+    /// account (docs/PROTOCOL.md §9.2, "Lockout").
+    ///
+    /// Only a failure that needed **both** the credential key and a fresh
+    /// challenge counts: a payment assertion whose signature verified (P5),
+    /// for this rp (P8), answering a live payment challenge that was issued
+    /// for this credential and account and is still unconsumed and unexpired
+    /// (P9–P11), that then fails a later check (P12–P18). Nobody without the
+    /// credential key can produce such a statement, and no captured statement
+    /// can: its challenge is consumed (P9) or expired (P10) once it has been
+    /// used or abandoned.
+    ///
+    /// Never counted:
+    /// - anything before the signature verified (P1–P5): anyone can send
+    ///   garbage naming a victim's credential;
+    /// - P6–P11: a replayed, expired, foreign or misbound statement is exactly
+    ///   what a third party holding captured bytes can submit;
+    /// - P19 (`CounterNotIncreased`, `CounterSuperseded`) and P20 (commit
+    ///   races): an earlier statement delivered late, or a copy racing the
+    ///   original; a suspected clone is flagged by P19 itself;
+    /// - deregistrations and enrollment changes (D, E): unsolicited statements
+    ///   with no challenge, so a replay of a captured one must not count;
+    /// - registrations (R, A): there is no credential yet to lock;
+    /// - a store failure at any step (fail closed, but the user did nothing).
+    pub fn counts_toward_lockout(&self) -> bool {
+        if matches!(self.reason, Reason::Store(_)) {
+            return false;
+        }
+        matches!(
+            self.step,
+            Step::P12TransactionHash
+                | Step::P13DisplayHash
+                | Step::P14UserConfirmed
+                | Step::P15EnrollmentEpoch
+                | Step::P16Modality
+                | Step::P17Policy
+                | Step::P18TeeClock
+        )
+    }
 }
 
 /// Shorthand for `Err(Rejection)` at `step`.
@@ -383,5 +423,307 @@ pub(crate) trait AtStep<T> {
 impl<T, E: Into<Reason>> AtStep<T> for Result<T, E> {
     fn at(self, step: Step) -> Result<T, Rejection> {
         self.map_err(|e| Rejection::new(step, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        android::AndroidPolicyFailure, cose::CoseError, messages::DecodeError, x509::ChainError,
+    };
+
+    /// The lockout verdict of every (step, reason) pair the verifiers
+    /// produce, written out by hand: the expected verdict lives here, in data,
+    /// not in the code under test (docs/PROTOCOL.md §9.2, "Lockout").
+    fn table() -> Vec<(Step, Reason, bool)> {
+        use Reason as R;
+        use Step as S;
+        let store = || R::Store(StoreError("disk full".into()));
+        let stmt = || R::Statement(CoseError::NotCoseSign1);
+        let payload = || R::Payload(DecodeError::NotAMap);
+        let skew = || R::ClockSkew {
+            tee_time: 1,
+            now: 1_000,
+        };
+        let not_increased = || R::CounterNotIncreased {
+            stored: 5,
+            received: 5,
+        };
+        let mut t = vec![
+            // Payment: only P12–P18 after a verified signature and a live,
+            // unconsumed, bound challenge count.
+            (S::P1Statement, stmt(), false),
+            (S::P2Header, stmt(), false),
+            (S::P3Payload, payload(), false),
+            (S::P4Credential, R::UnknownCredential, false),
+            (S::P4Credential, store(), false),
+            (S::P5Signature, R::BadSignature, false),
+            (
+                S::P6CredentialStatus,
+                R::CredentialNotActive(CredentialStatus::Suspended),
+                false,
+            ),
+            (S::P7DeviceModel, R::UnknownDeviceModel, false),
+            (
+                S::P7DeviceModel,
+                R::DeviceModelNotActive(ModelStatus::Compromised),
+                false,
+            ),
+            (S::P7DeviceModel, R::PlatformNotTrusted, false),
+            (S::P8RpId, R::WrongRp, false),
+            (S::P9Challenge, R::UnknownChallenge, false),
+            (S::P9Challenge, R::WrongChallengeKind, false),
+            (S::P9Challenge, R::ChallengeAlreadyUsed, false),
+            (S::P9Challenge, R::WrongRp, false),
+            (S::P9Challenge, store(), false),
+            (
+                S::P10ChallengeExpiry,
+                R::ChallengeExpired {
+                    expires_at: 1,
+                    now: 2,
+                },
+                false,
+            ),
+            (S::P11ChallengeBinding, R::CredentialMismatch, false),
+            (S::P11ChallengeBinding, R::AccountMismatch, false),
+            (S::P12TransactionHash, R::TransactionMismatch, true),
+            (S::P13DisplayHash, R::DisplayMismatch, true),
+            (S::P14UserConfirmed, R::NotConfirmed, true),
+            (S::P15EnrollmentEpoch, R::EnrollmentChanged, true),
+            (S::P15EnrollmentEpoch, store(), false),
+            (S::P16Modality, R::ModalityNotAccepted, true),
+            (S::P16Modality, R::LivenessRequired, true),
+            (
+                S::P17Policy,
+                R::PolicyRequires(HighValueRequirement::FaceWithLiveness),
+                true,
+            ),
+            (S::P17Policy, R::TooManyFailedAttempts(9), true),
+            (
+                S::P17Policy,
+                R::PlatformKeystoreLimit {
+                    currency: "CNY".into(),
+                    max: Some(100),
+                    amount: 101,
+                },
+                true,
+            ),
+            (S::P18TeeClock, skew(), true),
+            (S::P19Counter, not_increased(), false),
+            (
+                S::P19Counter,
+                R::CounterSuperseded {
+                    stored: 6,
+                    received: 5,
+                },
+                false,
+            ),
+            (S::P19Counter, store(), false),
+            (S::P20Commit, R::ChallengeAlreadyUsed, false),
+            (S::P20Commit, R::ConcurrentUpdate, false),
+            (S::P20Commit, R::UnknownCredential, false),
+            (
+                S::P20Commit,
+                R::CredentialNotActive(CredentialStatus::SuspectedClone),
+                false,
+            ),
+            (S::P20Commit, store(), false),
+            // Deregistration and enrollment change: unsolicited statements,
+            // no challenge, so nothing counts (a captured one can be replayed).
+            (S::D1Statement, stmt(), false),
+            (S::D2Header, stmt(), false),
+            (S::D3Payload, payload(), false),
+            (S::D4Credential, R::UnknownCredential, false),
+            (S::D5Signature, R::BadSignature, false),
+            (S::D6RpId, R::WrongRp, false),
+            (
+                S::D7CredentialStatus,
+                R::CredentialNotActive(CredentialStatus::Deregistered),
+                false,
+            ),
+            (S::D8Counter, not_increased(), false),
+            (S::D9Commit, R::ConcurrentUpdate, false),
+            (S::E1Statement, stmt(), false),
+            (S::E2Header, stmt(), false),
+            (S::E3Payload, payload(), false),
+            (S::E4Credential, R::UnknownCredential, false),
+            (S::E5Signature, R::BadSignature, false),
+            (S::E6RpId, R::WrongRp, false),
+            (
+                S::E7CredentialStatus,
+                R::CredentialNotActive(CredentialStatus::Deregistered),
+                false,
+            ),
+            (S::E8Epoch, R::EpochMismatch, false),
+            (S::E9Counter, not_increased(), false),
+            (S::E10Commit, R::ConcurrentUpdate, false),
+            // Registrations: there is no credential yet to lock.
+            (S::R1Statement, stmt(), false),
+            (S::R2Header, stmt(), false),
+            (S::R3Payload, payload(), false),
+            (S::R4DeviceModel, R::UnknownDeviceModel, false),
+            (S::R5AttestationChain, R::Chain(ChainError::Empty), false),
+            (S::R5AttestationChain, R::LeafModelMismatch, false),
+            (S::R5AttestationChain, R::AttestationKeyType, false),
+            (S::R6Signature, R::BadSignature, false),
+            (S::R7RpId, R::WrongRp, false),
+            (S::R8Challenge, R::ChallengeAlreadyUsed, false),
+            (
+                S::R9ChallengeExpiry,
+                R::ChallengeExpired {
+                    expires_at: 1,
+                    now: 2,
+                },
+                false,
+            ),
+            (S::R10Account, R::AccountMismatch, false),
+            (S::R11Modality, R::ModalityNotAccepted, false),
+            (S::R12SecurityLevel, R::InsufficientSecurityLevel, false),
+            (S::R12SecurityLevel, R::SecurityLevelOverclaimed, false),
+            (
+                S::R13BootState,
+                R::BootState(VerifiedBootState::Unverified),
+                false,
+            ),
+            (S::R14TeeClock, skew(), false),
+            (S::R15CredentialId, R::DuplicateCredential, false),
+            (S::R16Commit, R::ChallengeAlreadyUsed, false),
+            (S::A1Statement, stmt(), false),
+            (S::A2Header, stmt(), false),
+            (S::A3Payload, payload(), false),
+            (S::A4Platform, R::PlatformNotTrusted, false),
+            (
+                S::A5AttestationChain,
+                R::AndroidChain(ChainError::Empty.into()),
+                false,
+            ),
+            (
+                S::A6Revocation,
+                R::AndroidChain(ChainError::Empty.into()),
+                false,
+            ),
+            (
+                S::A7KeyDescription,
+                R::KeyDescription(KeyDescriptionError::Missing),
+                false,
+            ),
+            (S::A8AttestedKey, R::AttestationKeyType, false),
+            (S::A9Signature, R::BadSignature, false),
+            (S::A10RpId, R::WrongRp, false),
+            (S::A11Challenge, R::UnknownChallenge, false),
+            (
+                S::A12ChallengeExpiry,
+                R::ChallengeExpired {
+                    expires_at: 1,
+                    now: 2,
+                },
+                false,
+            ),
+            (S::A13Account, R::AccountMismatch, false),
+            (S::A14Modality, R::ModalityNotAccepted, false),
+            (
+                S::A15AndroidPolicy,
+                R::AndroidPolicy(vec![AndroidPolicyFailure::ChallengeMismatch]),
+                false,
+            ),
+            (S::A16CredentialId, R::DuplicateCredential, false),
+            (S::A17Commit, R::ChallengeAlreadyUsed, false),
+        ];
+        // A store failure never counts, whatever the step.
+        t.extend(Step::ALL.iter().map(|&s| (s, store(), false)));
+        t
+    }
+
+    /// Names each `Reason` variant; no wildcard arm, so a new variant does
+    /// not compile until this table says whether it counts.
+    fn variant(r: &Reason) -> &'static str {
+        match r {
+            Reason::Statement(_) => "Statement",
+            Reason::Payload(_) => "Payload",
+            Reason::UnknownDeviceModel => "UnknownDeviceModel",
+            Reason::DeviceModelNotActive(_) => "DeviceModelNotActive",
+            Reason::Chain(_) => "Chain",
+            Reason::LeafModelMismatch => "LeafModelMismatch",
+            Reason::AttestationKeyType => "AttestationKeyType",
+            Reason::BadSignature => "BadSignature",
+            Reason::WrongRp => "WrongRp",
+            Reason::UnknownChallenge => "UnknownChallenge",
+            Reason::WrongChallengeKind => "WrongChallengeKind",
+            Reason::ChallengeAlreadyUsed => "ChallengeAlreadyUsed",
+            Reason::ChallengeExpired { .. } => "ChallengeExpired",
+            Reason::AccountMismatch => "AccountMismatch",
+            Reason::CredentialMismatch => "CredentialMismatch",
+            Reason::ModalityNotAccepted => "ModalityNotAccepted",
+            Reason::LivenessRequired => "LivenessRequired",
+            Reason::InsufficientSecurityLevel => "InsufficientSecurityLevel",
+            Reason::SecurityLevelOverclaimed => "SecurityLevelOverclaimed",
+            Reason::BootState(_) => "BootState",
+            Reason::ClockSkew { .. } => "ClockSkew",
+            Reason::DuplicateCredential => "DuplicateCredential",
+            Reason::UnknownCredential => "UnknownCredential",
+            Reason::CredentialNotActive(_) => "CredentialNotActive",
+            Reason::TransactionMismatch => "TransactionMismatch",
+            Reason::DisplayMismatch => "DisplayMismatch",
+            Reason::NotConfirmed => "NotConfirmed",
+            Reason::EnrollmentChanged => "EnrollmentChanged",
+            Reason::EpochMismatch => "EpochMismatch",
+            Reason::PolicyRequires(_) => "PolicyRequires",
+            Reason::TooManyFailedAttempts(_) => "TooManyFailedAttempts",
+            Reason::CounterNotIncreased { .. } => "CounterNotIncreased",
+            Reason::CounterSuperseded { .. } => "CounterSuperseded",
+            Reason::ConcurrentUpdate => "ConcurrentUpdate",
+            Reason::PlatformNotTrusted => "PlatformNotTrusted",
+            Reason::AndroidChain(_) => "AndroidChain",
+            Reason::KeyDescription(_) => "KeyDescription",
+            Reason::AndroidPolicy(_) => "AndroidPolicy",
+            Reason::PlatformKeystoreLimit { .. } => "PlatformKeystoreLimit",
+            Reason::Store(_) => "Store",
+        }
+    }
+
+    const ALL_REASONS: usize = 40;
+
+    #[test]
+    fn lockout_verdict_of_every_step_and_reason() {
+        for (step, reason, counts) in table() {
+            let r = Rejection::new(step, reason);
+            assert_eq!(r.counts_toward_lockout(), counts, "{r}");
+        }
+    }
+
+    #[test]
+    fn the_lockout_table_covers_every_step_and_every_reason() {
+        let t = table();
+        for s in Step::ALL {
+            assert!(
+                t.iter()
+                    .any(|(step, reason, _)| step == s && variant(reason) != "Store"),
+                "{s} has no row in the lockout table"
+            );
+        }
+        let mut seen: Vec<_> = t.iter().map(|(_, r, _)| variant(r)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(
+            seen.len(),
+            ALL_REASONS,
+            "a Reason variant has no row: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn only_failures_that_need_the_key_and_a_live_challenge_count() {
+        // The steps that can count are exactly the payment steps after the
+        // challenge checks (P11) and before the counter (P19).
+        let counting: Vec<_> = table()
+            .into_iter()
+            .filter(|(_, _, c)| *c)
+            .map(|(s, _, _)| s.code())
+            .collect();
+        for code in &counting {
+            let n: u32 = code[1..].parse().unwrap();
+            assert!(code.starts_with('P') && (12..=18).contains(&n), "{code}");
+        }
     }
 }

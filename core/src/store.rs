@@ -161,6 +161,26 @@ impl IssuedChallenge {
             Self::Payment { challenge, .. } => challenge.expires_at,
         }
     }
+    /// The account the challenge was issued for.
+    pub fn account_handle(&self) -> &[u8] {
+        match self {
+            Self::Registration(c) => &c.account_handle,
+            Self::Payment { challenge, .. } => &challenge.account_handle,
+        }
+    }
+}
+
+/// The per-account challenge issuance limit (docs/PROTOCOL.md §6.1.3): a
+/// new challenge is stored only while fewer than `max` challenges of the same
+/// account are outstanding at `now` (unconsumed and unexpired). A shopper
+/// who pays, however often, holds one at a time; a flood of unanswered
+/// challenges stops at `max` until they expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeLimit {
+    /// At most this many outstanding challenges per account.
+    pub max: u32,
+    /// The issuing time, Unix seconds.
+    pub now: u64,
 }
 
 /// A stored challenge and whether it has been used.
@@ -191,14 +211,30 @@ pub struct Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
-    /// A key attestation registered a credential.
+    /// A key attestation registered a credential (§6.3).
     Registration,
+    /// A platform-keystore registration registered a credential (§12.5).
+    PlatformRegistration,
     /// A payment assertion approved a payment.
     Payment,
     /// A deregistration removed a credential.
     Deregistration,
     /// An enrollment change blocked a credential.
     EnrollmentChange,
+}
+
+impl DecisionKind {
+    /// The step that commits this kind of decision: the one step code that
+    /// audit records, metrics and answers name for an acceptance.
+    pub fn commit_step(self) -> Step {
+        match self {
+            Self::Registration => Step::R16Commit,
+            Self::PlatformRegistration => Step::A17Commit,
+            Self::Payment => Step::P20Commit,
+            Self::Deregistration => Step::D9Commit,
+            Self::EnrollmentChange => Step::E10Commit,
+        }
+    }
 }
 
 /// A rejection of a correctly signed statement that flags its credential
@@ -248,8 +284,15 @@ pub enum CommitError {
 /// Durable verifier state. Implementations must be safe to share between threads
 /// and must make each `commit_*` method atomic: either every effect happens or none.
 pub trait Store: Send + Sync {
-    /// Stores a newly issued challenge.
-    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError>;
+    /// Stores a newly issued challenge. With a `limit`, the count of the
+    /// account's outstanding challenges and the insert are one atomic
+    /// operation: returns `Ok(false)`, storing nothing, when `limit.max` of
+    /// them exist already.
+    fn insert_challenge(
+        &self,
+        issued: IssuedChallenge,
+        limit: Option<ChallengeLimit>,
+    ) -> Result<bool, StoreError>;
 
     /// Reads a challenge.
     fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError>;
@@ -372,10 +415,29 @@ impl MemoryInner {
 }
 
 impl Store for MemoryStore {
-    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
+    fn insert_challenge(
+        &self,
+        issued: IssuedChallenge,
+        limit: Option<ChallengeLimit>,
+    ) -> Result<bool, StoreError> {
         let mut g = self.lock();
         if g.challenges.contains_key(issued.challenge()) {
             return Err(StoreError("challenge collision".into()));
+        }
+        if let Some(l) = limit {
+            let account = issued.account_handle();
+            let live = g
+                .challenges
+                .values()
+                .filter(|e| {
+                    !e.consumed
+                        && e.issued.expires_at() > l.now
+                        && e.issued.account_handle() == account
+                })
+                .count();
+            if live >= usize::try_from(l.max).unwrap_or(usize::MAX) {
+                return Ok(false);
+            }
         }
         g.challenges.insert(
             *issued.challenge(),
@@ -384,7 +446,7 @@ impl Store for MemoryStore {
                 consumed: false,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
     fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError> {

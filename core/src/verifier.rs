@@ -23,8 +23,8 @@ use crate::{
         RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState, CHALLENGE_LEN,
     },
     store::{
-        ChallengeEntry, CommitError, CredentialKind, CredentialRecord, CredentialStatus, Decision,
-        DecisionKind, Flag, IssuedChallenge, Store, StoreError,
+        ChallengeEntry, ChallengeLimit, CommitError, CredentialKind, CredentialRecord,
+        CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store, StoreError,
     },
     x509::{self, TrustAnchor},
 };
@@ -124,12 +124,18 @@ pub struct Policy {
     /// currency without an entry cannot be approved by such credentials.
     /// docs/PROTOCOL.md §12.6.
     pub platform_keystore_max_amount: BTreeMap<String, u64>,
+    /// At most this many outstanding (unconsumed, unexpired) challenges,
+    /// registration and payment, per account; `0` means no limit.
+    /// docs/PROTOCOL.md §6.1.3: the account is refused further challenges
+    /// until one is used or expires.
+    pub max_challenges_per_account: u32,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             challenge_ttl_secs: 120,
+            max_challenges_per_account: 32,
             min_security_level: SecurityLevel::Tee,
             require_verified_boot: true,
             max_clock_skew_secs: 300,
@@ -200,6 +206,13 @@ pub enum IssueError {
     /// The policy for this amount needs a modality or key storage the credential lacks.
     #[error("the credential cannot satisfy the policy for this amount")]
     PolicyUnsatisfiable,
+    /// The account has [`Policy::max_challenges_per_account`] outstanding
+    /// challenges already (§6.1.3).
+    #[error("the account has {max} outstanding challenges already")]
+    TooManyChallenges {
+        /// The limit.
+        max: u32,
+    },
     /// Randomness failed.
     #[error("{0}")]
     Random(#[from] crate::env::RandomError),
@@ -319,6 +332,17 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         Ok(c)
     }
 
+    /// Stores an issued challenge under the per-account limit (§6.1.3).
+    fn store_challenge(&self, issued: IssuedChallenge, now: u64) -> Result<(), IssueError> {
+        let max = self.policy.max_challenges_per_account;
+        let limit = (max > 0).then_some(ChallengeLimit { max, now });
+        if self.store.insert_challenge(issued, limit)? {
+            Ok(())
+        } else {
+            Err(IssueError::TooManyChallenges { max })
+        }
+    }
+
     /// Issues and stores a registration challenge.
     pub fn registration_challenge(
         &self,
@@ -341,8 +365,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         };
         // Round-trip through the strict decoder: whatever we issue must be valid.
         RegistrationChallenge::from_cbor(&challenge.to_cbor())?;
-        self.store
-            .insert_challenge(IssuedChallenge::Registration(challenge.clone()))?;
+        self.store_challenge(IssuedChallenge::Registration(challenge.clone()), now)?;
         Ok(challenge)
     }
 
@@ -400,10 +423,13 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             require_liveness: face_required,
         };
         PaymentChallenge::from_cbor(&challenge.to_cbor())?;
-        self.store.insert_challenge(IssuedChallenge::Payment {
-            challenge: challenge.clone(),
-            counter_at_issue: cred.counter,
-        })?;
+        self.store_challenge(
+            IssuedChallenge::Payment {
+                challenge: challenge.clone(),
+                counter_at_issue: cred.counter,
+            },
+            now,
+        )?;
         Ok(challenge)
     }
 
@@ -717,7 +743,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             registered_at: now,
         };
         let decision = self.decision(
-            DecisionKind::Registration,
+            DecisionKind::PlatformRegistration,
             &reg.credential_id,
             statement,
             now,

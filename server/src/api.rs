@@ -27,7 +27,7 @@ use biopay_core::{
     cbor, cose, crypto,
     messages::{peek_kind, Message, MessageKind},
     render_transaction,
-    store::CredentialRecord,
+    store::{CredentialRecord, DecisionKind},
     CredentialId, CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion,
     PlatformKeyRegistration, Reason, Rejection, SecurityLevel, Step, Store, Transaction,
 };
@@ -575,38 +575,18 @@ fn audited_by_store(r: &Rejection) -> bool {
     )
 }
 
-/// Whether a rejection counts as a failure against the credential and its
-/// account: only when the statement's signature verified (steps after P5 /
-/// D5). Anyone can send garbage naming a victim's credential id, and that
-/// must not lock the victim out.
-fn counts_as_failure(r: &Rejection) -> bool {
-    !matches!(
-        r.step,
-        Step::P1Statement
-            | Step::P2Header
-            | Step::P3Payload
-            | Step::P4Credential
-            | Step::P5Signature
-            | Step::D1Statement
-            | Step::D2Header
-            | Step::D3Payload
-            | Step::D4Credential
-            | Step::D5Signature
-    )
-}
-
 impl AppState {
-    /// Audits a rejection (unless the store already did, P15/P19) and, for an
-    /// endpoint under rate limiting (`limited`) and a rejection that counts
-    /// (the signature verified), counts a failure against `credential` and
-    /// its account: one store transaction for both.
+    /// Audits a rejection (unless the store already did, P15/P19) and, when
+    /// core says it counts toward lockout ([`Rejection::counts_toward_lockout`]:
+    /// it needed the credential key and a live challenge, PROTOCOL.md §9.2),
+    /// counts a failure against `credential` and its account: one store
+    /// transaction for both.
     fn record_rejection(
         &self,
         kind: &str,
         credential: Option<&CredentialId>,
         statement: &[u8],
         r: &Rejection,
-        limited: bool,
     ) {
         self.metrics.decision(kind, "rejected", r.step.code());
         let record = AuditRecord {
@@ -619,7 +599,7 @@ impl AppState {
             reason: r.reason.to_string(),
         };
         let counted =
-            credential.filter(|_| limited && self.lock_after_failures > 0 && counts_as_failure(r));
+            credential.filter(|_| self.lock_after_failures > 0 && r.counts_toward_lockout());
         let audit = (!audited_by_store(r)).then_some(&record);
         if audit.is_some() || counted.is_some() {
             if let Err(e) = self.store().append_rejection(audit, counted, record.at) {
@@ -716,6 +696,11 @@ fn issue_error(e: IssueError) -> ApiError {
             "POLICY_UNSATISFIABLE",
             "the credential cannot satisfy the policy for this amount",
         ),
+        e @ IssueError::TooManyChallenges { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "CHALLENGE_LIMIT",
+            format!("{e}; try again when one expires"),
+        ),
         other => ApiError::unavailable(other.to_string()),
     }
 }
@@ -742,29 +727,30 @@ pub async fn register(
         // PROTOCOL.md §12) is verified by A1–A17; anything else as a
         // KeyAttestation by R1–R16.
         let platform = is_platform_registration(&statement);
-        let (peeked, verdict, last_step) = if platform {
+        let (peeked, verdict, kind) = if platform {
             (
                 peek(&statement, true, |a: &PlatformKeyRegistration| {
                     &a.credential_id
                 }),
                 st.verifier.verify_platform_registration(&statement),
-                "A17",
+                DecisionKind::PlatformRegistration,
             )
         } else {
             (
                 peek(&statement, true, |a: &KeyAttestation| &a.credential_id),
                 st.verifier.verify_registration(&statement),
-                "R16",
+                DecisionKind::Registration,
             )
         };
         match verdict {
             Ok(r) => {
-                st.metrics.decision("registration", "accepted", last_step);
+                st.metrics
+                    .decision("registration", "accepted", kind.commit_step().code());
                 tracing::info!(credential = r.record.credential_id.to_hex(), "registered");
                 Ok(CredentialView::from(&r.record))
             }
             Err(r) => {
-                st.record_rejection("registration", peeked.as_ref(), &statement, &r, false);
+                st.record_rejection("registration", peeked.as_ref(), &statement, &r);
                 Err(ApiError::from(&r))
             }
         }
@@ -867,7 +853,11 @@ fn verify_one_payment(
     match st.verifier.verify_payment(&statement) {
         Ok(p) => {
             // The commit cleared the credential's failure count.
-            st.metrics.decision("payment", "accepted", "P20");
+            st.metrics.decision(
+                "payment",
+                "accepted",
+                DecisionKind::Payment.commit_step().code(),
+            );
             tracing::info!(
                 credential = p.credential_id.to_hex(),
                 counter = p.counter,
@@ -885,7 +875,7 @@ fn verify_one_payment(
             })
         }
         Err(r) => {
-            st.record_rejection("payment", peeked.as_ref(), &statement, &r, true);
+            st.record_rejection("payment", peeked.as_ref(), &statement, &r);
             Err(ApiError::from(&r))
         }
     }
@@ -1027,14 +1017,18 @@ pub async fn deregister(
     blocking(
         move || match st.verifier.verify_deregistration(&statement) {
             Ok(done) => {
-                st.metrics.decision("deregistration", "accepted", "D9");
+                st.metrics.decision(
+                    "deregistration",
+                    "accepted",
+                    DecisionKind::Deregistration.commit_step().code(),
+                );
                 Ok(Json(StatusResponse {
                     id: b64(done.as_bytes()),
                     status: CredentialStatus::Deregistered.as_str().into(),
                 }))
             }
             Err(r) => {
-                st.record_rejection("deregistration", Some(&id), &statement, &r, true);
+                st.record_rejection("deregistration", Some(&id), &statement, &r);
                 Err(ApiError::from(&r))
             }
         },

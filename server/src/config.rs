@@ -52,6 +52,10 @@ pub struct Config {
     pub lock_after_failures: u32,
     /// The failure-counting window, seconds.
     pub failure_window_secs: u64,
+    /// Outstanding (unconsumed, unexpired) challenges allowed per account;
+    /// further challenge requests get 429 `CHALLENGE_LIMIT` until one is used
+    /// or expires (0 disables). PROTOCOL.md §6.1.3.
+    pub max_challenges_per_account: u32,
     /// Challenge lifetime, seconds.
     pub challenge_ttl_secs: u64,
     /// How often expired challenges are collected, seconds.
@@ -80,6 +84,10 @@ impl std::fmt::Debug for Config {
             .field("max_batch_items", &self.max_batch_items)
             .field("lock_after_failures", &self.lock_after_failures)
             .field("failure_window_secs", &self.failure_window_secs)
+            .field(
+                "max_challenges_per_account",
+                &self.max_challenges_per_account,
+            )
             .field("challenge_ttl_secs", &self.challenge_ttl_secs)
             .field("purge_interval_secs", &self.purge_interval_secs)
             .field("checkpoint_interval_secs", &self.checkpoint_interval_secs)
@@ -119,6 +127,7 @@ impl Default for Config {
             max_batch_items: 64,
             lock_after_failures: 5,
             failure_window_secs: 300,
+            max_challenges_per_account: 32,
             challenge_ttl_secs: 120,
             purge_interval_secs: 30,
             checkpoint_interval_secs: 10,
@@ -308,6 +317,7 @@ impl Config {
     pub fn policy(&self) -> Policy {
         Policy {
             challenge_ttl_secs: self.challenge_ttl_secs,
+            max_challenges_per_account: self.max_challenges_per_account,
             ..Policy::default()
         }
     }

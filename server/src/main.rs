@@ -127,6 +127,9 @@ struct ServeArgs {
     /// Failed verifications per credential and per account before locking.
     #[arg(long)]
     lock_after_failures: Option<u32>,
+    /// Outstanding challenges allowed per account (0: no limit).
+    #[arg(long)]
+    max_challenges_per_account: Option<u32>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -192,6 +195,9 @@ fn serve_config(a: &ServeArgs) -> Result<Config, String> {
     c.danger_demo_keys |= a.danger_demo_keys;
     if let Some(n) = a.lock_after_failures {
         c.lock_after_failures = n;
+    }
+    if let Some(n) = a.max_challenges_per_account {
+        c.max_challenges_per_account = n;
     }
     Ok(c)
 }

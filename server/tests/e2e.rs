@@ -7,52 +7,9 @@
 mod common;
 
 use biopay_core::{messages::Message, PaymentChallenge};
-use biopay_server::{
-    client::{b64, batch_items, field_bytes, unb64, ApiClient},
-    demo::DemoDevice,
-};
+use biopay_server::client::{b64, batch_items, field_bytes, unb64, ApiClient};
 use common::*;
 use serde_json::json;
-
-struct Phone {
-    device: DemoDevice,
-    id: Vec<u8>,
-    account: Vec<u8>,
-    _dir: tempfile::TempDir,
-}
-
-fn enroll(api: &ApiClient, account: &[u8]) -> Phone {
-    let dir = tempfile::tempdir().unwrap();
-    let mut device = DemoDevice::provision(&dir.path().join("phone"), RP).unwrap();
-    let c = api.registration_challenge(account).unwrap();
-    let r = api.register(&device.register(&c).unwrap()).unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["status"], "active");
-    assert_eq!(r.body["counter"], 0);
-    let id = unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
-    Phone {
-        device,
-        id,
-        account: account.to_vec(),
-        _dir: dir,
-    }
-}
-
-/// A genuine assertion for a fresh challenge (not submitted).
-fn assertion(api: &ApiClient, p: &mut Phone, order: &str, amount: u64) -> Vec<u8> {
-    let c = field_bytes(
-        &api.payment_challenge(&p.id, order, amount).unwrap(),
-        "challenge",
-    )
-    .unwrap();
-    p.device.authorize(&c).unwrap()
-}
-
-#[track_caller]
-fn assert_error(r: &biopay_server::client::Reply, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.body);
-    assert_eq!(r.code(), Some(code), "{}", r.body);
-}
 
 fn pay_replay_and_tamper(b: &TestBackend) {
     let s = b.server(&[]);

@@ -22,8 +22,8 @@ use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     messages::Message,
     store::{
-        ChallengeEntry, CommitError, CredentialKind, CredentialRecord, CredentialStatus, Decision,
-        DecisionKind, Flag, IssuedChallenge, Store, StoreError,
+        ChallengeEntry, ChallengeLimit, CommitError, CredentialKind, CredentialRecord,
+        CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store, StoreError,
     },
     Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
 };
@@ -64,7 +64,7 @@ pub trait ServerStore: Store {
 
 pub(crate) fn kind_str(k: DecisionKind) -> &'static str {
     match k {
-        DecisionKind::Registration => "registration",
+        DecisionKind::Registration | DecisionKind::PlatformRegistration => "registration",
         DecisionKind::Payment => "payment",
         DecisionKind::Deregistration => "deregistration",
         DecisionKind::EnrollmentChange => "enrollment_change",
@@ -73,13 +73,7 @@ pub(crate) fn kind_str(k: DecisionKind) -> &'static str {
 
 /// The audit record of an accepted decision.
 pub(crate) fn accepted_record(d: &Decision) -> AuditRecord {
-    use biopay_core::Step;
-    let step = match d.kind {
-        DecisionKind::Registration => Step::R16Commit,
-        DecisionKind::Payment => Step::P20Commit,
-        DecisionKind::Deregistration => Step::D9Commit,
-        DecisionKind::EnrollmentChange => Step::E10Commit,
-    };
+    let step = d.kind.commit_step();
     AuditRecord {
         at: d.at,
         kind: kind_str(d.kind).to_owned(),
@@ -275,8 +269,12 @@ macro_rules! delegate {
 }
 
 impl Store for AnyStore {
-    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
-        delegate!(self, s => s.insert_challenge(issued))
+    fn insert_challenge(
+        &self,
+        issued: IssuedChallenge,
+        limit: Option<ChallengeLimit>,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.insert_challenge(issued, limit))
     }
     fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError> {
         delegate!(self, s => s.challenge(challenge))

@@ -20,8 +20,8 @@ use super::{
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     store::{
-        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, Flag,
-        IssuedChallenge, Store, StoreError,
+        ChallengeEntry, ChallengeLimit, CommitError, CredentialRecord, CredentialStatus, Decision,
+        Flag, IssuedChallenge, Store, StoreError,
     },
     Challenge, CredentialId,
 };
@@ -105,6 +105,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX failures_subject ON failures (kind, subject, at);
         CREATE INDEX failures_at ON failures (at);",
+    ),
+    (
+        3,
+        // The account of each challenge, for the per-account issuance limit
+        // (PROTOCOL.md §6.1.3). Challenges issued before this migration have
+        // none and count against nobody until they expire.
+        "ALTER TABLE challenges ADD COLUMN account BYTEA;
+        CREATE INDEX challenges_account ON challenges (account, expires_at);",
     ),
 ];
 
@@ -418,16 +426,47 @@ fn store_error(e: CommitError) -> StoreError {
 }
 
 impl Store for PgStore {
-    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
+    fn insert_challenge(
+        &self,
+        issued: IssuedChallenge,
+        limit: Option<ChallengeLimit>,
+    ) -> Result<bool, StoreError> {
         let (kind, body, counter_at_issue, expires_at) = challenge_columns(&issued)?;
         let key = challenge_key(issued.challenge());
+        let account = issued.account_handle().to_vec();
+        let limit = limit.map(|l| Ok::<_, StoreError>((i64::from(l.max), i64_of(l.now)?)));
+        let limit = limit.transpose()?;
         self.write(false, move |c, _| {
-            c.execute(
-                "INSERT INTO challenges (challenge, kind, body, counter_at_issue, expires_at, consumed)
-                 VALUES ($1, $2, $3, $4, $5, false)",
-                &[&key, &kind, &body, &counter_at_issue, &expires_at],
-            )?;
-            Ok(())
+            let n = match limit {
+                None => c.execute(
+                    "INSERT INTO challenges
+                        (challenge, kind, body, counter_at_issue, expires_at, consumed, account)
+                     VALUES ($1, $2, $3, $4, $5, false, $6)",
+                    &[&key, &kind, &body, &counter_at_issue, &expires_at, &account],
+                )?,
+                // One statement: the count and the insert. Under READ
+                // COMMITTED, concurrent issuers in several processes can each
+                // see room, so the limit may be exceeded by the number of
+                // racing processes; it bounds abuse, it is not a quota.
+                Some((max, now)) => c.execute(
+                    "INSERT INTO challenges
+                        (challenge, kind, body, counter_at_issue, expires_at, consumed, account)
+                     SELECT $1, $2, $3, $4, $5, false, $6
+                     WHERE (SELECT COUNT(*) FROM challenges
+                            WHERE account = $6 AND NOT consumed AND expires_at > $8) < $7",
+                    &[
+                        &key,
+                        &kind,
+                        &body,
+                        &counter_at_issue,
+                        &expires_at,
+                        &account,
+                        &max,
+                        &now,
+                    ],
+                )?,
+            };
+            Ok(n == 1)
         })
         .map_err(store_error)
     }
@@ -551,10 +590,12 @@ impl Store for PgStore {
                         UPDATE credentials SET counter = $2
                         WHERE credential_id = $3 AND counter = $4 AND status = 'active'
                           AND EXISTS (SELECT 1 FROM consumed)
-                        RETURNING 1
+                        RETURNING account_handle
                     ), cleared AS (
                         DELETE FROM failures
-                        WHERE kind = 'credential' AND subject = $3 AND EXISTS (SELECT 1 FROM moved)
+                        WHERE EXISTS (SELECT 1 FROM moved)
+                          AND ((kind = 'credential' AND subject = $3)
+                            OR (kind = 'account' AND subject = (SELECT account_handle FROM moved)))
                     ), audited AS (
                         INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
                             statement_hash, reason, prev_hash, hash)

@@ -17,8 +17,8 @@ use super::{
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     store::{
-        ChallengeEntry, CommitError, CredentialRecord, CredentialStatus, Decision, Flag,
-        IssuedChallenge, Store, StoreError,
+        ChallengeEntry, ChallengeLimit, CommitError, CredentialRecord, CredentialStatus, Decision,
+        Flag, IssuedChallenge, Store, StoreError,
     },
     Challenge, CredentialId,
 };
@@ -103,6 +103,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         );
         CREATE INDEX failures_subject ON failures (kind, subject, at);
         CREATE INDEX failures_at ON failures (at);",
+    ),
+    (
+        3,
+        // The account of each challenge, for the per-account issuance limit
+        // (PROTOCOL.md §6.1.3). Challenges issued before this migration have
+        // none and count against nobody until they expire.
+        "ALTER TABLE challenges ADD COLUMN account BLOB;
+        CREATE INDEX challenges_account ON challenges (account, expires_at);",
     ),
 ];
 
@@ -362,17 +370,47 @@ fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRow> {
 }
 
 impl Store for SqliteStore {
-    fn insert_challenge(&self, issued: IssuedChallenge) -> Result<(), StoreError> {
+    fn insert_challenge(
+        &self,
+        issued: IssuedChallenge,
+        limit: Option<ChallengeLimit>,
+    ) -> Result<bool, StoreError> {
         let (kind, body, counter_at_issue, expires_at) = challenge_columns(&issued)?;
         let key = challenge_key(issued.challenge());
+        let account = issued.account_handle().to_vec();
+        let limit = limit.map(|l| Ok::<_, StoreError>((i64::from(l.max), i64_of(l.now)?)));
+        let limit = limit.transpose()?;
         self.write(false, move |c, _| {
-            exec(
-                c,
-                "INSERT INTO challenges (challenge, kind, body, counter_at_issue, expires_at, consumed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-                params![key, kind, body, counter_at_issue, expires_at],
-            )?;
-            Ok(())
+            let n = match limit {
+                None => exec(
+                    c,
+                    "INSERT INTO challenges
+                        (challenge, kind, body, counter_at_issue, expires_at, consumed, account)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+                    params![key, kind, body, counter_at_issue, expires_at, account],
+                )?,
+                // The count and the insert are one statement in the single
+                // writer's transaction: no two inserts can both see room.
+                Some((max, now)) => exec(
+                    c,
+                    "INSERT INTO challenges
+                        (challenge, kind, body, counter_at_issue, expires_at, consumed, account)
+                     SELECT ?1, ?2, ?3, ?4, ?5, 0, ?6
+                     WHERE (SELECT COUNT(*) FROM challenges
+                            WHERE account = ?6 AND NOT consumed AND expires_at > ?8) < ?7",
+                    params![
+                        key,
+                        kind,
+                        body,
+                        counter_at_issue,
+                        expires_at,
+                        account,
+                        max,
+                        now
+                    ],
+                )?,
+            };
+            Ok(n == 1)
         })
         .map_err(store_error)
     }
@@ -485,10 +523,14 @@ impl Store for SqliteStore {
                     CredentialStatus::Active,
                 ));
             }
-            // A success clears the credential's failure count (rate limiting).
+            // A success clears the failure counts of the credential and of
+            // its account (rate limiting, PROTOCOL.md §9.2).
             exec(
                 c,
-                "DELETE FROM failures WHERE kind = 'credential' AND subject = ?1",
+                "DELETE FROM failures
+                 WHERE (kind = 'credential' AND subject = ?1)
+                    OR (kind = 'account' AND subject =
+                        (SELECT account_handle FROM credentials WHERE credential_id = ?1))",
                 params![id.as_bytes()],
             )?;
             append(c, head, &audit)?;

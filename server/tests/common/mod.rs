@@ -21,6 +21,10 @@ macro_rules! suite {
     };
 }
 
+mod phone;
+#[allow(unused_imports)] // not every suite uses the phone
+pub use phone::*;
+
 use biopay_server::client::ApiClient;
 use std::{
     io::{BufRead, BufReader},
