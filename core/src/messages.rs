@@ -682,7 +682,7 @@ impl<'a> Fields<'a> {
     }
 
     fn account_handle(&mut self, key: i64) -> Result<Vec<u8>, DecodeError> {
-        self.bytes(key, "account_handle", 1, 64)
+        self.bytes(key, "account_handle", 1, MAX_ACCOUNT_HANDLE_LEN)
     }
 
     fn rp_id(&mut self, key: i64) -> Result<String, DecodeError> {
@@ -811,6 +811,27 @@ pub fn validate_display_text(s: &str, field: &'static str, max: usize) -> Result
     Ok(())
 }
 
+/// The longest account handle, bytes (docs/PROTOCOL.md §4.1.3; at least 1).
+pub const MAX_ACCOUNT_HANDLE_LEN: usize = 64;
+
+/// Checks an account handle's length (docs/PROTOCOL.md §4.1.3): 1 to
+/// [`MAX_ACCOUNT_HANDLE_LEN`] bytes, as every message that carries one requires.
+pub fn validate_account_handle(handle: &[u8]) -> Result<(), DecodeError> {
+    if (1..=MAX_ACCOUNT_HANDLE_LEN).contains(&handle.len()) {
+        Ok(())
+    } else {
+        Err(DecodeError::InvalidField {
+            field: "account_handle",
+            reason: "must be 1 to 64 bytes",
+        })
+    }
+}
+
+/// The largest `amount_minor` (docs/PROTOCOL.md §4.3.2): 2^63 − 1, so that
+/// every accepted amount fits the signed 64-bit integers of JSON clients,
+/// SQL columns and the JVM.
+pub const MAX_AMOUNT_MINOR: u64 = i64::MAX.unsigned_abs();
+
 impl Transaction {
     /// Validates every field (docs/PROTOCOL.md §4.3).
     pub fn validate(&self) -> Result<(), DecodeError> {
@@ -818,6 +839,12 @@ impl Transaction {
             return Err(DecodeError::InvalidField {
                 field: "amount_minor",
                 reason: "must be positive",
+            });
+        }
+        if self.amount_minor > MAX_AMOUNT_MINOR {
+            return Err(DecodeError::InvalidField {
+                field: "amount_minor",
+                reason: "must be at most 2^63 - 1",
             });
         }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {

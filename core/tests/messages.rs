@@ -242,3 +242,42 @@ fn field_constraints() {
     assert!(CredentialId::new(vec![0; 15]).is_err());
     assert!(CredentialId::new(vec![0; 65]).is_err());
 }
+
+/// `amount_minor` is 1 ..= 2^63 − 1 (PROTOCOL.md §4.3.2): a larger amount
+/// fits the CBOR uint but not the int64 of JSON clients, SQL and the JVM, so
+/// it is refused wherever a transaction is validated or decoded.
+#[test]
+fn amounts_beyond_int64_are_invalid() {
+    let max = u64::try_from(i64::MAX).unwrap();
+    assert_eq!(biopay_core::messages::MAX_AMOUNT_MINOR, max);
+    for (amount, ok) in [
+        (0, false),
+        (1, true),
+        (max, true),
+        (max + 1, false),
+        (u64::MAX, false),
+    ] {
+        let t = Transaction {
+            amount_minor: amount,
+            ..tx()
+        };
+        assert_eq!(t.validate().is_ok(), ok, "{amount}");
+        let pc = PaymentChallenge {
+            rp_id: "pay.example.com".into(),
+            account_handle: b"acct".to_vec(),
+            credential_id: CredentialId::new(vec![2; 16]).unwrap(),
+            challenge: [9; 32],
+            transaction: t,
+            issued_at: 1,
+            expires_at: 2,
+            accepted_modalities: vec![Modality::Face],
+            require_liveness: false,
+        };
+        // A device decoding such a challenge refuses it too.
+        assert_eq!(
+            PaymentChallenge::from_cbor(&pc.to_cbor()).is_ok(),
+            ok,
+            "{amount}"
+        );
+    }
+}

@@ -25,7 +25,7 @@ use axum::{
 };
 use biopay_core::{
     cbor, cose, crypto,
-    messages::{peek_kind, Message, MessageKind},
+    messages::{peek_kind, validate_account_handle, Message, MessageKind},
     render_transaction,
     store::{CredentialRecord, DecisionKind},
     CredentialId, CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion,
@@ -164,7 +164,7 @@ fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), 
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -194,6 +194,45 @@ fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), 
             "UNAUTHORIZED",
             "unknown API key",
         ))
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// case-insensitive (RFC 9110 §11.1); one or more spaces separate it from
+/// the token (RFC 9110 §11.4).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Middleware: a request with a body must say it is JSON
+/// (`Content-Type: application/json`, parameters such as `charset` allowed,
+/// case-insensitive); anything else is 415 `UNSUPPORTED_MEDIA_TYPE` before
+/// the body is read. Runs after authentication.
+pub async fn require_json(req: Request, next: Next) -> Response {
+    // RFC 9112 §6.3: without Transfer-Encoding or Content-Length, a
+    // request has no body.
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.to_str().map_or(true, |v| v.trim() != "0"));
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if req.method() == axum::http::Method::GET || !has_body || json {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "the request body must be JSON (Content-Type: application/json)",
+        )
+        .into_response()
     }
 }
 
@@ -356,7 +395,8 @@ impl From<&CredentialRecord> for CredentialView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransactionBody {
-    /// Amount in minor units (8800 = 88.00 CNY).
+    /// Amount in minor units (8800 = 88.00 CNY), 1 ..= 2^63 − 1.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub amount_minor: u64,
     /// ISO 4217 code.
     pub currency: String,
@@ -525,8 +565,10 @@ pub struct ModelStatusRequest {
 
 /// Query: list an account's credentials.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AccountQuery {
-    /// The account handle (base64url).
+    /// The account handle (base64url of 1 to 64 bytes).
     pub account: String,
 }
 
@@ -770,6 +812,8 @@ pub async fn list_credentials(
 ) -> Result<Json<Vec<CredentialView>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let account = bytes_field("account", &q.account)?;
+    validate_account_handle(&account)
+        .map_err(|e| ApiError::bad_request(format!("account: {e}")))?;
     let st = state.clone();
     let list = blocking(move || {
         let rp = st.verifier.rp_id().to_owned();

@@ -179,6 +179,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/v1/payments/verify/batch", post(api::verify_payment_batch))
         .route("/v1/credentials/{id}/deregister", post(api::deregister))
         .route("/v1/credentials", get(api::list_credentials))
+        .route_layer(middleware::from_fn(api::require_json))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             api::require_rp,
@@ -192,6 +193,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             "/v1/admin/models/{model}/status",
             post(api::set_model_status),
         )
+        .route_layer(middleware::from_fn(api::require_json))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             api::require_admin,
