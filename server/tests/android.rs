@@ -162,6 +162,15 @@ fn an_android_keystore_credential_registers_and_pays_through_the_server() {
     assert_eq!(r.body["kind"], "platform_keystore", "{}", r.body);
     let id = field_bytes(&r, "credential_id").unwrap();
     assert_eq!(id, vec![0x5C; 32]);
+    // One source of step codes: the metrics and the audit log both name A17
+    // (the audit log said R16 before).
+    assert_eq!(
+        metric(
+            &api,
+            "biopay_decisions_total{kind=\"registration\",outcome=\"accepted\",step=\"A17\"}"
+        ),
+        1
+    );
 
     // A payment within the platform-keystore cap (CNY 500.00).
     let pc = field_bytes(
@@ -209,6 +218,15 @@ fn an_android_keystore_credential_registers_and_pays_through_the_server() {
         r.body
     );
     s.stop();
+    let db = rusqlite::Connection::open(b.dir.path().join("server/biopay.db")).unwrap();
+    let steps: Vec<String> = db
+        .prepare("SELECT step FROM audit_log WHERE kind = 'registration' AND outcome = 'accepted'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(steps, ["A17"]);
 }
 
 #[test]
