@@ -470,20 +470,114 @@ fn policy_not_generated() {
 #[test]
 fn policy_no_biometric() {
     assert_eq!(
-        policy_rejection(|kd| kd.user_auth_type = Some(1)),
-        vec![F::NoBiometricAuth { found: Some(1) }]
-    );
-    assert_eq!(
         policy_rejection(|kd| kd.user_auth_type = None),
         vec![F::NoBiometricAuth { found: None }]
+    );
+    assert_eq!(
+        policy_rejection(|kd| kd.user_auth_type = Some(0)),
+        vec![F::NoBiometricAuth { found: Some(0) }]
+    );
+}
+
+// userAuthType must be exactly the biometric bit (2): docs/PROTOCOL.md §12.1,
+// §12.4. Each of the following keys opens with the device PIN (or with some
+// authenticator the policy cannot vouch for), so a signature proves no
+// biometric match; each was accepted when only the biometric bit was tested.
+
+#[test]
+fn pin_only_key_is_refused() {
+    // PASSWORD (1): `setUserAuthenticationParameters(0, AUTH_DEVICE_CREDENTIAL)`.
+    assert_eq!(
+        policy_rejection(|kd| kd.user_auth_type = Some(1)),
+        vec![
+            F::NoBiometricAuth { found: Some(1) },
+            F::PasswordAuthAllowed { found: 1 }
+        ]
+    );
+}
+
+#[test]
+fn pin_or_biometric_key_is_refused() {
+    // PASSWORD | FINGERPRINT (3): `AUTH_BIOMETRIC_STRONG | AUTH_DEVICE_CREDENTIAL`.
+    assert_eq!(
+        policy_rejection(|kd| kd.user_auth_type = Some(3)),
+        vec![F::PasswordAuthAllowed { found: 3 }]
+    );
+}
+
+#[test]
+fn any_authenticator_key_is_refused() {
+    // ANY (0xFFFFFFFF).
+    assert_eq!(
+        policy_rejection(|kd| kd.user_auth_type = Some(0xFFFF_FFFF)),
+        vec![F::AnyAuthAllowed]
+    );
+}
+
+#[test]
+fn unknown_authenticator_bit_is_refused() {
+    // The biometric bit plus a bit no KeyMint version defines (4): fail closed.
+    assert_eq!(
+        policy_rejection(|kd| kd.user_auth_type = Some(2 | 4)),
+        vec![F::UnknownAuthType { found: 6 }]
+    );
+    assert_eq!(
+        policy_rejection(|kd| kd.user_auth_type = Some(1 | 2 | 0x100)),
+        vec![
+            F::PasswordAuthAllowed { found: 0x103 },
+            F::UnknownAuthType { found: 0x103 }
+        ]
     );
 }
 
 #[test]
 fn policy_auth_timeout() {
+    // A key usable for 30 s after one unlock: the signature does not prove a
+    // biometric for this statement.
     assert_eq!(
         policy_rejection(|kd| kd.auth_timeout = Some(30)),
         vec![F::AuthTimeout { seconds: 30 }]
+    );
+    // `setUserAuthenticationParameters(30, AUTH_BIOMETRIC_STRONG |
+    // AUTH_DEVICE_CREDENTIAL)`: both failures, in the order of §12.4.
+    assert_eq!(
+        policy_rejection(|kd| {
+            kd.user_auth_type = Some(3);
+            kd.auth_timeout = Some(30);
+        }),
+        vec![
+            F::PasswordAuthAllowed { found: 3 },
+            F::AuthTimeout { seconds: 30 }
+        ]
+    );
+}
+
+#[test]
+fn policy_failures_serialize_with_their_check_names() {
+    let names: Vec<String> = [
+        F::NoBiometricAuth { found: Some(1) },
+        F::PasswordAuthAllowed { found: 3 },
+        F::AnyAuthAllowed,
+        F::UnknownAuthType { found: 6 },
+        F::AuthTimeout { seconds: 30 },
+    ]
+    .iter()
+    .map(|f| {
+        serde_json::to_value(f).unwrap()["check"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "no_biometric_auth",
+            "password_auth_allowed",
+            "any_auth_allowed",
+            "unknown_auth_type",
+            "auth_timeout"
+        ]
     );
 }
 

@@ -3,7 +3,9 @@
 //! * Round trips: arbitrary valid messages encode with [`Message::to_cbor`] and
 //!   decode back equal.
 //! * The strict CBOR decoder never panics, and whatever it accepts re-encodes
-//!   to the same bytes.
+//!   to the same bytes. Near-valid inputs (a valid encoding written by an
+//!   independent encoder, with one forbidden flaw at a random site) are
+//!   refused with the error naming the flaw; the flawless one is accepted.
 //! * The payment verifier, set up without the software TEE (a `p256` credential
 //!   key, a [`CredentialRecord`] committed straight into a [`MemoryStore`]):
 //!   every single-byte-level mutation of a valid signed statement is rejected,
@@ -22,7 +24,7 @@
 )]
 
 use biopay_core::{
-    cbor,
+    cbor::{self, CborError},
     messages::{is_forbidden_display_char, validate_rp_id},
     testing::{
         self, credential_key, honest_assertion, verifier_with_credential, FixtureVerifier, Setup,
@@ -252,6 +254,230 @@ fn cbor_value() -> impl Strategy<Value = Value> {
                 .prop_map(|(tag, v)| Value::Tag(tag, Box::new(v))),
         ]
     })
+}
+
+// ---------------------------------------------------------------------------
+// Near-valid CBOR: an encoder that writes one flaw at a chosen site
+
+/// What the deterministic profile (docs/PROTOCOL.md §3.1) forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlawKind {
+    /// A head (major types 0..=6) one size longer than its argument needs.
+    LongHead,
+    /// An array, map, byte or text string with an indefinite length.
+    Indefinite,
+    /// A map with two or more entries written in descending key order.
+    UnsortedKeys,
+    /// A map whose first entry is written twice.
+    DuplicateKey,
+    /// A leaf replaced by a half-precision float (0.0).
+    Float,
+    /// A leaf replaced by `undefined`.
+    Undefined,
+    /// A leaf replaced by a bignum (tag 2 over one byte).
+    Bignum,
+    /// One byte after the item.
+    TrailingByte,
+    /// The encoding cut short.
+    Truncated,
+}
+
+impl FlawKind {
+    fn error(self) -> CborError {
+        match self {
+            Self::DuplicateKey => CborError::DuplicateKey,
+            Self::TrailingByte => CborError::TrailingBytes,
+            Self::Truncated => CborError::NotWellFormed,
+            _ => CborError::NotDeterministic,
+        }
+    }
+}
+
+fn flaw_kind() -> impl Strategy<Value = FlawKind> {
+    prop_oneof![
+        Just(FlawKind::LongHead),
+        Just(FlawKind::Indefinite),
+        Just(FlawKind::UnsortedKeys),
+        Just(FlawKind::DuplicateKey),
+        Just(FlawKind::Float),
+        Just(FlawKind::Undefined),
+        Just(FlawKind::Bignum),
+        Just(FlawKind::TrailingByte),
+        Just(FlawKind::Truncated),
+    ]
+}
+
+/// One flaw of `kind` at its `at`-th site (sites counted in writing order).
+#[derive(Debug, Clone, Copy)]
+struct Flaw {
+    kind: FlawKind,
+    at: usize,
+}
+
+/// A CBOR encoder written for this test, independent of `biopay_core::cbor`:
+/// given a canonical value and no flaw it writes the deterministic encoding;
+/// with a flaw it writes it at the chosen site and nowhere else.
+struct FlawedEncoder {
+    out: Vec<u8>,
+    flaw: Option<Flaw>,
+    /// Sites of the flaw's kind seen so far.
+    seen: usize,
+}
+
+impl FlawedEncoder {
+    fn encode(value: &Value, flaw: Option<Flaw>) -> Vec<u8> {
+        let mut e = Self {
+            out: Vec::new(),
+            flaw,
+            seen: 0,
+        };
+        e.value(value);
+        e.out
+    }
+
+    /// How many sites of `kind` the value has.
+    fn sites(value: &Value, kind: FlawKind) -> usize {
+        let mut e = Self {
+            out: Vec::new(),
+            flaw: Some(Flaw {
+                kind,
+                at: usize::MAX,
+            }),
+            seen: 0,
+        };
+        e.value(value);
+        e.seen
+    }
+
+    /// True when this is a site of `kind` and the chosen one.
+    fn here(&mut self, kind: FlawKind) -> bool {
+        match self.flaw {
+            Some(f) if f.kind == kind => {
+                self.seen += 1;
+                self.seen - 1 == f.at
+            }
+            _ => false,
+        }
+    }
+
+    fn head(&mut self, major: u8, arg: u64) {
+        let m = major << 5;
+        // Shortest size class (0 = in the initial byte, 1, 2, 4, 8 bytes).
+        let mut class = match arg {
+            0..=23 => 0,
+            24..=0xff => 1,
+            0x100..=0xffff => 2,
+            0x1_0000..=0xffff_ffff => 3,
+            _ => 4,
+        };
+        if class < 4 && self.here(FlawKind::LongHead) {
+            class += 1;
+        }
+        let be = arg.to_be_bytes();
+        match class {
+            0 => self.out.push(m | u8::try_from(arg).unwrap()),
+            1 => self.out.extend_from_slice(&[m | 24, be[7]]),
+            2 => {
+                self.out.push(m | 25);
+                self.out.extend_from_slice(&be[6..]);
+            }
+            3 => {
+                self.out.push(m | 26);
+                self.out.extend_from_slice(&be[4..]);
+            }
+            _ => {
+                self.out.push(m | 27);
+                self.out.extend_from_slice(&be);
+            }
+        }
+    }
+
+    /// A leaf, unless a leaf flaw replaces it here.
+    fn leaf(&mut self, write: impl FnOnce(&mut Self)) {
+        for (kind, bytes) in [
+            (FlawKind::Float, &[0xf9, 0x00, 0x00][..]),
+            (FlawKind::Undefined, &[0xf7][..]),
+            (FlawKind::Bignum, &[0xc2, 0x41, 0x01][..]),
+        ] {
+            if self.here(kind) {
+                self.out.extend_from_slice(bytes);
+                return;
+            }
+        }
+        write(self);
+    }
+
+    fn string(&mut self, major: u8, bytes: &[u8]) {
+        if self.here(FlawKind::Indefinite) {
+            // One definite chunk inside an indefinite-length string.
+            self.out.push((major << 5) | 31);
+            self.head(major, u64::try_from(bytes.len()).unwrap());
+            self.out.extend_from_slice(bytes);
+            self.out.push(0xff);
+        } else {
+            self.head(major, u64::try_from(bytes.len()).unwrap());
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Integer(i) => {
+                let i = i128::from(*i);
+                self.leaf(|e| match u64::try_from(i) {
+                    Ok(u) => e.head(0, u),
+                    Err(_) => e.head(1, u64::try_from(-1 - i).unwrap()),
+                });
+            }
+            Value::Bytes(b) => self.leaf(|e| e.string(2, b)),
+            Value::Text(t) => self.leaf(|e| e.string(3, t.as_bytes())),
+            Value::Bool(b) => self.leaf(|e| e.out.push(if *b { 0xf5 } else { 0xf4 })),
+            Value::Null => self.leaf(|e| e.out.push(0xf6)),
+            Value::Tag(tag, inner) => {
+                self.head(6, *tag);
+                self.value(inner);
+            }
+            Value::Array(items) => {
+                let indefinite = self.here(FlawKind::Indefinite);
+                if indefinite {
+                    self.out.push(0x9f);
+                } else {
+                    self.head(4, u64::try_from(items.len()).unwrap());
+                }
+                for v in items {
+                    self.value(v);
+                }
+                if indefinite {
+                    self.out.push(0xff);
+                }
+            }
+            Value::Map(entries) => {
+                let indefinite = self.here(FlawKind::Indefinite);
+                let reversed = entries.len() >= 2 && self.here(FlawKind::UnsortedKeys);
+                let duplicate = !entries.is_empty() && self.here(FlawKind::DuplicateKey);
+                let mut order: Vec<&(Value, Value)> = entries.iter().collect();
+                if reversed {
+                    order.reverse();
+                }
+                if duplicate {
+                    order.insert(0, &entries[0]);
+                }
+                if indefinite {
+                    self.out.push(0xbf);
+                } else {
+                    self.head(5, u64::try_from(order.len()).unwrap());
+                }
+                for (k, v) in order {
+                    self.value(k);
+                    self.value(v);
+                }
+                if indefinite {
+                    self.out.push(0xff);
+                }
+            }
+            other => panic!("not in the profile: {other:?}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -498,12 +724,62 @@ proptest! {
         prop_assert_eq!(PaymentAssertion::from_cbor(&m.to_cbor()).unwrap(), m);
     }
 
-    /// Arbitrary bytes: no panic, and an accepted input is its own deterministic encoding.
+    /// Arbitrary bytes never make the decoder panic (almost all are refused;
+    /// what it accepts is its own deterministic encoding). The property below
+    /// is the one that tests acceptance.
     #[test]
-    fn strict_decoder_accepts_only_its_own_encoding(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+    fn strict_decoder_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         if let Ok(value) = cbor::from_deterministic_slice(&bytes) {
             prop_assert_eq!(cbor::to_deterministic_vec(value).unwrap(), bytes);
         }
+    }
+
+    /// Near-valid inputs: a value written by an independent encoder (this
+    /// file's [`FlawedEncoder`]) is accepted and decodes back equal; the same
+    /// value with exactly one flaw the profile forbids (a head longer than
+    /// needed, an indefinite length, two map keys out of order, a duplicate
+    /// key, a float, `undefined`, a bignum, a trailing byte, a truncation),
+    /// placed at a random site, is refused with the error that names it.
+    #[test]
+    fn strict_decoder_refuses_each_flaw_of_a_valid_encoding(
+        a in cbor_value(),
+        b in cbor_value(),
+        kind in flaw_kind(),
+        site in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        // Always a map of two entries at the top: every kind of flaw has a site.
+        let value = Value::Map(vec![
+            (Value::Integer(Integer::from(1u8)), a),
+            (Value::Text("k".into()), b),
+        ]);
+        let Ok(value) = cbor::canonicalize(value) else {
+            return Ok(()); // a duplicate key inside a or b: not a valid value
+        };
+        let valid = FlawedEncoder::encode(&value, None);
+        prop_assert_eq!(&valid, &cbor::to_deterministic_vec(value.clone()).unwrap());
+        prop_assert_eq!(cbor::from_deterministic_slice(&valid).unwrap(), value.clone());
+
+        let (flawed, expected) = match kind {
+            FlawKind::TrailingByte => ([valid.clone(), vec![byte]].concat(), CborError::TrailingBytes),
+            FlawKind::Truncated => {
+                (valid[..site.index(valid.len())].to_vec(), CborError::NotWellFormed)
+            }
+            kind => {
+                let sites = FlawedEncoder::sites(&value, kind);
+                prop_assert!(sites > 0, "no site for {:?} in {:?}", kind, value);
+                let flaw = Flaw { kind, at: site.index(sites) };
+                (FlawedEncoder::encode(&value, Some(flaw)), kind.error())
+            }
+        };
+        prop_assert_ne!(&flawed, &valid);
+        prop_assert_eq!(
+            cbor::from_deterministic_slice(&flawed),
+            Err(expected),
+            "{:?} in {}",
+            kind,
+            hex::encode(&flawed)
+        );
     }
 
     /// Deterministic encodings of arbitrary values decode back equal; one-byte

@@ -432,10 +432,9 @@ fn sqlite_double_spend_two_processes() {
 }
 
 #[test]
+#[cfg_attr(biopay_skip_postgres, ignore = "BIOPAY_SKIP_POSTGRES=1")]
 fn postgres_double_spend_two_processes() {
-    if let Some(b) = TestBackend::postgres() {
-        double_spend(&b);
-    }
+    double_spend(&TestBackend::postgres());
 }
 
 #[test]
@@ -444,8 +443,7 @@ fn sqlite_kill_9_under_load() {
 }
 
 #[test]
+#[cfg_attr(biopay_skip_postgres, ignore = "BIOPAY_SKIP_POSTGRES=1")]
 fn postgres_kill_9_under_load() {
-    if let Some(b) = TestBackend::postgres() {
-        crash(&b);
-    }
+    crash(&TestBackend::postgres());
 }

@@ -39,10 +39,14 @@ impl TeeRng {
             None => Self::System(SystemRandom::new()),
             Some(seed) if session == 0 => Self::Seeded(DangerDeterministicRandom::new(seed)),
             Some(seed) => {
-                let mut s = Zeroizing::new(Vec::with_capacity(seed.len() + 40));
+                const LABEL: &[u8] = b"/biopay-tee-stub session/";
+                let session = session.to_be_bytes();
+                // Sized once: a growing Vec would leave copies of the seed.
+                let mut s =
+                    Zeroizing::new(Vec::with_capacity(seed.len() + LABEL.len() + session.len()));
                 s.extend_from_slice(seed);
-                s.extend_from_slice(b"/biopay-tee-stub session/");
-                s.extend_from_slice(&session.to_be_bytes());
+                s.extend_from_slice(LABEL);
+                s.extend_from_slice(&session);
                 Self::Seeded(DangerDeterministicRandom::new(&s))
             }
         }
@@ -182,13 +186,22 @@ pub(crate) fn seal(
     nonce: [u8; NONCE_LEN],
 ) -> Result<Vec<u8>, TeeError> {
     let key = seal_key(root_secret, rp_id)?;
-    let mut in_out = Zeroizing::new(plaintext.to_vec());
+    // The plaintext is a private key: room for the tag up front, since
+    // appending it to a full Vec would reallocate and leave the key behind.
+    let mut in_out = Zeroizing::new(Vec::with_capacity(plaintext.len() + AES_256_GCM.tag_len()));
+    in_out.extend_from_slice(plaintext);
+    let capacity = in_out.capacity();
     key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
         Aad::from(seal_aad(credential_id, rp_id)),
         &mut *in_out,
     )
     .map_err(|_| TeeError::Crypto("AES-256-GCM seal"))?;
+    if in_out.capacity() != capacity {
+        return Err(TeeError::Crypto(
+            "AES-256-GCM seal reallocated the key buffer",
+        ));
+    }
     let mut blob = Vec::with_capacity(NONCE_LEN + in_out.len());
     blob.extend_from_slice(&nonce);
     blob.extend_from_slice(&in_out);

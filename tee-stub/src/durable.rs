@@ -9,9 +9,10 @@
 
 use std::{
     fs,
-    io::Write,
+    io::{Read, Write},
     path::{Path, PathBuf},
 };
+use zeroize::Zeroizing;
 
 /// Which step of a durable write failed, on which path.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,23 @@ pub struct WriteError {
 fn at(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
     let path = path.to_owned();
     move |source| WriteError { op, path, source }
+}
+
+/// Reads a file that holds secrets into one zeroized buffer of exactly the
+/// file's size: no growth, so no copy of its contents is left in freed memory
+/// (`fs::read` sizes from the metadata too, but may grow if the file does).
+/// A file that changes size while it is read is an error.
+pub fn read_secret(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut f = fs::File::open(path)?;
+    let len = usize::try_from(f.metadata()?.len())
+        .map_err(|_| std::io::Error::other("file too large"))?;
+    let mut bytes = Zeroizing::new(vec![0u8; len]);
+    f.read_exact(&mut bytes)?;
+    let mut probe = Zeroizing::new([0u8; 1]);
+    if f.read(probe.as_mut_slice())? != 0 {
+        return Err(std::io::Error::other("file grew while being read"));
+    }
+    Ok(bytes)
 }
 
 /// Writes `bytes` to `tmp`, fsyncs it and renames it to `path`. The

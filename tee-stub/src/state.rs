@@ -12,6 +12,7 @@ use biopay_core::{crypto::sha256_parts, Modality, SecurityLevel, VerifiedBootSta
 use serde::{Deserialize, Serialize};
 use std::{
     fs,
+    io::Write,
     path::{Path, PathBuf},
 };
 use zeroize::Zeroizing;
@@ -142,20 +143,41 @@ impl State {
     /// Writes the state atomically into `dir` (created if needed).
     pub(crate) fn save(&self, dir: &Path) -> Result<(), TeeError> {
         fs::create_dir_all(dir).map_err(TeeError::io("creating state directory", dir))?;
-        let mut bytes = Zeroizing::new(MAGIC.to_vec());
-        ciborium::into_writer(self, &mut *bytes)
-            .map_err(|e| TeeError::CorruptState(format!("encoding: {e}")))?;
-        let sum = sha256_parts(&[&bytes]);
-        bytes.extend_from_slice(&sum);
-
+        let bytes = self.encode()?;
         durable::replace(dir, &dir.join(TMP_FILE), &dir.join(STATE_FILE), &bytes)?;
         Ok(())
+    }
+
+    /// The state file's bytes: MAGIC, the CBOR state, its SHA-256.
+    ///
+    /// The buffer holds the root secret, the attestation key and the RNG
+    /// seed, so it is allocated once at its final size (measured by a first,
+    /// counting pass) and written through [`FixedBuf`], which refuses to grow
+    /// it: a growing `Vec` copies itself and frees the old block unzeroized.
+    pub(crate) fn encode(&self) -> Result<Zeroizing<Vec<u8>>, TeeError> {
+        let encoding = |e: &dyn std::fmt::Display| TeeError::CorruptState(format!("encoding: {e}"));
+        let mut size = ByteCount(0);
+        ciborium::into_writer(self, &mut size).map_err(|e| encoding(&e))?;
+        let total = MAGIC
+            .len()
+            .checked_add(size.0)
+            .and_then(|n| n.checked_add(32))
+            .ok_or_else(|| TeeError::CorruptState("encoding: state too large".into()))?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(total));
+        let mut out = FixedBuf(&mut bytes);
+        out.write_all(MAGIC).map_err(|e| encoding(&e))?;
+        ciborium::into_writer(self, &mut out).map_err(|e| encoding(&e))?;
+        let sum = sha256_parts(&[&bytes]);
+        FixedBuf(&mut bytes)
+            .write_all(&sum)
+            .map_err(|e| encoding(&e))?;
+        Ok(bytes)
     }
 
     /// Reads and checks the state file in `dir`.
     pub(crate) fn load(dir: &Path) -> Result<Self, TeeError> {
         let path = dir.join(STATE_FILE);
-        let bytes = Zeroizing::new(fs::read(&path).map_err(TeeError::io("reading", &path))?);
+        let bytes = durable::read_secret(&path).map_err(TeeError::io("reading", &path))?;
         Self::decode(&bytes)
     }
 
@@ -171,8 +193,12 @@ impl State {
         if !biopay_core::crypto::ct_eq(&sha256_parts(&[body]), sum) {
             return Err(corrupt("checksum mismatch (truncated or corrupted)"));
         }
-        let state: State = ciborium::from_reader(&body[MAGIC.len()..])
-            .map_err(|e| TeeError::CorruptState(format!("decoding: {e}")))?;
+        // ciborium reads byte strings (the secrets among them) through this
+        // scratch buffer; from_reader's own is an unzeroized stack array.
+        let mut scratch = Zeroizing::new([0u8; 4096]);
+        let state: State =
+            ciborium::de::from_reader_with_buffer(&body[MAGIC.len()..], scratch.as_mut_slice())
+                .map_err(|e| TeeError::CorruptState(format!("decoding: {e}")))?;
         if state.format != FORMAT {
             return Err(TeeError::UnsupportedStateVersion(state.format));
         }
@@ -202,6 +228,42 @@ impl State {
     }
 }
 
+/// A writer that only counts the bytes written (the sizing pass of
+/// [`State::encode`]).
+struct ByteCount(usize);
+
+impl Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer into the spare capacity of a `Vec` that never grows it: a write
+/// that does not fit fails instead of reallocating (which would leave a copy
+/// of the secrets already written in freed memory).
+struct FixedBuf<'a>(&'a mut Vec<u8>);
+
+impl Write for FixedBuf<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.0.capacity().saturating_sub(self.0.len()) {
+            return Err(std::io::Error::other(
+                "secret buffer full: refusing to reallocate it",
+            ));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Copies every regular file of `from` into `to` (created if needed), with mode 0600.
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), TeeError> {
     fs::create_dir_all(to).map_err(TeeError::io("creating directory", to))?;
@@ -216,7 +278,7 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), TeeError> {
         {
             continue;
         }
-        let bytes = Zeroizing::new(fs::read(&src).map_err(TeeError::io("reading", &src))?);
+        let bytes = durable::read_secret(&src).map_err(TeeError::io("reading", &src))?;
         let dst = to.join(entry.file_name());
         durable::write_and_rename(&to.join(TMP_FILE), &dst, &bytes)?;
     }
@@ -278,16 +340,21 @@ mod secret32 {
 mod opt_bytes {
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Deserialize)]
     #[serde(transparent)]
     struct B(#[serde(with = "super::bytes")] Vec<u8>);
+
+    /// Borrowed, so that serializing a secret (the RNG seed) makes no copy.
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    struct BorrowedB<'a>(#[serde(with = "super::bytes")] &'a [u8]);
 
     pub fn serialize<S: Serializer, T: AsRef<[u8]>>(
         v: &Option<T>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         match v {
-            Some(v) => s.serialize_some(&B(v.as_ref().to_vec())),
+            Some(v) => s.serialize_some(&BorrowedB(v.as_ref())),
             None => s.serialize_none(),
         }
     }

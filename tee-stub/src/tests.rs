@@ -831,3 +831,38 @@ fn end_to_end_with_the_verifier() {
         .iter()
         .all(|c| c.credential_id != cred2.credential_id));
 }
+
+/// The state file's buffer holds the root secret, the attestation key and the
+/// RNG seed: it must be allocated once at its final size, since every growth
+/// of a `Vec` copies it and frees the old block unzeroized.
+#[test]
+fn state_encoding_holds_the_secrets_in_one_exact_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut tee = device(
+        dir.path(),
+        &clock,
+        Some(b"a seed that is kept in the state"),
+    );
+    register(&mut tee);
+    for (i, rp) in ["a.example.com", "b.example.com"].into_iter().enumerate() {
+        tee.user().present(thumb());
+        tee.make_credential(
+            &reg_challenge(rp, 2 + u8::try_from(i).unwrap()),
+            &[Modality::Fingerprint],
+        )
+        .unwrap();
+    }
+    let bytes = tee.state.encode().unwrap();
+    assert_eq!(
+        bytes.capacity(),
+        bytes.len(),
+        "encoded state was reallocated"
+    );
+    let back = crate::state::State::decode(&bytes).unwrap();
+    assert_eq!(back.root_secret.as_ref(), tee.state.root_secret.as_ref());
+    assert_eq!(
+        back.rng_seed.as_deref(),
+        Some(&b"a seed that is kept in the state".to_vec())
+    );
+}

@@ -43,6 +43,9 @@ pub mod user_auth_type {
     pub const PASSWORD: u64 = 1;
     /// Biometric ("fingerprint" in the schema; any class-3 biometric).
     pub const FINGERPRINT: u64 = 2;
+    /// Any authenticator (`HardwareAuthenticatorType::ANY`, all 32 bits set):
+    /// the device credential unlocks the key as well as a biometric.
+    pub const ANY: u64 = 0xFFFF_FFFF;
 }
 
 /// Schema `SecurityLevel`.

@@ -72,11 +72,30 @@ pub enum AndroidPolicyFailure {
         /// The origin found.
         found: Option<u64>,
     },
-    /// userAuthType lacks the biometric bit (hardwareEnforced).
+    /// userAuthType is absent or lacks the biometric bit (hardwareEnforced).
     #[error("key does not require biometric authentication")]
     NoBiometricAuth {
         /// The userAuthType found.
         found: Option<u64>,
+    },
+    /// userAuthType has the PASSWORD bit (hardwareEnforced): the device
+    /// PIN, pattern or password unlocks the key, so a signature does not
+    /// prove a biometric match (docs/PROTOCOL.md §12.1).
+    #[error("key can be unlocked with the device credential (userAuthType {found})")]
+    PasswordAuthAllowed {
+        /// The userAuthType found.
+        found: u64,
+    },
+    /// userAuthType is ANY (0xFFFFFFFF, hardwareEnforced): every
+    /// authenticator, the device credential included, unlocks the key.
+    #[error("key can be unlocked by any authenticator (userAuthType ANY)")]
+    AnyAuthAllowed,
+    /// userAuthType has bits other than PASSWORD and biometric, and is not
+    /// ANY (hardwareEnforced): authenticators this policy cannot vouch for.
+    #[error("key can be unlocked by unknown authenticators (userAuthType {found:#x})")]
+    UnknownAuthType {
+        /// The userAuthType found.
+        found: u64,
     },
     /// authTimeout is set and non-zero: authentication is not per use.
     #[error("key allows use for {seconds} s after authentication")]
@@ -169,13 +188,23 @@ pub fn check_policy(
     if hw.origin != Some(origin::GENERATED) {
         out.push(F::NotGenerated { found: hw.origin });
     }
-    if hw
-        .user_auth_type
-        .is_none_or(|t| t & user_auth_type::FINGERPRINT == 0)
-    {
-        out.push(F::NoBiometricAuth {
-            found: hw.user_auth_type,
-        });
+    // userAuthType must be exactly the biometric bit: a key that the device
+    // credential (or any authenticator) unlocks proves no biometric match.
+    match hw.user_auth_type {
+        Some(user_auth_type::FINGERPRINT) => {}
+        Some(user_auth_type::ANY) => out.push(F::AnyAuthAllowed),
+        found => {
+            let t = found.unwrap_or(0);
+            if t & user_auth_type::FINGERPRINT == 0 {
+                out.push(F::NoBiometricAuth { found });
+            }
+            if t & user_auth_type::PASSWORD != 0 {
+                out.push(F::PasswordAuthAllowed { found: t });
+            }
+            if t & !(user_auth_type::PASSWORD | user_auth_type::FINGERPRINT) != 0 {
+                out.push(F::UnknownAuthType { found: t });
+            }
+        }
     }
     if let Some(seconds) = hw.auth_timeout.filter(|t| *t != 0) {
         out.push(F::AuthTimeout { seconds });

@@ -4,9 +4,16 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 /// `suite!(case, ...)`: one `#[test]` per case on SQLite (module `sqlite`)
-/// and one on a real PostgreSQL (module `postgres`; skipped with a notice
-/// when PostgreSQL is absent, unless BIOPAY_REQUIRE_POSTGRES=1). Each case is
-/// a `fn(&TestBackend)`.
+/// and one on a real PostgreSQL (module `postgres`). Each case is a
+/// `fn(&TestBackend)`.
+///
+/// A PostgreSQL test never passes without PostgreSQL: when it cannot start
+/// one it fails and says why ([`Postgres::start`]). To run without
+/// PostgreSQL on purpose, build with `BIOPAY_SKIP_POSTGRES=1`: server/build.rs
+/// then sets the cfg `biopay_skip_postgres` and every PostgreSQL test is
+/// `#[ignore]`d, so the runner lists each one as ignored, by name. A
+/// PostgreSQL test written outside this macro carries the same attribute:
+/// `#[cfg_attr(biopay_skip_postgres, ignore = "BIOPAY_SKIP_POSTGRES=1")]`.
 #[allow(unused_macros)]
 macro_rules! suite {
     ($($case:ident),+ $(,)?) => {
@@ -14,9 +21,9 @@ macro_rules! suite {
             $(#[test] fn $case() { super::$case(&super::TestBackend::sqlite()); })+
         }
         mod postgres {
-            $(#[test] fn $case() {
-                if let Some(b) = super::TestBackend::postgres() { super::$case(&b); }
-            })+
+            $(#[test]
+            #[cfg_attr(biopay_skip_postgres, ignore = "BIOPAY_SKIP_POSTGRES=1")]
+            fn $case() { super::$case(&super::TestBackend::postgres()); })+
         }
     };
 }
@@ -235,8 +242,26 @@ pub struct Postgres {
     _dir: tempfile::TempDir,
 }
 
+/// Where Debian installs PostgreSQL (`<dir>/<version>/bin/initdb`);
+/// `BIOPAY_TEST_POSTGRES_DIR` points the lookup elsewhere (a missing path
+/// shows what a machine without PostgreSQL reports).
+fn pg_install_dir() -> PathBuf {
+    std::env::var_os("BIOPAY_TEST_POSTGRES_DIR")
+        .map_or_else(|| PathBuf::from("/usr/lib/postgresql"), PathBuf::from)
+}
+
+/// The reason a PostgreSQL test names when it cannot run.
+pub fn no_postgres_reason(dir: &Path) -> String {
+    format!(
+        "PostgreSQL is required by this test but {}/*/bin/initdb was not found; \
+         install it (apt-get install postgresql, as scripts/test does) or set \
+         BIOPAY_SKIP_POSTGRES=1 to report the PostgreSQL tests as ignored",
+        dir.display()
+    )
+}
+
 fn find_pg_bin() -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut found: Vec<PathBuf> = std::fs::read_dir(pg_install_dir())
         .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path().join("bin"))
@@ -290,15 +315,12 @@ fn free_port() -> u16 {
 }
 
 impl Postgres {
-    /// Starts PostgreSQL, or returns None (with a notice) when it is not
-    /// installed, unless BIOPAY_REQUIRE_POSTGRES=1, which makes that a failure.
-    pub fn start() -> Option<Self> {
+    /// Starts PostgreSQL. Panics, naming the reason, when it is not
+    /// installed or does not start: a PostgreSQL test that cannot run fails
+    /// (skipping is only by `BIOPAY_SKIP_POSTGRES=1`, see `suite!`).
+    pub fn start() -> Self {
         let Some(bin) = find_pg_bin() else {
-            if std::env::var("BIOPAY_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL is required (BIOPAY_REQUIRE_POSTGRES=1) but /usr/lib/postgresql/*/bin/initdb was not found");
-            }
-            eprintln!("NOTICE: PostgreSQL not installed (apt-get install postgresql); skipping this PostgreSQL test");
-            return None;
+            panic!("{}", no_postgres_reason(&pg_install_dir()));
         };
         let root = is_root();
         let dir = tempfile::tempdir().unwrap();
@@ -349,11 +371,11 @@ impl Postgres {
                 }
                 let url = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
                 if postgres::Client::connect(&url, postgres::NoTls).is_ok() {
-                    return Some(Self {
+                    return Self {
                         child,
                         port,
                         _dir: dir,
-                    });
+                    };
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -402,8 +424,7 @@ impl Drop for Postgres {
     }
 }
 
-/// A backend for one test: SQLite, or a fresh database on a fresh PostgreSQL
-/// (None when PostgreSQL is unavailable and not required).
+/// A backend for one test: SQLite, or a fresh database on a fresh PostgreSQL.
 pub struct TestBackend {
     pub backend: Backend,
     pub dir: tempfile::TempDir,
@@ -419,14 +440,16 @@ impl TestBackend {
         }
     }
 
-    pub fn postgres() -> Option<Self> {
-        let pg = Postgres::start()?;
+    /// A fresh PostgreSQL; panics with the reason when it cannot run
+    /// ([`Postgres::start`]).
+    pub fn postgres() -> Self {
+        let pg = Postgres::start();
         let url = pg.database("biopay");
-        Some(Self {
+        Self {
             backend: Backend::Postgres(url),
             dir: tempfile::tempdir().unwrap(),
             pg: Some(pg),
-        })
+        }
     }
 
     pub fn server(&self, extra: &[&str]) -> ServerProcess {
