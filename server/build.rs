@@ -6,8 +6,11 @@
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(biopay_skip_postgres)");
     println!("cargo:rerun-if-env-changed=BIOPAY_SKIP_POSTGRES");
+    println!("cargo:rerun-if-env-changed=BIOPAY_REQUIRE_POSTGRES");
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("BIOPAY_SKIP_POSTGRES").is_some_and(|v| v == "1") {
+    // BIOPAY_REQUIRE_POSTGRES=1 (CI) overrides the opt-out: nothing may be skipped.
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| v == "1");
+    if set("BIOPAY_SKIP_POSTGRES") && !set("BIOPAY_REQUIRE_POSTGRES") {
         println!("cargo:rustc-cfg=biopay_skip_postgres");
     }
 }
