@@ -1179,6 +1179,9 @@ pub async fn audit_checkpoints(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 1000"));
     }
+    if i64::try_from(q.since).is_err() {
+        return Err(ApiError::bad_request("since is past any entry"));
+    }
     let st = state.clone();
     let checkpoints = blocking(move || st.store().checkpoints(q.since, limit))
         .await?

@@ -294,6 +294,17 @@ fn rewritten_tail_disagrees_with_the_witness(b: &TestBackend) {
         verify_witnessed(b, &log),
         "entry 13 does not match the witness's signed checkpoint",
     );
+    // The next export notices too, and writes nothing.
+    run(b, &mut log, 1, false);
+    let before = std::fs::read_to_string(&log.witness).unwrap();
+    let w = log.witness.display().to_string();
+    let (ok, out) = cli(b, &log, &["audit", "export-checkpoints", "--out", &w]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the database's checkpoint at entry 15 does not follow the witness's last checkpoint (entry 13)"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&log.witness).unwrap(), before);
 }
 
 fn altered_entry_is_named(b: &TestBackend) {
@@ -535,13 +546,24 @@ fn checkpoint_export_over_http_matches_the_cli(b: &TestBackend) {
         s.api().get("/v1/admin/audit/checkpoints").unwrap().status,
         403
     );
-    assert_eq!(
-        s.admin()
-            .get("/v1/admin/audit/checkpoints?since=x")
-            .unwrap()
-            .status,
-        400
-    );
+    for bad in [
+        "since=x",
+        "since=-1",
+        "since=18446744073709551615",
+        "limit=0",
+        "limit=1001",
+    ] {
+        let r = s
+            .admin()
+            .get(&format!("/v1/admin/audit/checkpoints?{bad}"))
+            .unwrap();
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+    }
+    let one = s
+        .admin()
+        .get("/v1/admin/audit/checkpoints?since=0&limit=1")
+        .unwrap();
+    assert_eq!(one.body["checkpoints"].as_array().unwrap(), &witness[..1]);
     s.stop();
 }
 
