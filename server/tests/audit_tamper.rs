@@ -620,6 +620,121 @@ fn database_from_before_the_chain_migrates_and_verifies(b: &TestBackend) {
     );
 }
 
+/// Two processes on one store sign checkpoints every second while both
+/// take payments: the chain never forks (each checkpoint is stored only if
+/// it extends the chain, in the write transaction).
+fn two_processes_extend_one_checkpoint_chain(b: &TestBackend) {
+    let cfg = b.dir.path().join("fast.toml");
+    std::fs::write(&cfg, "checkpoint_interval_secs = 1\n").unwrap();
+    let cfg = cfg.display().to_string();
+    let args = ["--lock-after-failures", "0", "--config", &cfg];
+    let (s1, s2) = (b.server(&args), b.server(&args));
+    let phone = tempfile::tempdir().unwrap();
+    let mut d = DemoDevice::provision(&phone.path().join("p"), RP).unwrap();
+    let c = s1.api().registration_challenge(b"acct").unwrap();
+    let r = s1.api().register(&d.register(&c).unwrap()).unwrap();
+    let id = biopay_server::client::unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
+    let start = std::time::Instant::now();
+    let mut i = 0u64;
+    loop {
+        let n = s1.admin().get("/v1/admin/audit/checkpoints").unwrap().body["checkpoints"]
+            .as_array()
+            .unwrap()
+            .len();
+        if n >= 6 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "only {n} checkpoints after 60 s"
+        );
+        let s = if i % 2 == 0 { &s1 } else { &s2 };
+        let c = field_bytes(
+            &s.api()
+                .payment_challenge(&id, &format!("o{i}"), 100)
+                .unwrap(),
+            "challenge",
+        )
+        .unwrap();
+        assert_eq!(
+            s.api()
+                .verify_payment(&d.authorize(&c).unwrap())
+                .unwrap()
+                .status,
+            200
+        );
+        i += 1;
+    }
+    s1.stop();
+    s2.stop();
+    let data = b.dir.path().join("server");
+    let log = Log {
+        public_key: public_key_of(&data.join("audit-signing-key.pk8")),
+        data,
+        witness: b.dir.path().join("w.jsonl"),
+        config: b.dir.path().join("fast.toml"),
+        device: d,
+        credential: id,
+        _phone: phone,
+    };
+    let (ok, out) = verify(b, &log);
+    assert!(ok, "{out}");
+    let n: u64 = out
+        .split(" signed checkpoints")
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no checkpoint count in {out}"));
+    assert!(n >= 6, "{out}");
+}
+
+/// A process that read the chain before another extended it signs a
+/// checkpoint naming a stale predecessor: the store refuses it instead of
+/// forking the chain (what the two-process run above would otherwise hit
+/// only by timing).
+fn stale_checkpoint_does_not_fork_the_chain(b: &TestBackend) {
+    let data = b.dir.path().join("server");
+    std::fs::create_dir_all(&data).unwrap();
+    let store = match &b.backend {
+        Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open(&data.join("biopay.db")).unwrap()),
+        Backend::Postgres(url) => AnyStore::Postgres(PgStore::connect(url, 2).unwrap()),
+    };
+    let key = biopay_server::audit::SigningKey::load_or_create(&data.join("k.pk8")).unwrap();
+    let record = |i: u64| AuditRecord {
+        at: i,
+        kind: "admin".into(),
+        outcome: "x".into(),
+        step: "ADMIN".into(),
+        credential: String::new(),
+        statement_hash: String::new(),
+        reason: String::new(),
+    };
+    let genesis = "0".repeat(64);
+    store.append_audit(&record(1)).unwrap();
+    let (s1, h1) = store.audit_head().unwrap();
+    let a = key.checkpoint(s1, &h1, 1, &genesis);
+    store.append_audit(&record(2)).unwrap();
+    let (s2, h2) = store.audit_head().unwrap();
+    let stale = key.checkpoint(s2, &h2, 2, &genesis);
+    assert!(store.insert_checkpoint(&a).unwrap());
+    assert!(
+        !store.insert_checkpoint(&stale).unwrap(),
+        "a fork was stored"
+    );
+    assert!(
+        !store.insert_checkpoint(&a).unwrap(),
+        "a duplicate was stored"
+    );
+    let behind = key.checkpoint(s1, &h1, 3, &a.checkpoint_hash());
+    assert!(
+        !store.insert_checkpoint(&behind).unwrap(),
+        "a checkpoint behind the last was stored"
+    );
+    let next = key.checkpoint(s2, &h2, 2, &a.checkpoint_hash());
+    assert!(store.insert_checkpoint(&next).unwrap());
+    assert_eq!(store.checkpoints(0, 10).unwrap(), vec![a, next]);
+}
+
 suite!(
     intact_log_verifies_with_and_without_the_witness,
     tail_cut_with_its_checkpoints_and_head_row_is_caught_by_the_witness,
@@ -637,4 +752,6 @@ suite!(
     signing_key_outside_the_data_directory,
     checkpoint_export_over_http_matches_the_cli,
     database_from_before_the_chain_migrates_and_verifies,
+    two_processes_extend_one_checkpoint_chain,
+    stale_checkpoint_does_not_fork_the_chain,
 );
