@@ -159,6 +159,17 @@ impl AppState {
             Some(l) if l.version == audit::CHECKPOINT_CHAINED => l.checkpoint_hash(),
             _ => audit::genesis_hex(),
         };
+        if let Some(l) = last
+            .as_ref()
+            .filter(|l| l.public_key != self.signing_key.public_key_hex())
+        {
+            tracing::warn!(
+                previous_key = l.public_key,
+                checkpoint_key = self.signing_key.public_key_hex(),
+                "the last audit checkpoint was signed by another key: the key was rotated or replaced; \
+                 `audit verify` must trust both (--audit-public-key)"
+            );
+        }
         let c = self.signing_key.checkpoint(seq, &hash, now(), &prev);
         if !store.insert_checkpoint(&c).map_err(|e| e.to_string())? {
             tracing::debug!(
