@@ -1183,6 +1183,50 @@ pub async fn set_model_status(
     .await?
 }
 
+/// Query: which checkpoints to export.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointQuery {
+    /// Only checkpoints past this entry (the last `seq` the witness holds); 0 for all.
+    #[serde(default)]
+    pub since: u64,
+    /// At most this many (1 to 1000; default 1000): ask again with the last `seq`.
+    pub limit: Option<u64>,
+}
+
+/// The signed audit checkpoints past `since`, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointList {
+    /// Each one as a witness stores it (one JSON line per checkpoint):
+    /// verifiable alone with the server's public key.
+    pub checkpoints: Vec<crate::audit::Checkpoint>,
+}
+
+/// Admin: the signed audit checkpoints, for a witness that keeps them
+/// outside the database (`biopay-server audit verify --witness`; docs/PROTOCOL.md §9.4).
+#[utoipa::path(get, path = "/v1/admin/audit/checkpoints", tag = "admin", params(CheckpointQuery),
+    responses((status = 200, body = CheckpointList), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn audit_checkpoints(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<CheckpointQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CheckpointList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1 to 1000"));
+    }
+    if i64::try_from(q.since).is_err() {
+        return Err(ApiError::bad_request("since is past any entry"));
+    }
+    let st = state.clone();
+    let checkpoints = blocking(move || st.store().checkpoints(q.since, limit))
+        .await?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(CheckpointList { checkpoints }))
+}
+
 /// Liveness and store reachability.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
@@ -1245,10 +1289,10 @@ impl utoipa::Modify for SecuritySchemes {
 #[openapi(
     info(title = "biopay-server", description = "Biometric payment verification service. Binary fields are base64url without padding; errors name the verification step of docs/PROTOCOL.md §6."),
     paths(registration_challenge, register, list_credentials, payment_challenge, verify_payment,
-        payment_challenge_batch, verify_payment_batch, deregister, suspend_credential, set_model_status, healthz, metrics, openapi_json),
+        payment_challenge_batch, verify_payment_batch, deregister, suspend_credential, set_model_status, audit_checkpoints, healthz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ChallengeResponse, CredentialView, TransactionBody,
         PaymentAccepted, StatusResponse, Health, ChallengeBatchItem, ChallengeBatchResponse,
-        VerifyBatchItem, VerifyBatchResponse)),
+        VerifyBatchItem, VerifyBatchResponse, CheckpointList, crate::audit::Checkpoint)),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

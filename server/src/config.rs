@@ -21,8 +21,13 @@ pub const MAX_BATCH_ITEMS: usize = 1024;
 pub struct Config {
     /// Listen address (loopback by default).
     pub listen: SocketAddr,
-    /// Data directory: the SQLite database and the audit signing key.
+    /// Data directory: the SQLite database and, unless `audit_key` is set,
+    /// the audit signing key.
     pub data_dir: PathBuf,
+    /// The audit checkpoint signing key (Ed25519 PKCS#8, mode 0600), created
+    /// by the server at startup when missing; `data_dir/audit-signing-key.pk8`
+    /// when absent. Keep it where whoever can write the database cannot.
+    pub audit_key: Option<PathBuf>,
     /// `postgres://...`; when absent, SQLite in `data_dir/biopay.db`.
     pub database_url: Option<String>,
     /// PostgreSQL connections per process: one for the group committer
@@ -69,6 +74,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("audit_key", &self.audit_key)
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_password),
@@ -115,6 +121,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("biopay-data"),
+            audit_key: None,
             database_url: None,
             pg_max_connections: 16,
             rp_id: "pay.example.com".into(),
@@ -300,6 +307,14 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Where the audit checkpoint signing key is: `audit_key`, or the key
+    /// file in the data directory.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::audit::KEY_FILE))
     }
 
     /// Refuses settings the server cannot run with (checked at startup).

@@ -123,7 +123,7 @@ impl AppState {
             lock_after_failures: config.lock_after_failures,
             failure_window_secs: config.failure_window_secs,
             metrics: Metrics::default(),
-            signing_key: SigningKey::load_or_create(&config.data_dir)?,
+            signing_key: SigningKey::load_or_create(&config.audit_key_path())?,
         };
         state.refresh_model_statuses();
         Ok(state)
@@ -143,20 +143,39 @@ impl AppState {
         }
     }
 
-    /// Signs a checkpoint of the audit head when it moved since the last one.
+    /// Signs a checkpoint of the audit head when it moved since the last
+    /// one, chained to that one. Another process extending the chain first
+    /// is not an error (this one is then simply not stored).
     pub fn checkpoint(&self) -> Result<(), String> {
         let store = self.store();
+        // The head first: the last checkpoint read after it never covers
+        // more than the head.
         let (seq, hash) = store.audit_head().map_err(|e| e.to_string())?;
-        let last = store
-            .checkpoints()
-            .map_err(|e| e.to_string())?
-            .last()
-            .map(|c| c.seq)
-            .unwrap_or(0);
-        if seq > last {
-            store
-                .insert_checkpoint(&self.signing_key.checkpoint(seq, &hash, now()))
-                .map_err(|e| e.to_string())?;
+        let last = store.last_checkpoint().map_err(|e| e.to_string())?;
+        if last.as_ref().is_some_and(|l| l.seq >= seq) || seq == 0 {
+            return Ok(());
+        }
+        let prev = match &last {
+            Some(l) if l.version == audit::CHECKPOINT_CHAINED => l.checkpoint_hash(),
+            _ => audit::genesis_hex(),
+        };
+        if let Some(l) = last
+            .as_ref()
+            .filter(|l| l.public_key != self.signing_key.public_key_hex())
+        {
+            tracing::warn!(
+                previous_key = l.public_key,
+                checkpoint_key = self.signing_key.public_key_hex(),
+                "the last audit checkpoint was signed by another key: the key was rotated or replaced; \
+                 `audit verify` must trust both (--audit-public-key)"
+            );
+        }
+        let c = self.signing_key.checkpoint(seq, &hash, now(), &prev);
+        if !store.insert_checkpoint(&c).map_err(|e| e.to_string())? {
+            tracing::debug!(
+                seq,
+                "checkpoint not stored: another process extended the chain"
+            );
         }
         Ok(())
     }
@@ -193,6 +212,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             "/v1/admin/models/{model}/status",
             post(api::set_model_status),
         )
+        .route("/v1/admin/audit/checkpoints", get(api::audit_checkpoints))
         .route_layer(middleware::from_fn(api::require_json))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -235,6 +255,14 @@ pub async fn run(
     }
     let app = router(state.clone(), &config);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Sign the head left by the previous run (e.g. one killed before its
+    // final checkpoint) before taking requests.
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || st.checkpoint()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "startup checkpoint failed"),
+        Err(e) => tracing::warn!(error = %e, "startup checkpoint failed"),
+    }
     let bg = tokio::spawn(background(state.clone(), config.clone(), stop_rx));
     tracing::info!(
         addr = %listener.local_addr().map_err(|e| e.to_string())?,
@@ -272,8 +300,10 @@ async fn background(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs.max(1)));
-    let mut checkpoint =
-        tokio::time::interval(Duration::from_secs(config.checkpoint_interval_secs.max(1)));
+    // The first periodic checkpoint one period after startup (`run` signs
+    // one before listening).
+    let every = Duration::from_secs(config.checkpoint_interval_secs.max(1));
+    let mut checkpoint = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let status_list = config.android_status_list_file();
     let mut status_list_seen = status_list.as_deref().and_then(modified);
     loop {
@@ -334,23 +364,57 @@ fn reload_status_list(state: &AppState, path: &std::path::Path) {
     }
 }
 
-/// Reads the whole audit log of `store` and verifies it against `trusted_keys`.
+/// Reads the whole audit log of `store` (entries, head row, checkpoints)
+/// and verifies it, with the `witness` checkpoints (from a file kept
+/// outside the database), against `trusted_keys` ([`audit::verify_chain`]).
 pub fn verify_audit(
     store: &dyn ServerStore,
+    witness: &[audit::Checkpoint],
     trusted_keys: &[String],
 ) -> Result<Result<audit::ChainReport, audit::ChainProblem>, String> {
     // Checkpoints first: on a live server, any checkpoint read now covers
-    // only entries that the reads below will see.
-    let checkpoints = store.checkpoints().map_err(|e| e.to_string())?;
+    // only entries that the reads below will see. The head row is read
+    // after the entries (a transaction moves both together): when it is
+    // ahead, entries were appended meanwhile, and they are read too.
+    let checkpoints = all_checkpoints(store)?;
     let mut entries = Vec::new();
+    let mut after = 0;
+    let mut rounds = 0;
+    let (head_seq, head_hash) = loop {
+        loop {
+            let page = store
+                .audit_entries(after, 10_000)
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            entries.extend(page);
+        }
+        let head = store.audit_head().map_err(|e| e.to_string())?;
+        rounds += 1;
+        if head.0 <= after || rounds >= 5 {
+            break head;
+        }
+    };
+    Ok(audit::verify_chain(
+        &entries,
+        (head_seq, &head_hash),
+        &checkpoints,
+        witness,
+        trusted_keys,
+    ))
+}
+
+/// Every checkpoint with `seq > after`, by seq.
+pub fn all_checkpoints(store: &dyn ServerStore) -> Result<Vec<audit::Checkpoint>, String> {
+    let mut out: Vec<audit::Checkpoint> = Vec::new();
     let mut after = 0;
     loop {
         let page = store
-            .audit_entries(after, 10_000)
+            .checkpoints(after, 10_000)
             .map_err(|e| e.to_string())?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        entries.extend(page);
+        out.extend(page);
     }
-    Ok(audit::verify_chain(&entries, &checkpoints, trusted_keys))
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use biopay_server::{
+    audit::{self, SigningKey},
     client::{b64, unb64},
     config::Config,
     demo::DemoDevice,
@@ -9,7 +10,13 @@ use biopay_server::{
     store::{postgres::PgStore, sqlite::SqliteStore, AnyStore},
 };
 use clap::{Args, Parser, Subcommand};
-use std::{io::Read as _, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::Read as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 /// mimalloc instead of glibc's malloc: a payment allocates and frees a few
 /// hundred small buffers across threads (HTTP, JSON, CBOR, SQLite), and
@@ -56,13 +63,36 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Checks the hash chain and the signed checkpoints; names the first bad entry.
+    /// Checks the entries against the head row and the chain of signed
+    /// checkpoints, and against a witness file; names the first problem.
+    /// Never creates a key.
     Verify {
         #[command(flatten)]
         store: StoreArgs,
-        /// Additional trusted checkpoint public keys (hex); the data directory's key is always trusted.
-        #[arg(long = "trust-key")]
-        trust_keys: Vec<String>,
+        /// Trusted checkpoint public key (hex Ed25519; repeatable, e.g. across
+        /// a key rotation). When none is given, the public key of the key file
+        /// (`--audit-key`, else the data directory's) is trusted, which
+        /// whoever can replace that file can forge.
+        #[arg(long = "audit-public-key", alias = "trust-key")]
+        public_keys: Vec<String>,
+        /// Witness file (JSON lines from `audit export-checkpoints`): the log
+        /// must reach, and agree with, every checkpoint in it.
+        #[arg(long)]
+        witness: Option<PathBuf>,
+    },
+    /// Writes the signed checkpoints as JSON lines, for a witness that keeps
+    /// them outside the database (`audit verify --witness`).
+    ExportCheckpoints {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only checkpoints past this entry; default: the last one already in
+        /// `--out` (0 without it).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Appends to this file (created when missing) instead of stdout,
+        /// after checking that the new checkpoints continue its chain.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -103,6 +133,10 @@ struct StoreArgs {
     /// PostgreSQL URL (postgres://user@host:port/db); SQLite when absent.
     #[arg(long, env = "BIOPAY_DATABASE_URL")]
     database_url: Option<String>,
+    /// The audit checkpoint signing key (created by `serve` when missing;
+    /// only read by `audit verify`); default: in the data directory.
+    #[arg(long, env = "BIOPAY_AUDIT_KEY")]
+    audit_key: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -177,6 +211,9 @@ fn config_of(store: &StoreArgs) -> Result<Config, String> {
     if let Some(u) = &store.database_url {
         c.database_url = Some(u.clone());
     }
+    if let Some(k) = &store.audit_key {
+        c.audit_key = Some(k.clone());
+    }
     Ok(c)
 }
 
@@ -242,9 +279,8 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     })
 }
 
-fn audit_verify(store: &StoreArgs, extra: &[String]) -> Result<bool, String> {
-    let config = config_of(store)?;
-    let backend = match &config.database_url {
+fn open_store(config: &Config) -> Result<AnyStore, String> {
+    Ok(match &config.database_url {
         Some(url) => AnyStore::Postgres(PgStore::connect(url, 2).map_err(|e| e.to_string())?),
         None => {
             let path = config.data_dir.join("biopay.db");
@@ -253,16 +289,62 @@ fn audit_verify(store: &StoreArgs, extra: &[String]) -> Result<bool, String> {
             }
             AnyStore::Sqlite(SqliteStore::open(&path).map_err(|e| e.to_string())?)
         }
+    })
+}
+
+fn audit_verify(
+    store: &StoreArgs,
+    public_keys: &[String],
+    witness: Option<&Path>,
+) -> Result<bool, String> {
+    let config = config_of(store)?;
+    let mut trusted = Vec::new();
+    for k in public_keys {
+        let k = k.trim().to_ascii_lowercase();
+        if hex::decode(&k).map(|b| b.len()) != Ok(32) {
+            return Err(format!(
+                "--audit-public-key {k:?} is not 64 hex digits (an Ed25519 public key)"
+            ));
+        }
+        trusted.push(k);
+    }
+    if trusted.is_empty() {
+        // Read, never created: a missing key is an error.
+        let path = config.audit_key_path();
+        if store.audit_key.is_none() && config.audit_key.is_none() && !path.exists() {
+            return Err(format!(
+                "no checkpoint key to trust: pass --audit-public-key HEX (or --audit-key PATH); {} does not exist",
+                path.display()
+            ));
+        }
+        let key = SigningKey::load(&path)?;
+        eprintln!(
+            "trusting checkpoint key {} from {} (pass --audit-public-key to trust a key recorded elsewhere)",
+            key.public_key_hex(),
+            path.display()
+        );
+        trusted.push(key.public_key_hex());
+    }
+    let witness = match witness {
+        Some(p) => audit::parse_witness(
+            &std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))?,
+        )?,
+        None => Vec::new(),
     };
-    let mut trusted = extra.to_vec();
-    trusted
-        .push(biopay_server::audit::SigningKey::load_or_create(&config.data_dir)?.public_key_hex());
-    match biopay_server::verify_audit(&backend, &trusted)? {
+    let backend = open_store(&config)?;
+    match biopay_server::verify_audit(&backend, &witness, &trusted)? {
         Ok(report) => {
             println!(
-                "audit log intact: {} entries, {} signed checkpoints, head {}",
-                report.entries, report.checkpoints, report.head
+                "audit log intact: {} entries, {} signed checkpoints ({} unchained), head {}",
+                report.entries, report.checkpoints, report.unchained, report.head
             );
+            if report.witnessed > 0 {
+                println!("{} witness checkpoints agree", report.witnessed);
+            } else {
+                println!(
+                    "no witness file given: a log cut back together with its checkpoints and head row cannot be told from a shorter one (docs/PROTOCOL.md §9.4)"
+                );
+            }
             Ok(true)
         }
         Err(problem) => {
@@ -270,6 +352,61 @@ fn audit_verify(store: &StoreArgs, extra: &[String]) -> Result<bool, String> {
             Ok(false)
         }
     }
+}
+
+fn export_checkpoints(
+    store: &StoreArgs,
+    since: Option<u64>,
+    out: Option<&Path>,
+) -> Result<(), String> {
+    let config = config_of(store)?;
+    let existing = match out {
+        Some(p) if p.exists() => audit::parse_witness(
+            &std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))?,
+        )?,
+        _ => Vec::new(),
+    };
+    let last = existing.iter().max_by_key(|c| c.seq);
+    let since = since.unwrap_or_else(|| last.map_or(0, |c| c.seq));
+    let backend = open_store(&config)?;
+    let new: Vec<_> = biopay_server::all_checkpoints(&backend)?
+        .into_iter()
+        .filter(|c| c.seq > since)
+        .collect();
+    // The new checkpoints must continue the chain the witness already holds:
+    // otherwise the database's chain was rewritten since the last export.
+    if let (Some(last), Some(first)) = (last, new.first()) {
+        if last.seq == since
+            && !biopay_server::store::checkpoint_follows(first, Some(last))
+            && first.version == audit::CHECKPOINT_CHAINED
+        {
+            return Err(format!(
+                "the database's checkpoint at entry {} does not follow the witness's last checkpoint (entry {}): the checkpoint chain was rewritten; nothing written",
+                first.seq, last.seq
+            ));
+        }
+    }
+    let mut text = String::new();
+    for c in &new {
+        text.push_str(&serde_json::to_string(c).map_err(|e| e.to_string())?);
+        text.push('\n');
+    }
+    match out {
+        Some(p) => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("open {}: {e}", p.display()))?;
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| format!("write {}: {e}", p.display()))?;
+            eprintln!("{} checkpoints appended to {}", new.len(), p.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 fn demo(cmd: &DemoCmd) -> Result<(), String> {
@@ -320,12 +457,20 @@ fn main() -> ExitCode {
                 })
         }
         Some(Cmd::Audit {
-            cmd: AuditCmd::Verify { store, trust_keys },
-        }) => match audit_verify(store, trust_keys) {
+            cmd:
+                AuditCmd::Verify {
+                    store,
+                    public_keys,
+                    witness,
+                },
+        }) => match audit_verify(store, public_keys, witness.as_deref()) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(2),
             Err(e) => Err(e),
         },
+        Some(Cmd::Audit {
+            cmd: AuditCmd::ExportCheckpoints { store, since, out },
+        }) => export_checkpoints(store, *since, out.as_deref()),
         Some(Cmd::DemoDevice { cmd }) => demo(cmd),
         Some(Cmd::Load(a)) => load::run(&load::LoadConfig {
             url: a.url.clone(),

@@ -23,6 +23,7 @@ fn docs_openapi_json_matches_the_code() {
         "/v1/credentials",
         "/v1/admin/credentials/{id}/suspend",
         "/v1/admin/models/{model}/status",
+        "/v1/admin/audit/checkpoints",
         "/healthz",
         "/metrics",
         "/openapi.json",

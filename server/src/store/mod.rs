@@ -52,14 +52,32 @@ pub trait ServerStore: Store {
     fn audit_entries(&self, after: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError>;
     /// The head of the log: (last seq, its hash hex).
     fn audit_head(&self) -> Result<(u64, String), StoreError>;
-    /// All checkpoints, by seq.
-    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
-    /// Stores a checkpoint (ignored when one exists for that seq).
-    fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// The checkpoints with `seq > after`, by seq, at most `limit`.
+    fn checkpoints(&self, after: u64, limit: u64) -> Result<Vec<Checkpoint>, StoreError>;
+    /// The checkpoint with the highest seq, if any.
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+    /// Stores a checkpoint if it extends the chain (see
+    /// [`checkpoint_follows`]), in the write transaction so that two
+    /// processes cannot both extend it from the same predecessor. Returns
+    /// whether it was stored.
+    fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError>;
     /// Persists a device model's status.
     fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError>;
     /// The persisted model statuses.
     fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// Whether `c` may follow `last` (the stored checkpoint with the highest
+/// seq): a chained checkpoint past it that names its hash (64 zeros when
+/// `last` is absent or unchained).
+pub fn checkpoint_follows(c: &Checkpoint, last: Option<&Checkpoint>) -> bool {
+    let expected = match last {
+        Some(l) if l.version == crate::audit::CHECKPOINT_CHAINED => l.checkpoint_hash(),
+        _ => crate::audit::genesis_hex(),
+    };
+    c.version == crate::audit::CHECKPOINT_CHAINED
+        && last.is_none_or(|l| c.seq > l.seq)
+        && c.prev_checkpoint_hash == expected
 }
 
 pub(crate) fn kind_str(k: DecisionKind) -> &'static str {
@@ -357,10 +375,13 @@ impl ServerStore for AnyStore {
     fn audit_head(&self) -> Result<(u64, String), StoreError> {
         delegate!(self, s => s.audit_head())
     }
-    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        delegate!(self, s => s.checkpoints())
+    fn checkpoints(&self, after: u64, limit: u64) -> Result<Vec<Checkpoint>, StoreError> {
+        delegate!(self, s => s.checkpoints(after, limit))
     }
-    fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        delegate!(self, s => s.last_checkpoint())
+    }
+    fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
         delegate!(self, s => s.insert_checkpoint(checkpoint))
     }
     fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError> {

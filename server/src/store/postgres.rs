@@ -114,6 +114,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE challenges ADD COLUMN account BYTEA;
         CREATE INDEX challenges_account ON challenges (account, expires_at);",
     ),
+    (
+        4,
+        // Chained checkpoints (docs/PROTOCOL.md §9.4): each names the hash of
+        // the previous one. Rows from before keep version 1 (unchained); at
+        // most one chained checkpoint may name any given predecessor.
+        "ALTER TABLE audit_checkpoints ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+        ALTER TABLE audit_checkpoints ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+        CREATE UNIQUE INDEX audit_checkpoints_chain ON audit_checkpoints (prev_hash)
+            WHERE version = 2;",
+    ),
 ];
 
 /// Advisory lock key serializing migrations between processes starting together.
@@ -418,6 +428,22 @@ fn credential_row(r: &Row) -> Result<CredentialRow, StoreError> {
 }
 
 /// A write that cannot fail a conditional check reports only backend errors.
+const LAST_CHECKPOINT: &str = "SELECT version, seq, hash, at, prev_hash, public_key, signature
+     FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
+
+/// A checkpoint row (`version, seq, hash, at, prev_hash, public_key, signature`).
+fn checkpoint_row(r: &Row) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        version: u64_of(r.try_get(0).map_err(be)?)?,
+        seq: u64_of(r.try_get(1).map_err(be)?)?,
+        entry_hash: r.try_get(2).map_err(be)?,
+        at: u64_of(r.try_get(3).map_err(be)?)?,
+        prev_checkpoint_hash: r.try_get(4).map_err(be)?,
+        public_key: r.try_get(5).map_err(be)?,
+        signature: r.try_get(6).map_err(be)?,
+    })
+}
+
 fn store_error(e: CommitError) -> StoreError {
     match e {
         CommitError::Backend(e) => e,
@@ -824,36 +850,57 @@ impl ServerStore for PgStore {
         ))
     }
 
-    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+    fn checkpoints(&self, after: u64, limit: u64) -> Result<Vec<Checkpoint>, StoreError> {
+        let (after, limit) = (i64_of(after)?, i64_of(limit)?);
         self.read(|c| {
             c.query(
-                "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
-                &[],
+                "SELECT version, seq, hash, at, prev_hash, public_key, signature
+                 FROM audit_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &limit],
             )
         })?
         .iter()
-        .map(|r| {
-            Ok(Checkpoint {
-                seq: u64_of(r.try_get(0).map_err(be)?)?,
-                hash: r.try_get(1).map_err(be)?,
-                at: u64_of(r.try_get(2).map_err(be)?)?,
-                public_key: r.try_get(3).map_err(be)?,
-                signature: r.try_get(4).map_err(be)?,
-            })
-        })
+        .map(checkpoint_row)
         .collect()
     }
 
-    fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.read(|c| c.query_opt(LAST_CHECKPOINT, &[]))?
+            .as_ref()
+            .map(checkpoint_row)
+            .transpose()
+    }
+
+    fn insert_checkpoint(&self, c: &Checkpoint) -> Result<bool, StoreError> {
         let cp = c.clone();
-        let (seq, at) = (i64_of(cp.seq)?, i64_of(cp.at)?);
+        let (version, seq, at) = (i64_of(cp.version)?, i64_of(cp.seq)?, i64_of(cp.at)?);
         self.write(false, move |c, _| {
-            c.execute(
-                "INSERT INTO audit_checkpoints (seq, hash, at, public_key, signature)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
-                &[&seq, &cp.hash, &at, &cp.public_key, &cp.signature],
+            // The batch holds the audit head row lock (see `write`): no
+            // other process's checkpoint can land between this check and
+            // the insert.
+            let last = c
+                .query_opt(LAST_CHECKPOINT, &[])?
+                .as_ref()
+                .map(checkpoint_row)
+                .transpose()?;
+            if !super::checkpoint_follows(&cp, last.as_ref()) {
+                return Ok(false);
+            }
+            let n = c.execute(
+                "INSERT INTO audit_checkpoints
+                    (seq, hash, at, public_key, signature, version, prev_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[
+                    &seq,
+                    &cp.entry_hash,
+                    &at,
+                    &cp.public_key,
+                    &cp.signature,
+                    &version,
+                    &cp.prev_checkpoint_hash,
+                ],
             )?;
-            Ok(())
+            Ok(n == 1)
         })
         .map_err(store_error)
     }

@@ -112,6 +112,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE challenges ADD COLUMN account BLOB;
         CREATE INDEX challenges_account ON challenges (account, expires_at);",
     ),
+    (
+        4,
+        // Chained checkpoints (docs/PROTOCOL.md §9.4): each names the hash of
+        // the previous one. Rows from before keep version 1 (unchained); at
+        // most one chained checkpoint may name any given predecessor.
+        "ALTER TABLE audit_checkpoints ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE audit_checkpoints ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+        CREATE UNIQUE INDEX audit_checkpoints_chain ON audit_checkpoints (prev_hash)
+            WHERE version = 2;",
+    ),
 ];
 
 fn be(e: rusqlite::Error) -> StoreError {
@@ -321,6 +331,24 @@ fn append(conn: &Connection, head: &mut Head, record: &AuditRecord) -> Result<()
         ],
     )?;
     Ok(())
+}
+
+/// A checkpoint row (`version, seq, hash, at, prev_hash, public_key, signature`).
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Checkpoint, StoreError>> {
+    let (version, seq, at): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(3)?);
+    let (entry_hash, prev_checkpoint_hash, public_key, signature) =
+        (r.get(2)?, r.get(4)?, r.get(5)?, r.get(6)?);
+    Ok((|| {
+        Ok(Checkpoint {
+            version: u64_of(version)?,
+            seq: u64_of(seq)?,
+            entry_hash,
+            at: u64_of(at)?,
+            prev_checkpoint_hash,
+            public_key,
+            signature,
+        })
+    })())
 }
 
 fn consume(conn: &Connection, challenge: &Challenge) -> Result<(), CommitError> {
@@ -742,44 +770,60 @@ impl ServerStore for SqliteStore {
         Ok((u64_of(seq)?, hash))
     }
 
-    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = self.read_all(
-            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoints ORDER BY seq",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            },
-        )?;
-        rows.into_iter()
-            .map(|(seq, hash, at, public_key, signature)| {
-                Ok(Checkpoint {
-                    seq: u64_of(seq)?,
-                    hash,
-                    at: u64_of(at)?,
-                    public_key,
-                    signature,
-                })
-            })
-            .collect()
+    fn checkpoints(&self, after: u64, limit: u64) -> Result<Vec<Checkpoint>, StoreError> {
+        self.read_all(
+            "SELECT version, seq, hash, at, prev_hash, public_key, signature
+             FROM audit_checkpoints WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            params![i64_of(after)?, i64_of(limit)?],
+            checkpoint_row,
+        )?
+        .into_iter()
+        .collect()
     }
 
-    fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.read(
+            "SELECT version, seq, hash, at, prev_hash, public_key, signature
+             FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            checkpoint_row,
+        )?
+        .transpose()
+    }
+
+    fn insert_checkpoint(&self, c: &Checkpoint) -> Result<bool, StoreError> {
         let cp = c.clone();
-        let (seq, at) = (i64_of(cp.seq)?, i64_of(cp.at)?);
+        let (version, seq, at) = (i64_of(cp.version)?, i64_of(cp.seq)?, i64_of(cp.at)?);
         self.write(false, move |c, _| {
-            exec(
+            // Inside the write transaction: no other checkpoint can land
+            // between this check and the insert.
+            let last = c
+                .prepare_cached(
+                    "SELECT version, seq, hash, at, prev_hash, public_key, signature
+                     FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row([], checkpoint_row).optional())
+                .map_err(be)?
+                .transpose()?;
+            if !super::checkpoint_follows(&cp, last.as_ref()) {
+                return Ok(false);
+            }
+            let n = exec(
                 c,
-                "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, public_key, signature)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![seq, cp.hash, at, cp.public_key, cp.signature],
+                "INSERT OR IGNORE INTO audit_checkpoints
+                    (seq, hash, at, public_key, signature, version, prev_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    seq,
+                    cp.entry_hash,
+                    at,
+                    cp.public_key,
+                    cp.signature,
+                    version,
+                    cp.prev_checkpoint_hash
+                ],
             )?;
-            Ok(())
+            Ok(n == 1)
         })
         .map_err(store_error)
     }
