@@ -260,6 +260,37 @@ fn revoked_and_compromised_models_are_refused() {
     w.server.verify_payment(&a).unwrap();
 }
 
+/// Another process revoked the model: the store holds the new status, this
+/// verifier's trust configuration still says active. The commit reads the
+/// store's and refuses, at the model's step, changing nothing.
+#[test]
+fn a_model_revoked_in_the_store_is_refused_by_the_commit_of_a_verifier_that_has_not_loaded_it() {
+    let mut w = World::new();
+    let (c, a) = w.assertion("o1");
+    w.server
+        .store()
+        .set_model_status(MODEL, ModelStatus::Compromised);
+    assert_eq!(
+        w.server.trust().model(MODEL).unwrap().status,
+        ModelStatus::Active
+    );
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P7DeviceModel),
+        Reason::DeviceModelNotActive(ModelStatus::Compromised)
+    );
+    assert!(w.unused(&c.challenge), "nothing was committed");
+    let att = w.attestation(b"account-9", &[Modality::Fingerprint]);
+    assert_eq!(
+        assert_step(w.server.verify_registration(&att), Step::R4DeviceModel),
+        Reason::DeviceModelNotActive(ModelStatus::Compromised)
+    );
+    w.server
+        .store()
+        .set_model_status(MODEL, ModelStatus::Active);
+    w.server.verify_payment(&a).unwrap();
+    w.server.verify_registration(&att).unwrap();
+}
+
 #[test]
 fn wrong_relying_party_is_rejected_on_the_device_and_the_server() {
     let mut w = World::new();
@@ -993,7 +1024,7 @@ fn commits_re_check_the_credential_atomically() {
     assert_eq!(
         w.server
             .store()
-            .commit_payment(&c.challenge, &id, 0, 1, &decision),
+            .commit_payment(&c.challenge, &id, 1, &decision),
         Err(CommitError::CredentialNotActive(
             CredentialStatus::Suspended
         ))

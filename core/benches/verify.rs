@@ -460,7 +460,7 @@ fn breakdown(b: &Baseline) {
                 k += 1;
                 let new_counter = k as u64;
                 assert!(commit_store
-                    .commit_payment(c, &credential_id(), new_counter - 1, new_counter, &decision)
+                    .commit_payment(c, &credential_id(), new_counter, &decision)
                     .is_ok());
             }),
         ),
@@ -518,7 +518,7 @@ fn breakdown(b: &Baseline) {
         k += 1;
         let new_counter = k as u64;
         assert!(commit_store
-            .commit_payment(c, &credential_id(), new_counter - 1, new_counter, &decision)
+            .commit_payment(c, &credential_id(), new_counter, &decision)
             .is_ok());
     });
     println!(
