@@ -1068,3 +1068,122 @@ fn outer_and_signed_signature_algorithms_must_agree() {
         x509::ChainError::Malformed { index: 0 }
     );
 }
+
+/// A verifier whose credential reads are stale (a second process that read
+/// the credential at P4 before another process's commit): every other
+/// operation goes to the shared store.
+struct StaleReads<'a> {
+    store: &'a MemoryStore,
+    record: CredentialRecord,
+}
+
+impl Store for StaleReads<'_> {
+    fn insert_challenge(&self, issued: store::IssuedChallenge) -> Result<(), store::StoreError> {
+        self.store.insert_challenge(issued)
+    }
+    fn challenge(
+        &self,
+        challenge: &Challenge,
+    ) -> Result<Option<store::ChallengeEntry>, store::StoreError> {
+        self.store.challenge(challenge)
+    }
+    fn credential(&self, _: &CredentialId) -> Result<Option<CredentialRecord>, store::StoreError> {
+        Ok(Some(self.record.clone()))
+    }
+    fn credentials_for_account(
+        &self,
+        rp_id: &str,
+        account_handle: &[u8],
+    ) -> Result<Vec<CredentialRecord>, store::StoreError> {
+        self.store.credentials_for_account(rp_id, account_handle)
+    }
+    fn commit_registration(
+        &self,
+        challenge: &Challenge,
+        record: &CredentialRecord,
+        decision: &store::Decision,
+    ) -> Result<(), store::CommitError> {
+        self.store.commit_registration(challenge, record, decision)
+    }
+    fn commit_payment(
+        &self,
+        challenge: &Challenge,
+        id: &CredentialId,
+        new_counter: u64,
+        decision: &store::Decision,
+    ) -> Result<(), store::CommitError> {
+        self.store
+            .commit_payment(challenge, id, new_counter, decision)
+    }
+    fn commit_status(
+        &self,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        expected_status: CredentialStatus,
+        status: CredentialStatus,
+        decision: &store::Decision,
+    ) -> Result<(), store::CommitError> {
+        self.store.commit_status(
+            id,
+            expected_counter,
+            new_counter,
+            expected_status,
+            status,
+            decision,
+        )
+    }
+    fn flag_credential(&self, flag: &store::Flag) -> Result<(), store::CommitError> {
+        self.store.flag_credential(flag)
+    }
+    fn set_credential_status(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), store::CommitError> {
+        self.store.set_credential_status(id, status)
+    }
+    fn purge_expired_challenges(&self, now: u64) -> Result<usize, store::StoreError> {
+        self.store.purge_expired_challenges(now)
+    }
+}
+
+/// Two statements of one credential, the later one accepted by another
+/// process after this one read the counter at P4: the commit finds the
+/// counter moved past this statement's and says what P19 would have said,
+/// superseded, without flagging the credential or consuming the challenge;
+/// a statement above the moved counter is accepted although P4 read an
+/// older counter (the commit's condition is P19's: stored < counter).
+#[test]
+fn a_counter_moved_between_p4_and_the_commit_is_superseded_not_a_clone() {
+    let mut w = World::new();
+    let (c1, a1) = w.assertion("o1");
+    let (_, a2) = w.assertion("o2");
+    let (_, a3) = w.assertion("o3");
+    let before = w.stored();
+    assert_eq!(w.server.verify_payment(&a2).unwrap().counter, 2);
+    let stale = Verifier::new(
+        RP,
+        w.server.trust(),
+        Policy::default(),
+        StaleReads {
+            store: w.server.store(),
+            record: before,
+        },
+        w.clock.clone(),
+        SystemRandom::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        assert_step(stale.verify_payment(&a1), Step::P19Counter),
+        Reason::CounterSuperseded {
+            stored: 2,
+            received: 1
+        }
+    );
+    assert!(w.unused(&c1.challenge), "nothing was committed");
+    assert_eq!(w.stored().status, CredentialStatus::Active);
+    assert!(w.server.store().flags().is_empty(), "nothing was flagged");
+    assert_eq!(stale.verify_payment(&a3).unwrap().counter, 3);
+    assert_eq!(w.stored().counter, 3);
+}

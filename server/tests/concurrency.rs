@@ -620,6 +620,66 @@ fn one_by_one(api: &ApiClient, payments: &[Vec<u8>]) -> Vec<(u64, Option<String>
 
 const IN_BATCH: usize = 8;
 
+/// Runs `sql` on the store of `b`'s servers, as someone with write access to
+/// the database would.
+fn execute_sql(b: &TestBackend, sql: &str) {
+    match &b.backend {
+        Backend::Sqlite => {
+            rusqlite::Connection::open(b.dir.path().join("server").join("biopay.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        Backend::Postgres(url) => Postgres::client(url).batch_execute(sql).unwrap(),
+    }
+}
+
+/// A model status that cannot be read as one (a corrupted row): the commit
+/// cannot tell whether the model is revoked, so it refuses (503, nothing
+/// accepted) until an operator sets the status again.
+fn unreadable_model_status_fails_closed(b: &TestBackend) {
+    let s = server_without_reload(b);
+    let api = s.api();
+    let devices = tempfile::tempdir().unwrap();
+    let mut d = register_fast(&api, devices.path(), "corrupted");
+    let payment = signed_payments(&api, &mut d, "corrupted", 1).remove(0);
+    let mut newcomer = FastDevice::new(&devices.path().join("newcomer"), RP).unwrap();
+    let attestation = newcomer
+        .register(&api.registration_challenge(b"newcomer").unwrap())
+        .unwrap();
+    execute_sql(
+        b,
+        &format!(
+            "INSERT INTO model_status (model, status) VALUES ('{}', 'withdrawn?')",
+            biopay_server::demo::DEMO_MODEL
+        ),
+    );
+    let paid = api.verify_payment(&payment).unwrap();
+    assert_eq!(
+        (paid.status, paid.code()),
+        (503, Some("P20")),
+        "a payment was decided on an unreadable model status: {}",
+        paid.body
+    );
+    let registered = api.register(&attestation).unwrap();
+    assert_eq!(
+        (registered.status, registered.code()),
+        (503, Some("R16")),
+        "{}",
+        registered.body
+    );
+    let r = s
+        .admin()
+        .post(
+            &model_status_path(),
+            serde_json::json!({"status": "active"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.verify_payment(&payment).unwrap().status, 200);
+    assert_eq!(api.register(&attestation).unwrap().status, 200);
+}
+
 /// Eight payments of one credential, signed in order, in one batch: all
 /// accepted, as they are when sent one by one.
 fn batch_of_one_credentials_payments_in_order_is_all_accepted(b: &TestBackend) {
@@ -760,6 +820,7 @@ fn one_credentials_payments_raced_over_two_processes(b: &TestBackend) {
 suite!(
     model_compromised_through_one_process_is_refused_by_the_other,
     credential_suspended_through_one_process_is_refused_by_the_other,
+    unreadable_model_status_fails_closed,
     batch_of_one_credentials_payments_in_order_is_all_accepted,
     batch_answers_as_the_items_sent_one_by_one,
     one_credentials_payments_raced_over_two_processes,
