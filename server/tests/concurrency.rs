@@ -1,5 +1,7 @@
-//! Double spend across two server processes on one store, and kill -9 while
-//! a load runs. Both run on SQLite and on a real PostgreSQL.
+//! Double spend across two server processes on one store, kill -9 while a
+//! load runs, a device-model revocation or credential suspension made
+//! through one process and obeyed by the other, and batches that answer as
+//! their items sent one by one. All run on SQLite and on a real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 #[macro_use]
@@ -74,7 +76,8 @@ fn double_spend(b: &TestBackend) {
         let assertion = Arc::new(d.authorize(&c).unwrap());
         let barrier = Arc::new(Barrier::new(SUBMITTERS));
         // Every fourth submitter sends the assertion three times in one
-        // batch request: those copies race inside one group commit too.
+        // batch request: the server runs those copies in order (one
+        // credential), so they race only with the other requests.
         let outcomes: Vec<(u16, Option<String>)> = (0..SUBMITTERS)
             .map(|i| {
                 let api: ApiClient = if i % 2 == 0 { a1.clone() } else { a2.clone() };
@@ -132,7 +135,7 @@ fn double_spend(b: &TestBackend) {
         accepted_total += accepted;
     }
     // Group commits rolled back and rerun with savepoints (a copy lost its
-    // race inside a batch), for the report.
+    // race inside one group commit of a process), for the report.
     let reruns: u64 = [&a1, &a2]
         .iter()
         .map(|api| metric(api, "biopay_store_commit_reruns_total"))
