@@ -260,6 +260,37 @@ fn revoked_and_compromised_models_are_refused() {
     w.server.verify_payment(&a).unwrap();
 }
 
+/// Another process revoked the model: the store holds the new status, this
+/// verifier's trust configuration still says active. The commit reads the
+/// store's and refuses, at the model's step, changing nothing.
+#[test]
+fn a_model_revoked_in_the_store_is_refused_by_the_commit_of_a_verifier_that_has_not_loaded_it() {
+    let mut w = World::new();
+    let (c, a) = w.assertion("o1");
+    w.server
+        .store()
+        .set_model_status(MODEL, ModelStatus::Compromised);
+    assert_eq!(
+        w.server.trust().model(MODEL).unwrap().status,
+        ModelStatus::Active
+    );
+    assert_eq!(
+        assert_step(w.server.verify_payment(&a), Step::P7DeviceModel),
+        Reason::DeviceModelNotActive(ModelStatus::Compromised)
+    );
+    assert!(w.unused(&c.challenge), "nothing was committed");
+    let att = w.attestation(b"account-9", &[Modality::Fingerprint]);
+    assert_eq!(
+        assert_step(w.server.verify_registration(&att), Step::R4DeviceModel),
+        Reason::DeviceModelNotActive(ModelStatus::Compromised)
+    );
+    w.server
+        .store()
+        .set_model_status(MODEL, ModelStatus::Active);
+    w.server.verify_payment(&a).unwrap();
+    w.server.verify_registration(&att).unwrap();
+}
+
 #[test]
 fn wrong_relying_party_is_rejected_on_the_device_and_the_server() {
     let mut w = World::new();
@@ -993,7 +1024,7 @@ fn commits_re_check_the_credential_atomically() {
     assert_eq!(
         w.server
             .store()
-            .commit_payment(&c.challenge, &id, 0, 1, &decision),
+            .commit_payment(&c.challenge, &id, 1, &decision),
         Err(CommitError::CredentialNotActive(
             CredentialStatus::Suspended
         ))
@@ -1036,4 +1067,123 @@ fn outer_and_signed_signature_algorithms_must_agree() {
         x509::verify_chain(&chain, &anchors, NOW).unwrap_err(),
         x509::ChainError::Malformed { index: 0 }
     );
+}
+
+/// A verifier whose credential reads are stale (a second process that read
+/// the credential at P4 before another process's commit): every other
+/// operation goes to the shared store.
+struct StaleReads<'a> {
+    store: &'a MemoryStore,
+    record: CredentialRecord,
+}
+
+impl Store for StaleReads<'_> {
+    fn insert_challenge(&self, issued: store::IssuedChallenge) -> Result<(), store::StoreError> {
+        self.store.insert_challenge(issued)
+    }
+    fn challenge(
+        &self,
+        challenge: &Challenge,
+    ) -> Result<Option<store::ChallengeEntry>, store::StoreError> {
+        self.store.challenge(challenge)
+    }
+    fn credential(&self, _: &CredentialId) -> Result<Option<CredentialRecord>, store::StoreError> {
+        Ok(Some(self.record.clone()))
+    }
+    fn credentials_for_account(
+        &self,
+        rp_id: &str,
+        account_handle: &[u8],
+    ) -> Result<Vec<CredentialRecord>, store::StoreError> {
+        self.store.credentials_for_account(rp_id, account_handle)
+    }
+    fn commit_registration(
+        &self,
+        challenge: &Challenge,
+        record: &CredentialRecord,
+        decision: &store::Decision,
+    ) -> Result<(), store::CommitError> {
+        self.store.commit_registration(challenge, record, decision)
+    }
+    fn commit_payment(
+        &self,
+        challenge: &Challenge,
+        id: &CredentialId,
+        new_counter: u64,
+        decision: &store::Decision,
+    ) -> Result<(), store::CommitError> {
+        self.store
+            .commit_payment(challenge, id, new_counter, decision)
+    }
+    fn commit_status(
+        &self,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        expected_status: CredentialStatus,
+        status: CredentialStatus,
+        decision: &store::Decision,
+    ) -> Result<(), store::CommitError> {
+        self.store.commit_status(
+            id,
+            expected_counter,
+            new_counter,
+            expected_status,
+            status,
+            decision,
+        )
+    }
+    fn flag_credential(&self, flag: &store::Flag) -> Result<(), store::CommitError> {
+        self.store.flag_credential(flag)
+    }
+    fn set_credential_status(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), store::CommitError> {
+        self.store.set_credential_status(id, status)
+    }
+    fn purge_expired_challenges(&self, now: u64) -> Result<usize, store::StoreError> {
+        self.store.purge_expired_challenges(now)
+    }
+}
+
+/// Two statements of one credential, the later one accepted by another
+/// process after this one read the counter at P4: the commit finds the
+/// counter moved past this statement's and says what P19 would have said,
+/// superseded, without flagging the credential or consuming the challenge;
+/// a statement above the moved counter is accepted although P4 read an
+/// older counter (the commit's condition is P19's: stored < counter).
+#[test]
+fn a_counter_moved_between_p4_and_the_commit_is_superseded_not_a_clone() {
+    let mut w = World::new();
+    let (c1, a1) = w.assertion("o1");
+    let (_, a2) = w.assertion("o2");
+    let (_, a3) = w.assertion("o3");
+    let before = w.stored();
+    assert_eq!(w.server.verify_payment(&a2).unwrap().counter, 2);
+    let stale = Verifier::new(
+        RP,
+        w.server.trust(),
+        Policy::default(),
+        StaleReads {
+            store: w.server.store(),
+            record: before,
+        },
+        w.clock.clone(),
+        SystemRandom::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        assert_step(stale.verify_payment(&a1), Step::P19Counter),
+        Reason::CounterSuperseded {
+            stored: 2,
+            received: 1
+        }
+    );
+    assert!(w.unused(&c1.challenge), "nothing was committed");
+    assert_eq!(w.stored().status, CredentialStatus::Active);
+    assert!(w.server.store().flags().is_empty(), "nothing was flagged");
+    assert_eq!(stale.verify_payment(&a3).unwrap().counter, 3);
+    assert_eq!(w.stored().counter, 3);
 }

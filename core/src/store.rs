@@ -8,6 +8,7 @@ use crate::{
     messages::{
         Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
     },
+    verifier::ModelStatus,
 };
 use serde::Serialize;
 use std::{
@@ -270,12 +271,26 @@ pub enum CommitError {
     /// The credential is unknown.
     #[error("unknown credential")]
     UnknownCredential,
-    /// The stored counter or status changed since it was read (a concurrent statement).
+    /// `commit_status` only: the stored counter or status changed since it
+    /// was read (a concurrent statement).
     #[error("credential changed concurrently")]
     CounterConflict,
+    /// `commit_payment` only: the stored counter is already at or above the
+    /// statement's counter; a later statement of the same credential was
+    /// accepted first (docs/PROTOCOL.md §7.3).
+    #[error("counter superseded by stored {stored}")]
+    CounterSuperseded {
+        /// The stored counter found by the commit.
+        stored: u64,
+    },
     /// The credential is no longer active (changed concurrently).
     #[error("credential no longer active")]
     CredentialNotActive(CredentialStatus),
+    /// The device model's status, as persisted in the store, is not active:
+    /// an operator revoked it, possibly through another process whose
+    /// change this process has not loaded yet (docs/PROTOCOL.md §6.1.1).
+    #[error("device model is {0:?}")]
+    DeviceModelNotActive(ModelStatus),
     /// The backend failed.
     #[error("{0}")]
     Backend(#[from] StoreError),
@@ -307,8 +322,10 @@ pub trait Store: Send + Sync {
         account_handle: &[u8],
     ) -> Result<Vec<CredentialRecord>, StoreError>;
 
-    /// Atomically: marks `challenge` consumed (it must be unconsumed), inserts
-    /// `record` (its id must be new) and records `decision`.
+    /// Atomically: marks `challenge` consumed (it must be unconsumed), checks
+    /// that the status the store holds for `record.device_model`, if any, is
+    /// active ([`CommitError::DeviceModelNotActive`]), inserts `record` (its
+    /// id must be new) and records `decision`.
     fn commit_registration(
         &self,
         challenge: &Challenge,
@@ -316,15 +333,16 @@ pub trait Store: Send + Sync {
         decision: &Decision,
     ) -> Result<(), CommitError>;
 
-    /// Atomically: marks `challenge` consumed (it must be unconsumed), moves the
-    /// credential's counter from `expected_counter` to `new_counter` (it must
-    /// still be `expected_counter`, and the credential still
-    /// [`CredentialStatus::Active`]) and records `decision`.
+    /// Atomically: marks `challenge` consumed (it must be unconsumed), checks
+    /// that the credential is still [`CredentialStatus::Active`], that the
+    /// status the store holds for its device model, if any, is active
+    /// ([`CommitError::DeviceModelNotActive`]) and that its stored counter is
+    /// below `new_counter` ([`CommitError::CounterSuperseded`] otherwise);
+    /// sets the counter to `new_counter` and records `decision`.
     fn commit_payment(
         &self,
         challenge: &Challenge,
         id: &CredentialId,
-        expected_counter: u64,
         new_counter: u64,
         decision: &Decision,
     ) -> Result<(), CommitError>;
@@ -375,6 +393,7 @@ struct MemoryInner {
     credentials: HashMap<CredentialId, CredentialRecord>,
     decisions: Vec<Decision>,
     flags: Vec<Flag>,
+    models: HashMap<String, ModelStatus>,
 }
 
 impl MemoryStore {
@@ -398,6 +417,14 @@ impl MemoryStore {
     pub fn flags(&self) -> Vec<Flag> {
         self.lock().flags.clone()
     }
+
+    /// Records a device model's status, as a durable store shared by several
+    /// verifiers persists an operator's change: every later
+    /// `commit_registration` / `commit_payment` for the model checks it,
+    /// whatever the verifier's own trust configuration says.
+    pub fn set_model_status(&self, model: &str, status: ModelStatus) {
+        self.lock().models.insert(model.to_owned(), status);
+    }
 }
 
 impl MemoryInner {
@@ -405,6 +432,12 @@ impl MemoryInner {
         match self.challenges.get(challenge) {
             Some(e) if !e.consumed => Ok(()),
             _ => Err(CommitError::ChallengeUsed),
+        }
+    }
+    fn check_model(&self, model: &str) -> Result<(), CommitError> {
+        match self.models.get(model) {
+            Some(s) if *s != ModelStatus::Active => Err(CommitError::DeviceModelNotActive(*s)),
+            _ => Ok(()),
         }
     }
     fn consume(&mut self, challenge: &Challenge) {
@@ -483,6 +516,7 @@ impl Store for MemoryStore {
     ) -> Result<(), CommitError> {
         let mut g = self.lock();
         g.check_unconsumed(challenge)?;
+        g.check_model(&record.device_model)?;
         if g.credentials.contains_key(&record.credential_id) {
             return Err(CommitError::CredentialExists);
         }
@@ -497,7 +531,6 @@ impl Store for MemoryStore {
         &self,
         challenge: &Challenge,
         id: &CredentialId,
-        expected_counter: u64,
         new_counter: u64,
         decision: &Decision,
     ) -> Result<(), CommitError> {
@@ -510,8 +543,11 @@ impl Store for MemoryStore {
         if cred.status != CredentialStatus::Active {
             return Err(CommitError::CredentialNotActive(cred.status));
         }
-        if cred.counter != expected_counter {
-            return Err(CommitError::CounterConflict);
+        g.check_model(&cred.device_model)?;
+        if cred.counter >= new_counter {
+            return Err(CommitError::CounterSuperseded {
+                stored: cred.counter,
+            });
         }
         g.consume(challenge);
         if let Some(cred) = g.credentials.get_mut(id) {

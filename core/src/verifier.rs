@@ -314,7 +314,10 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             .clone()
     }
 
-    /// Sets a device model's status (e.g. revokes it). Returns false when the model is unknown.
+    /// Sets a device model's status (e.g. revokes it) in this verifier's
+    /// trust configuration, read at `R4` / `P7`. Returns false when the model
+    /// is unknown. Verifiers in several processes on one store must also
+    /// persist the status in the store, whose commits check it (§6.1.1).
     pub fn set_model_status(&self, model: &str, status: ModelStatus) -> bool {
         let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
         match trust.models.get_mut(model) {
@@ -1026,17 +1029,23 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 .map_err(|e| commit_rejection(Step::P19Counter, e))?;
             return reject(Step::P19Counter, reason);
         }
-        // P20
+        // P20: the commit checks again, where no other process can change
+        // them meanwhile, what P6, P7 and P19 read before (§7.3).
         let decision = self.decision(DecisionKind::Payment, &cred.credential_id, statement, now);
         self.store
-            .commit_payment(
-                &a.challenge,
-                &cred.credential_id,
-                cred.counter,
-                a.counter,
-                &decision,
-            )
-            .map_err(|e| commit_rejection(Step::P20Commit, e))?;
+            .commit_payment(&a.challenge, &cred.credential_id, a.counter, &decision)
+            .map_err(|e| match e {
+                // P19 passed, so the counter exceeds `counter_at_issue`: a
+                // later statement was accepted since P4, as P19 would say.
+                CommitError::CounterSuperseded { stored } => Rejection::new(
+                    Step::P19Counter,
+                    Reason::CounterSuperseded {
+                        stored,
+                        received: a.counter,
+                    },
+                ),
+                e => commit_rejection(Step::P20Commit, e),
+            })?;
         Ok(ApprovedPayment {
             credential_id: cred.credential_id,
             account_handle: cred.account_handle,
@@ -1170,13 +1179,28 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     }
 }
 
+/// The rejection for a failed commit at `step` (docs/PROTOCOL.md §7.3). A
+/// device model found not active by the commit is reported at the step that
+/// checks the model (`R4`, `A4`, `P7`): the check failed there, only later.
 fn commit_rejection(step: Step, e: CommitError) -> Rejection {
     let reason = match e {
         CommitError::ChallengeUsed => Reason::ChallengeAlreadyUsed,
         CommitError::CredentialExists => Reason::DuplicateCredential,
         CommitError::UnknownCredential => Reason::UnknownCredential,
         CommitError::CounterConflict => Reason::ConcurrentUpdate,
+        // Only `commit_payment` reports it, and `verify_payment` maps it to
+        // `P19 CounterSuperseded` itself.
+        CommitError::CounterSuperseded { .. } => Reason::ConcurrentUpdate,
         CommitError::CredentialNotActive(s) => Reason::CredentialNotActive(s),
+        CommitError::DeviceModelNotActive(s) => {
+            let model_step = match step {
+                Step::R16Commit => Step::R4DeviceModel,
+                Step::A17Commit => Step::A4Platform,
+                Step::P20Commit => Step::P7DeviceModel,
+                other => other,
+            };
+            return Rejection::new(model_step, Reason::DeviceModelNotActive(s));
+        }
         CommitError::Backend(e) => Reason::Store(e),
     };
     Rejection::new(step, reason)

@@ -925,11 +925,17 @@ fn verify_one_payment(
     }
 }
 
-/// Runs `one` on every item, each on its own worker thread, so that their
-/// store writes meet in the same group commit; answers in item order.
+/// Runs `one` on every item and answers in item order. Items with the same
+/// `key` (a payment's credential id) run one after another, in item order,
+/// on one worker thread, so that a batch has the outcomes of its items sent
+/// one by one in order (each statement is verified against the state its
+/// predecessors left); items without a key, and groups of different keys,
+/// run each on their own worker thread, so that their store writes meet in
+/// the same group commit.
 async fn run_batch<I: Send + 'static, T: Send + 'static>(
     state: &Arc<AppState>,
     items: Vec<I>,
+    key: fn(&I) -> Option<Vec<u8>>,
     one: fn(&AppState, I) -> Result<T, ApiError>,
 ) -> Result<Vec<(StatusCode, Result<T, ErrorDetail>)>, ApiError> {
     if items.is_empty() || items.len() > state.max_batch_items {
@@ -939,27 +945,76 @@ async fn run_batch<I: Send + 'static, T: Send + 'static>(
             items.len()
         )));
     }
-    let tasks: Vec<_> = items
+    let n = items.len();
+    // Groups of (position, item), each in item order.
+    let mut groups: Vec<Vec<(usize, I)>> = Vec::new();
+    let mut by_key: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let group = match key(&item) {
+            Some(k) => *by_key.entry(k).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            }),
+            None => {
+                groups.push(Vec::new());
+                groups.len() - 1
+            }
+        };
+        if let Some(g) = groups.get_mut(group) {
+            g.push((i, item));
+        }
+    }
+    let tasks: Vec<_> = groups
         .into_iter()
-        .map(|item| {
+        .map(|group| {
+            let positions: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
             let st = state.clone();
-            tokio::task::spawn_blocking(move || one(&st, item))
+            let task = tokio::task::spawn_blocking(move || {
+                group
+                    .into_iter()
+                    .map(|(i, item)| (i, one(&st, item)))
+                    .collect::<Vec<_>>()
+            });
+            (positions, task)
         })
         .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        let outcome = task
-            .await
-            .unwrap_or_else(|_| Err(ApiError::unavailable("worker failed")));
-        out.push(match outcome {
-            Ok(v) => (StatusCode::OK, Ok(v)),
-            Err(e) => {
-                let (status, detail) = e.into_parts();
-                (status, Err(detail))
-            }
+    let mut out: Vec<Option<(StatusCode, Result<T, ErrorDetail>)>> = (0..n).map(|_| None).collect();
+    for (positions, task) in tasks {
+        let outcomes = task.await.unwrap_or_else(|_| {
+            positions
+                .into_iter()
+                .map(|i| (i, Err(ApiError::unavailable("worker failed"))))
+                .collect()
         });
+        for (i, outcome) in outcomes {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(match outcome {
+                    Ok(v) => (StatusCode::OK, Ok(v)),
+                    Err(e) => {
+                        let (status, detail) = e.into_parts();
+                        (status, Err(detail))
+                    }
+                });
+            }
+        }
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                let (status, detail) = ApiError::unavailable("worker failed").into_parts();
+                (status, Err(detail))
+            })
+        })
+        .collect())
+}
+
+/// The credential id a payment assertion names, unverified: the key that
+/// keeps one credential's batch items in order.
+fn payment_batch_key(req: &VerifyPaymentRequest) -> Option<Vec<u8>> {
+    let statement = bytes_field("assertion", &req.assertion).ok()?;
+    peek(&statement, false, |a: &PaymentAssertion| &a.credential_id)
+        .map(|id| id.as_bytes().to_vec())
 }
 
 /// Issues several payment challenges in one request (for a payment gateway
@@ -976,7 +1031,7 @@ pub async fn payment_challenge_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChallengeBatchResponse>, ApiError> {
     let req: PaymentChallengeBatchRequest = parse_json(body)?;
-    let items = run_batch(&state, req.items, issue_payment_challenge)
+    let items = run_batch(&state, req.items, |_| None, issue_payment_challenge)
         .await?
         .into_iter()
         .map(|(status, r)| {
@@ -993,8 +1048,10 @@ pub async fn payment_challenge_batch(
 
 /// Verifies several payment assertions in one request. Each item is
 /// verified, rate limited, committed and audited on its own, exactly as
-/// `/v1/payments/verify` would (one item's rejection does not affect the
-/// others); the items' commits share the store's group commit.
+/// `/v1/payments/verify` would; the outcomes are those of the items sent one
+/// by one in order: items of one credential are verified in item order,
+/// items of different credentials in parallel, their commits sharing the
+/// store's group commit.
 #[utoipa::path(post, path = "/v1/payments/verify/batch", tag = "payments",
     request_body = VerifyPaymentBatchRequest,
     responses((status = 200, description = "one outcome per item, in order", body = VerifyBatchResponse),
@@ -1008,7 +1065,10 @@ pub async fn verify_payment_batch(
 ) -> Result<Json<VerifyBatchResponse>, ApiError> {
     let req: VerifyPaymentBatchRequest = parse_json(body)?;
     let started = Instant::now();
-    let outcomes = run_batch(&state, req.items, |st, item| verify_one_payment(st, &item)).await?;
+    let outcomes = run_batch(&state, req.items, payment_batch_key, |st, item| {
+        verify_one_payment(st, &item)
+    })
+    .await?;
     // Each statement waited for the whole batch: one observation per item.
     let elapsed = started.elapsed();
     for _ in &outcomes {

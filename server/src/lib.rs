@@ -129,13 +129,23 @@ impl AppState {
         Ok(state)
     }
 
-    /// Applies the persisted device-model statuses (set by any process).
+    /// Applies the persisted device-model statuses (set by any process) to
+    /// this process's trust configuration, which refuses early at R4 / P7.
+    /// Safety does not rest on it: every registration and payment commit
+    /// reads the persisted status inside its transaction (PROTOCOL.md §6.1.1).
     pub fn refresh_model_statuses(&self) {
         match self.store().model_statuses() {
             Ok(list) => {
                 for (model, status) in list {
-                    if let Some(s) = parse_model_status(&status) {
-                        self.verifier.set_model_status(&model, s);
+                    match parse_model_status(&status) {
+                        Some(s) => {
+                            self.verifier.set_model_status(&model, s);
+                        }
+                        None => tracing::error!(
+                            model,
+                            status,
+                            "unknown persisted model status: every commit for this model fails until an operator sets it"
+                        ),
                     }
                 }
             }

@@ -1,7 +1,10 @@
-//! Double spend across two server processes on one store, and kill -9 while
-//! a load runs. Both run on SQLite and on a real PostgreSQL.
+//! Double spend across two server processes on one store, kill -9 while a
+//! load runs, a device-model revocation or credential suspension made
+//! through one process and obeyed by the other, and batches that answer as
+//! their items sent one by one. All run on SQLite and on a real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+#[macro_use]
 mod common;
 
 use biopay_server::{
@@ -73,7 +76,8 @@ fn double_spend(b: &TestBackend) {
         let assertion = Arc::new(d.authorize(&c).unwrap());
         let barrier = Arc::new(Barrier::new(SUBMITTERS));
         // Every fourth submitter sends the assertion three times in one
-        // batch request: those copies race inside one group commit too.
+        // batch request: the server runs those copies in order (one
+        // credential), so they race only with the other requests.
         let outcomes: Vec<(u16, Option<String>)> = (0..SUBMITTERS)
             .map(|i| {
                 let api: ApiClient = if i % 2 == 0 { a1.clone() } else { a2.clone() };
@@ -83,8 +87,18 @@ fn double_spend(b: &TestBackend) {
                     if i % 4 == 3 {
                         let copies = vec![assertion.to_vec(); 3];
                         let r = api.verify_payment_batch(&copies).unwrap();
-                        batch_items(&r, 3)
-                            .unwrap()
+                        let items = batch_items(&r, 3).unwrap();
+                        // The copies run in order: the second and third
+                        // read the challenge consumed, or lost it to
+                        // another request, before they run.
+                        for item in &items[1..] {
+                            assert!(
+                                item["status"] == 409
+                                    && item["error"]["reason"] == "challenge already used",
+                                "{item}"
+                            );
+                        }
+                        items
                             .iter()
                             .map(|item| {
                                 let status = u16::try_from(item["status"].as_u64().unwrap());
@@ -108,16 +122,20 @@ fn double_spend(b: &TestBackend) {
             accepted, 1,
             "round {round}: exactly one acceptance expected: {outcomes:?}"
         );
+        // A copy of an accepted statement is a replay of its challenge:
+        // refused at P9 when it reads the challenge consumed, or by the
+        // commit that finds it consumed (P20); never as a counter conflict,
+        // because the commit consumes the challenge before it moves the counter.
         for (status, code) in outcomes.iter().filter(|(s, _)| *s != 200) {
             assert!(
-                *status == 409 && matches!(code.as_deref(), Some("P9" | "P20" | "P19")),
-                "round {round}: a loser must be refused as a replay or a lost race: {status} {code:?}"
+                *status == 409 && matches!(code.as_deref(), Some("P9" | "P20")),
+                "round {round}: a loser must be refused as a replay: {status} {code:?}"
             );
         }
         accepted_total += accepted;
     }
     // Group commits rolled back and rerun with savepoints (a copy lost its
-    // race inside a batch), for the report.
+    // race inside one group commit of a process), for the report.
     let reruns: u64 = [&a1, &a2]
         .iter()
         .map(|api| metric(api, "biopay_store_commit_reruns_total"))
@@ -447,3 +465,364 @@ fn sqlite_kill_9_under_load() {
 fn postgres_kill_9_under_load() {
     crash(&TestBackend::postgres());
 }
+
+// ---------------------------------------------------------------------------
+// Status changes and batches across processes (docs/PROTOCOL.md §6.1.1, §7.3).
+
+/// A server that does not reload the persisted model statuses by itself
+/// during the test (its purge interval is an hour): whatever it accepts after
+/// an operator's change made through another process, it accepts on what
+/// its own store transaction reads.
+fn server_without_reload(b: &TestBackend) -> ServerProcess {
+    let config = b.dir.path().join("no-reload.toml");
+    std::fs::write(&config, "purge_interval_secs = 3600\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    b.server(&["--lock-after-failures", "0", "--config", &config])
+}
+
+fn register_fast(api: &ApiClient, dir: &std::path::Path, name: &str) -> FastDevice {
+    let mut d = FastDevice::new(&dir.join(name), RP).unwrap();
+    let c = api.registration_challenge(name.as_bytes()).unwrap();
+    let r = api.register(&d.register(&c).unwrap()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    d
+}
+
+/// `n` payment challenges for `d`, answered in order (counters rising by one).
+fn signed_payments(api: &ApiClient, d: &mut FastDevice, tag: &str, n: usize) -> Vec<Vec<u8>> {
+    let id = d.credential_id().as_bytes().to_vec();
+    let challenges: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let r = api.payment_challenge(&id, &format!("{tag}-{i}"), 100);
+            field_bytes(&r.unwrap(), "challenge").unwrap()
+        })
+        .collect();
+    challenges.iter().map(|c| d.authorize(c).unwrap()).collect()
+}
+
+fn error_reason(v: &serde_json::Value) -> String {
+    v["error"]["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+fn model_status_path() -> String {
+    format!(
+        "/v1/admin/models/{}/status",
+        biopay_server::demo::DEMO_MODEL
+    )
+}
+
+/// The attack: an operator marks the device model compromised through
+/// process 1; a payment and a registration from that model go to process 2,
+/// which has not reloaded the model statuses. Both must be refused, at the
+/// model's steps, without any state change.
+fn model_compromised_through_one_process_is_refused_by_the_other(b: &TestBackend) {
+    let s1 = server_without_reload(b);
+    let s2 = server_without_reload(b);
+    let (a2, admin1) = (s2.api(), s1.admin());
+    let devices = tempfile::tempdir().unwrap();
+    let mut d = register_fast(&a2, devices.path(), "victim");
+    let payment = signed_payments(&a2, &mut d, "after-revocation", 1).remove(0);
+    let mut newcomer = FastDevice::new(&devices.path().join("newcomer"), RP).unwrap();
+    let attestation = newcomer
+        .register(&a2.registration_challenge(b"newcomer").unwrap())
+        .unwrap();
+
+    let r = admin1
+        .post(
+            &model_status_path(),
+            serde_json::json!({"status": "compromised"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let paid = a2.verify_payment(&payment).unwrap();
+    assert_eq!(
+        (paid.status, paid.code()),
+        (422, Some("P7")),
+        "process 2 accepted a payment from a compromised model: {}",
+        paid.body
+    );
+    assert!(
+        error_reason(&paid.body).contains("Compromised"),
+        "{}",
+        paid.body
+    );
+    let registered = a2.register(&attestation).unwrap();
+    assert_eq!(
+        (registered.status, registered.code()),
+        (422, Some("R4")),
+        "process 2 registered a credential of a compromised model: {}",
+        registered.body
+    );
+
+    // The refusals changed nothing: re-activated through process 1, the same
+    // statements are accepted by process 2.
+    let r = admin1
+        .post(
+            &model_status_path(),
+            serde_json::json!({"status": "active"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let paid = a2.verify_payment(&payment).unwrap();
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["counter"], 1);
+    assert_eq!(a2.register(&attestation).unwrap().status, 200);
+    s1.stop();
+    s2.stop();
+    let (ok, out) = audit_verify(&b.dir.path().join("server"), &b.backend);
+    assert!(ok, "{out}");
+}
+
+/// The same with a credential suspended through process 1.
+fn credential_suspended_through_one_process_is_refused_by_the_other(b: &TestBackend) {
+    let s1 = server_without_reload(b);
+    let s2 = server_without_reload(b);
+    let (a2, admin1) = (s2.api(), s1.admin());
+    let devices = tempfile::tempdir().unwrap();
+    let mut d = register_fast(&a2, devices.path(), "suspended");
+    let payment = signed_payments(&a2, &mut d, "after-suspension", 1).remove(0);
+    let suspend = format!(
+        "/v1/admin/credentials/{}/suspend",
+        biopay_server::client::b64(d.credential_id().as_bytes())
+    );
+    let r = admin1.post(&suspend, serde_json::json!({})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let paid = a2.verify_payment(&payment).unwrap();
+    assert_eq!(
+        (paid.status, paid.code()),
+        (422, Some("P6")),
+        "process 2 accepted a payment of a suspended credential: {}",
+        paid.body
+    );
+}
+
+/// (status, error code) of each item of a batch reply.
+fn batch_outcomes(r: &biopay_server::client::Reply, n: usize) -> Vec<(u64, Option<String>)> {
+    batch_items(r, n)
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let code = i["error"]["code"].as_str().map(str::to_owned);
+            (i["status"].as_u64().unwrap(), code)
+        })
+        .collect()
+}
+
+fn one_by_one(api: &ApiClient, payments: &[Vec<u8>]) -> Vec<(u64, Option<String>)> {
+    payments
+        .iter()
+        .map(|a| {
+            let r = api.verify_payment(a).unwrap();
+            (u64::from(r.status), r.code().map(str::to_owned))
+        })
+        .collect()
+}
+
+const IN_BATCH: usize = 8;
+
+/// Runs `sql` on the store of `b`'s servers, as someone with write access to
+/// the database would.
+fn execute_sql(b: &TestBackend, sql: &str) {
+    match &b.backend {
+        Backend::Sqlite => {
+            rusqlite::Connection::open(b.dir.path().join("server").join("biopay.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        Backend::Postgres(url) => Postgres::client(url).batch_execute(sql).unwrap(),
+    }
+}
+
+/// A model status that cannot be read as one (a corrupted row): the commit
+/// cannot tell whether the model is revoked, so it refuses (503, nothing
+/// accepted) until an operator sets the status again.
+fn unreadable_model_status_fails_closed(b: &TestBackend) {
+    let s = server_without_reload(b);
+    let api = s.api();
+    let devices = tempfile::tempdir().unwrap();
+    let mut d = register_fast(&api, devices.path(), "corrupted");
+    let payment = signed_payments(&api, &mut d, "corrupted", 1).remove(0);
+    let mut newcomer = FastDevice::new(&devices.path().join("newcomer"), RP).unwrap();
+    let attestation = newcomer
+        .register(&api.registration_challenge(b"newcomer").unwrap())
+        .unwrap();
+    execute_sql(
+        b,
+        &format!(
+            "INSERT INTO model_status (model, status) VALUES ('{}', 'withdrawn?')",
+            biopay_server::demo::DEMO_MODEL
+        ),
+    );
+    let paid = api.verify_payment(&payment).unwrap();
+    assert_eq!(
+        (paid.status, paid.code()),
+        (503, Some("P20")),
+        "a payment was decided on an unreadable model status: {}",
+        paid.body
+    );
+    let registered = api.register(&attestation).unwrap();
+    assert_eq!(
+        (registered.status, registered.code()),
+        (503, Some("R16")),
+        "{}",
+        registered.body
+    );
+    let r = s
+        .admin()
+        .post(
+            &model_status_path(),
+            serde_json::json!({"status": "active"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.verify_payment(&payment).unwrap().status, 200);
+    assert_eq!(api.register(&attestation).unwrap().status, 200);
+}
+
+/// Eight payments of one credential, signed in order, in one batch: all
+/// accepted, as they are when sent one by one.
+fn batch_of_one_credentials_payments_in_order_is_all_accepted(b: &TestBackend) {
+    let s = server_without_reload(b);
+    let api = s.api();
+    let devices = tempfile::tempdir().unwrap();
+    let mut batched = register_fast(&api, devices.path(), "batched");
+    let mut single = register_fast(&api, devices.path(), "single");
+    let batch = signed_payments(&api, &mut batched, "batch", IN_BATCH);
+    let singles = signed_payments(&api, &mut single, "single", IN_BATCH);
+    let r = api.verify_payment_batch(&batch).unwrap();
+    let outcomes = batch_outcomes(&r, IN_BATCH);
+    assert!(
+        outcomes.iter().all(|(s, _)| *s == 200),
+        "a batch of one credential's payments in order: {}",
+        r.body
+    );
+    let counters: Vec<u64> = batch_items(&r, IN_BATCH)
+        .unwrap()
+        .iter()
+        .map(|i| i["payment"]["counter"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counters, (1..=8).collect::<Vec<u64>>());
+    assert_eq!(one_by_one(&api, &singles), outcomes);
+}
+
+/// The same items in reverse order (counters 8 down to 1), and interleaved
+/// with another credential's: a batch answers exactly what the items sent one
+/// by one in that order get (reversed: the first accepted, the others
+/// superseded at P19, none flagged).
+fn batch_answers_as_the_items_sent_one_by_one(b: &TestBackend) {
+    let s = server_without_reload(b);
+    let api = s.api();
+    let devices = tempfile::tempdir().unwrap();
+    let mut names = [
+        "rev-batch",
+        "rev-single",
+        "mix-a",
+        "mix-b",
+        "mix-c",
+        "mix-d",
+    ]
+    .map(|n| register_fast(&api, devices.path(), n));
+    let [rb, rs, ma, mb, mc, md] = &mut names;
+    let mut reversed_batch = signed_payments(&api, rb, "rb", IN_BATCH);
+    let mut reversed_single = signed_payments(&api, rs, "rs", IN_BATCH);
+    reversed_batch.reverse();
+    reversed_single.reverse();
+    let r = api.verify_payment_batch(&reversed_batch).unwrap();
+    let batched = batch_outcomes(&r, IN_BATCH);
+    let mut expected = vec![(200, None)];
+    expected.extend(vec![(409, Some("P19".to_owned())); IN_BATCH - 1]);
+    assert_eq!(batched, expected, "{}", r.body);
+    for item in &batch_items(&r, IN_BATCH).unwrap()[1..] {
+        assert!(error_reason(item).contains("superseded"), "{item}");
+    }
+    assert_eq!(one_by_one(&api, &reversed_single), batched);
+    // Two credentials interleaved, each in order.
+    let interleave = |x: Vec<Vec<u8>>, y: Vec<Vec<u8>>| -> Vec<Vec<u8>> {
+        x.into_iter().zip(y).flat_map(|(a, b)| [a, b]).collect()
+    };
+    let mixed_batch = interleave(
+        signed_payments(&api, ma, "ma", IN_BATCH / 2),
+        signed_payments(&api, mb, "mb", IN_BATCH / 2),
+    );
+    let mixed_single = interleave(
+        signed_payments(&api, mc, "mc", IN_BATCH / 2),
+        signed_payments(&api, md, "md", IN_BATCH / 2),
+    );
+    let r = api.verify_payment_batch(&mixed_batch).unwrap();
+    let batched = batch_outcomes(&r, IN_BATCH);
+    assert!(batched.iter().all(|(s, _)| *s == 200), "{}", r.body);
+    assert_eq!(one_by_one(&api, &mixed_single), batched);
+    // Nothing was flagged: the superseded statements are ordinary rejections.
+    s.stop();
+    let store = open_store(&b.dir.path().join("server"), &b.backend);
+    for d in &names {
+        let cred = biopay_core::Store::credential(&store, d.credential_id())
+            .unwrap()
+            .unwrap();
+        assert_eq!(cred.status, biopay_core::CredentialStatus::Active);
+    }
+}
+
+/// Payments of one credential, signed in order, raced over two processes:
+/// each is accepted or refused as superseded (`P19 CounterSuperseded`: a
+/// later one was accepted first); none is refused as a generic conflict and
+/// the credential is not flagged; the highest counter is always accepted.
+fn one_credentials_payments_raced_over_two_processes(b: &TestBackend) {
+    let s1 = server_without_reload(b);
+    let s2 = server_without_reload(b);
+    let (a1, a2) = (s1.api(), s2.api());
+    let devices = tempfile::tempdir().unwrap();
+    let mut d = register_fast(&a1, devices.path(), "raced");
+    const RACED: usize = 16;
+    let payments = signed_payments(&a1, &mut d, "raced", RACED);
+    let barrier = Arc::new(Barrier::new(RACED));
+    let outcomes: Vec<(u16, serde_json::Value)> = payments
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let api = if i % 2 == 0 { a1.clone() } else { a2.clone() };
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = api.verify_payment(&a).unwrap();
+                (r.status, r.body)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    for (status, body) in &outcomes {
+        assert!(
+            *status == 200
+                || (*status == 409
+                    && body["error"]["code"] == "P19"
+                    && error_reason(body).contains("superseded")),
+            "a payment of a raced credential must be accepted or superseded: {status} {body}"
+        );
+    }
+    assert_eq!(
+        outcomes.last().unwrap().0,
+        200,
+        "the highest counter is accepted"
+    );
+    s1.stop();
+    s2.stop();
+    let store = open_store(&b.dir.path().join("server"), &b.backend);
+    let cred = biopay_core::Store::credential(&store, d.credential_id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(cred.counter, u64::try_from(RACED).unwrap());
+    assert_eq!(cred.status, biopay_core::CredentialStatus::Active);
+}
+
+suite!(
+    model_compromised_through_one_process_is_refused_by_the_other,
+    credential_suspended_through_one_process_is_refused_by_the_other,
+    unreadable_model_status_fails_closed,
+    batch_of_one_credentials_payments_in_order_is_all_accepted,
+    batch_answers_as_the_items_sent_one_by_one,
+    one_credentials_payments_raced_over_two_processes,
+);

@@ -7,7 +7,10 @@
 //! shared by every process). Every `commit_*` runs in ONE transaction that
 //! consumes the challenge with a conditional update (`... WHERE NOT
 //! consumed`, row count checked), moves the counter with a conditional update
-//! (`... WHERE counter = expected AND status = ...`) and appends the decision
+//! (payments: `... WHERE counter < new AND status = 'active'` and no
+//! `model_status` row revoking the credential's device model; deregistration
+//! and enrollment change: `... WHERE counter = expected AND status =
+//! expected`) and appends the decision
 //! to the audit chain (the chain head row is locked, so appends are
 //! serialized across processes). Writes go through a [group
 //! committer](committer): concurrent operations share a transaction and its
@@ -25,7 +28,8 @@ use biopay_core::{
         ChallengeEntry, ChallengeLimit, CommitError, CredentialKind, CredentialRecord,
         CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store, StoreError,
     },
-    Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
+    Challenge, CredentialId, Modality, ModelStatus, PaymentChallenge, RegistrationChallenge,
+    SecurityLevel,
 };
 
 /// What the server needs from a backend beyond [`Store`]: the audit log,
@@ -226,22 +230,42 @@ pub(crate) fn challenge_entry(
     Ok(ChallengeEntry { issued, consumed })
 }
 
-/// Why a conditional counter update touched no row, given the row as it is now.
-pub(crate) fn counter_conflict(
-    now: Option<(i64, String)>,
-    expected_counter: i64,
-    expected_status: CredentialStatus,
-) -> CommitError {
-    match now {
-        None => CommitError::UnknownCredential,
-        Some((counter, status)) => {
-            let status = CredentialStatus::parse(&status).unwrap_or(CredentialStatus::Suspended);
-            if counter == expected_counter && status != expected_status {
-                CommitError::CredentialNotActive(status)
-            } else {
-                CommitError::CounterConflict
-            }
-        }
+/// A credential as `commit_payment` finds it when its conditional update
+/// touched no row: counter, status, and the persisted status of its device
+/// model (if an operator set one).
+pub(crate) type PaymentRow = (i64, String, Option<String>);
+
+/// Why `commit_payment`'s conditional update (status active, model not
+/// revoked, stored counter below the new one) touched no row, given the row
+/// as it is now, checked in the order of docs/PROTOCOL.md §7.3.
+pub(crate) fn payment_conflict(now: Option<PaymentRow>) -> CommitError {
+    let Some((counter, status, model)) = now else {
+        return CommitError::UnknownCredential;
+    };
+    match CredentialStatus::parse(&status) {
+        Some(CredentialStatus::Active) => {}
+        Some(s) => return CommitError::CredentialNotActive(s),
+        None => return CommitError::Backend(StoreError(format!("bad status {status:?} in store"))),
+    }
+    if let Err(e) = check_model(model.as_deref()) {
+        return e;
+    }
+    match u64_of(counter) {
+        Ok(stored) => CommitError::CounterSuperseded { stored },
+        Err(e) => CommitError::Backend(e),
+    }
+}
+
+/// Whether a device model's persisted status (`None`: never set by an
+/// operator, the trust configuration decides) admits a commit. A status the
+/// server cannot read fails closed.
+pub(crate) fn check_model(status: Option<&str>) -> Result<(), CommitError> {
+    match status.map(|s| (s, crate::config::parse_model_status(s))) {
+        None | Some((_, Some(ModelStatus::Active))) => Ok(()),
+        Some((_, Some(s))) => Err(CommitError::DeviceModelNotActive(s)),
+        Some((s, None)) => Err(CommitError::Backend(StoreError(format!(
+            "bad device model status {s:?} in store"
+        )))),
     }
 }
 
@@ -319,11 +343,10 @@ impl Store for AnyStore {
         &self,
         challenge: &Challenge,
         id: &CredentialId,
-        expected_counter: u64,
         new_counter: u64,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        delegate!(self, s => s.commit_payment(challenge, id, expected_counter, new_counter, decision))
+        delegate!(self, s => s.commit_payment(challenge, id, new_counter, decision))
     }
     fn commit_status(
         &self,

@@ -1,9 +1,10 @@
 //! [`biopay_core::Store`] on PostgreSQL, for several server processes on one
 //! database. Each commit is one transaction at READ COMMITTED whose
-//! conditional updates (`WHERE NOT consumed`, `WHERE counter = $expected AND
-//! status = 'active'`) take row locks and are re-evaluated after a concurrent
-//! writer commits, so exactly one of any set of racing commits on the same
-//! challenge or counter succeeds.
+//! conditional updates (`WHERE NOT consumed`, `WHERE counter < $new AND
+//! status = 'active'` and the device model not revoked) take row locks and are
+//! re-evaluated after a concurrent writer commits, so exactly one of any set
+//! of racing commits on the same challenge succeeds, and the counter only
+//! ever grows.
 //!
 //! Writes go through one connection per process owned by a [group
 //! committer](super::committer): concurrent operations share one transaction
@@ -13,9 +14,10 @@
 //! statement is prepared once per connection.
 
 use super::{
-    accepted_record, challenge_columns, challenge_entry, challenge_key,
+    accepted_record, challenge_columns, challenge_entry, challenge_key, check_model,
     committer::{Committer, Head, WriteConn},
-    counter_conflict, flag_record, i64_of, modalities_str, u64_of, CredentialRow, ServerStore,
+    flag_record, i64_of, modalities_str, payment_conflict, u64_of, CredentialRow, PaymentRow,
+    ServerStore,
 };
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
@@ -403,6 +405,32 @@ fn current(c: &mut Conn, id: &CredentialId) -> Result<Option<(i64, String)>, Com
         .transpose()
 }
 
+/// The persisted status of a device model (`None`: never set by an operator).
+fn model_status(c: &mut Conn, model: &str) -> Result<Option<String>, CommitError> {
+    let row = c.query_opt(
+        "SELECT status FROM model_status WHERE model = $1",
+        &[&model],
+    )?;
+    row.map(|r| r.try_get(0).map_err(ce)).transpose()
+}
+
+/// What `commit_payment` needs to say why its conditional update touched no row.
+fn payment_row(c: &mut Conn, id: &CredentialId) -> Result<Option<PaymentRow>, CommitError> {
+    let row = c.query_opt(
+        "SELECT c.counter, c.status, m.status FROM credentials c
+         LEFT JOIN model_status m ON m.model = c.device_model WHERE c.credential_id = $1",
+        &[&id.as_bytes()],
+    )?;
+    row.map(|r| {
+        Ok((
+            r.try_get(0).map_err(ce)?,
+            r.try_get(1).map_err(ce)?,
+            r.try_get(2).map_err(ce)?,
+        ))
+    })
+    .transpose()
+}
+
 macro_rules! credential_columns {
     () => {
         "credential_id, rp_id, account_handle, public_key, modalities, enrollment_epoch,
@@ -560,6 +588,9 @@ impl Store for PgStore {
         let (challenge, record, audit) = (*challenge, record.clone(), accepted_record(decision));
         self.write(true, move |c, head| {
             consume(c, &challenge)?;
+            // Read inside the commit transaction, after any status change
+            // that returned before this statement began (docs/PROTOCOL.md §6.1.1).
+            check_model(model_status(c, &record.device_model)?.as_deref())?;
             let n = c.execute(
                 concat!(
                     "INSERT INTO credentials (",
@@ -594,15 +625,16 @@ impl Store for PgStore {
         &self,
         challenge: &Challenge,
         id: &CredentialId,
-        expected_counter: u64,
         new_counter: u64,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        let (expected, new) = (i64_of(expected_counter)?, i64_of(new_counter)?);
+        let new = i64_of(new_counter)?;
         let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
         self.write(true, move |c, head| {
             // One round trip: consume the challenge, move the counter (only if
-            // the challenge was consumed), clear the credential's failure
+            // the challenge was consumed, the credential is active, its device
+            // model not revoked as persisted by any process, and the stored
+            // counter below the new one), clear the credential's failure
             // count and append the audit entry (only if the counter moved).
             // The conditional updates lock their rows and are re-evaluated
             // after a concurrent commit, as separate statements would be.
@@ -614,7 +646,10 @@ impl Store for PgStore {
                         WHERE challenge = $1 AND NOT consumed RETURNING 1
                     ), moved AS (
                         UPDATE credentials SET counter = $2
-                        WHERE credential_id = $3 AND counter = $4 AND status = 'active'
+                        WHERE credential_id = $3 AND counter < $2 AND status = 'active'
+                          AND NOT EXISTS (SELECT 1 FROM model_status m
+                                          WHERE m.model = credentials.device_model
+                                            AND m.status <> 'active')
                           AND EXISTS (SELECT 1 FROM consumed)
                         RETURNING account_handle
                     ), cleared AS (
@@ -625,7 +660,7 @@ impl Store for PgStore {
                     ), audited AS (
                         INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
                             statement_hash, reason, prev_hash, hash)
-                        SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+                        SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
                         WHERE EXISTS (SELECT 1 FROM moved)
                         RETURNING 1
                     )
@@ -634,7 +669,6 @@ impl Store for PgStore {
                         &challenge_key(&challenge),
                         &new,
                         &id.as_bytes(),
-                        &expected,
                         &e.seq,
                         &i64_of(audit.at)?,
                         &audit.kind,
@@ -656,11 +690,7 @@ impl Store for PgStore {
                 return Err(CommitError::ChallengeUsed);
             }
             if audited != 1 {
-                return Err(counter_conflict(
-                    current(c, &id)?,
-                    expected,
-                    CredentialStatus::Active,
-                ));
+                return Err(payment_conflict(payment_row(c, &id)?));
             }
             Ok(())
         })

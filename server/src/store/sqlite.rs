@@ -10,9 +10,10 @@
 //! (`prepare_cached`).
 
 use super::{
-    accepted_record, challenge_columns, challenge_entry, challenge_key,
+    accepted_record, challenge_columns, challenge_entry, challenge_key, check_model,
     committer::{Committer, Head, WriteConn},
-    counter_conflict, flag_record, i64_of, modalities_str, u64_of, CredentialRow, ServerStore,
+    flag_record, i64_of, modalities_str, payment_conflict, u64_of, CredentialRow, PaymentRow,
+    ServerStore,
 };
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
@@ -373,6 +374,28 @@ fn current(conn: &Connection, id: &CredentialId) -> Result<Option<(i64, String)>
         .map_err(ce)
 }
 
+/// The persisted status of a device model (`None`: never set by an operator).
+fn model_status(conn: &Connection, model: &str) -> Result<Option<String>, CommitError> {
+    conn.prepare_cached("SELECT status FROM model_status WHERE model = ?1")
+        .and_then(|mut s| s.query_row(params![model], |r| r.get(0)).optional())
+        .map_err(ce)
+}
+
+/// What `commit_payment` needs to say why its conditional update touched no row.
+fn payment_row(conn: &Connection, id: &CredentialId) -> Result<Option<PaymentRow>, CommitError> {
+    conn.prepare_cached(
+        "SELECT c.counter, c.status, m.status FROM credentials c
+         LEFT JOIN model_status m ON m.model = c.device_model WHERE c.credential_id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![id.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+    })
+    .map_err(ce)
+}
+
 macro_rules! credential_columns {
     () => {
         "credential_id, rp_id, account_handle, public_key, modalities, enrollment_epoch,
@@ -496,6 +519,9 @@ impl Store for SqliteStore {
         let (challenge, record, audit) = (*challenge, record.clone(), accepted_record(decision));
         self.write(true, move |c, head| {
             consume(c, &challenge)?;
+            // Read inside the write transaction: no process can change it
+            // before this commit ends (docs/PROTOCOL.md §6.1.1).
+            check_model(model_status(c, &record.device_model)?.as_deref())?;
             if current(c, &record.credential_id)?.is_some() {
                 return Err(CommitError::CredentialExists);
             }
@@ -530,26 +556,27 @@ impl Store for SqliteStore {
         &self,
         challenge: &Challenge,
         id: &CredentialId,
-        expected_counter: u64,
         new_counter: u64,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        let (expected, new) = (i64_of(expected_counter)?, i64_of(new_counter)?);
+        let new = i64_of(new_counter)?;
         let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
         self.write(true, move |c, head| {
             consume(c, &challenge)?;
+            // The credential still active, its device model not revoked (as
+            // persisted by any process) and the counter still below the new
+            // one, all inside the write transaction.
             let n = exec(
                 c,
                 "UPDATE credentials SET counter = ?1
-                 WHERE credential_id = ?2 AND counter = ?3 AND status = 'active'",
-                params![new, id.as_bytes(), expected],
+                 WHERE credential_id = ?2 AND counter < ?1 AND status = 'active'
+                   AND NOT EXISTS (SELECT 1 FROM model_status m
+                                   WHERE m.model = credentials.device_model
+                                     AND m.status <> 'active')",
+                params![new, id.as_bytes()],
             )?;
             if n != 1 {
-                return Err(counter_conflict(
-                    current(c, &id)?,
-                    expected,
-                    CredentialStatus::Active,
-                ));
+                return Err(payment_conflict(payment_row(c, &id)?));
             }
             // A success clears the failure counts of the credential and of
             // its account (rate limiting, PROTOCOL.md §9.2).
