@@ -1078,8 +1078,12 @@ struct StaleReads<'a> {
 }
 
 impl Store for StaleReads<'_> {
-    fn insert_challenge(&self, issued: store::IssuedChallenge) -> Result<(), store::StoreError> {
-        self.store.insert_challenge(issued)
+    fn insert_challenge(
+        &self,
+        issued: store::IssuedChallenge,
+        limit: Option<store::ChallengeLimit>,
+    ) -> Result<bool, store::StoreError> {
+        self.store.insert_challenge(issued, limit)
     }
     fn challenge(
         &self,
