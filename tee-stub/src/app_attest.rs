@@ -16,6 +16,24 @@
 //!
 //! Methods whose name starts with `danger_` build deliberately wrong objects
 //! for adversarial tests.
+//!
+//! ```
+//! use biopay_core::{apple::{self, AppAttestEnvironment, AppleTrust}, crypto::sha256};
+//! use biopay_tee_stub::SimulatedAppAttest;
+//!
+//! let service = SimulatedAppAttest::new("ABCDE12345.com.example.pay", AppAttestEnvironment::Production)?;
+//! let trust = AppleTrust::new(vec!["ABCDE12345.com.example.pay".into()], AppAttestEnvironment::Production)
+//!     .with_anchors(vec![service.trust_anchor()?]);
+//! let mut key = service.generate_key()?;
+//! let attestation = service.attest_key(&key, &sha256(b"registration"))?;
+//! let verified = apple::verify_attestation(&attestation, &sha256(b"registration"),
+//!     Some(&key.key_id()), &trust, 1_893_456_000)?;
+//! let assertion = service.generate_assertion(&mut key, &sha256(b"payment"))?;
+//! let counter = apple::verify_assertion(&assertion, &sha256(b"payment"), &verified.public_key,
+//!     "ABCDE12345.com.example.pay", verified.counter)?.counter;
+//! assert_eq!(counter, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::{
     crypto::{self, TeeRng},
@@ -337,5 +355,103 @@ impl SimulatedAppAttest {
             (text("signature"), Value::Bytes(signature)),
             (text("authenticatorData"), Value::Bytes(authenticator_data)),
         ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use biopay_core::apple::{self, AppleTrust};
+
+    const APP: &str = "ABCDE12345.com.example.pay";
+    const NOW: u64 = 1_893_456_000;
+
+    fn map(object: &[u8]) -> Vec<(Value, Value)> {
+        match ciborium::de::from_reader(object).unwrap() {
+            Value::Map(m) => m,
+            _ => panic!("not a map"),
+        }
+    }
+
+    fn get(m: &[(Value, Value)], k: &str) -> Value {
+        m.iter()
+            .find(|(key, _)| key.as_text() == Some(k))
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn objects_have_apples_layout_and_verify_with_core() {
+        for env in [
+            AppAttestEnvironment::Development,
+            AppAttestEnvironment::Production,
+        ] {
+            let sim = SimulatedAppAttest::new(APP, env).unwrap();
+            let trust = AppleTrust::new(vec![APP.into()], env)
+                .with_anchors(vec![sim.trust_anchor().unwrap()]);
+            let mut key = sim.generate_key().unwrap();
+            let cdh = sha256(b"c");
+            let object = sim.attest_key(&key, &cdh).unwrap();
+            let m = map(&object);
+            let keys: Vec<_> = m
+                .iter()
+                .map(|(k, _)| k.as_text().unwrap().to_owned())
+                .collect();
+            assert_eq!(keys, ["fmt", "attStmt", "authData"]);
+            assert_eq!(get(&m, "fmt").as_text(), Some(FORMAT));
+            let auth = get(&m, "authData").into_bytes().unwrap();
+            assert_eq!(&auth[..32], &sha256(APP.as_bytes()));
+            assert_eq!(auth[32], 0x40);
+            assert_eq!(&auth[33..37], &[0, 0, 0, 0]);
+            assert_eq!(auth[37..53], env.aaguid());
+            assert_eq!(&auth[53..55], &[0, 32]);
+            assert_eq!(auth[55..87], key.key_id());
+            let v =
+                apple::verify_attestation(&object, &cdh, Some(&key.key_id()), &trust, NOW).unwrap();
+            assert_eq!(v.public_key, key.public_key());
+            assert_eq!(v.receipt, SIMULATED_RECEIPT);
+
+            let a = sim.generate_assertion(&mut key, &sha256(b"p")).unwrap();
+            let am = map(&a);
+            let keys: Vec<_> = am
+                .iter()
+                .map(|(k, _)| k.as_text().unwrap().to_owned())
+                .collect();
+            assert_eq!(keys, ["signature", "authenticatorData"]);
+            let ad = get(&am, "authenticatorData").into_bytes().unwrap();
+            assert_eq!(ad.len(), 37);
+            assert_eq!(ad[32], 0x40, "AT set with nothing after it, as on devices");
+            assert_eq!(key.counter(), 1);
+            assert_eq!(
+                apple::verify_assertion(&a, &sha256(b"p"), key.public_key(), APP, 0)
+                    .unwrap()
+                    .counter,
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn each_service_has_its_own_root_and_keys_differ() {
+        let a = SimulatedAppAttest::new(APP, AppAttestEnvironment::Production).unwrap();
+        let b = SimulatedAppAttest::new(APP, AppAttestEnvironment::Production).unwrap();
+        assert_ne!(a.trust_anchor().unwrap(), b.trust_anchor().unwrap());
+        let key = a.generate_key().unwrap();
+        assert_ne!(key.key_id(), a.generate_key().unwrap().key_id());
+        let object = a.attest_key(&key, &[0; 32]).unwrap();
+        let trust_b = AppleTrust::new(vec![APP.into()], AppAttestEnvironment::Production)
+            .with_anchors(vec![b.trust_anchor().unwrap()]);
+        assert!(apple::verify_attestation(&object, &[0; 32], None, &trust_b, NOW).is_err());
+        assert!(a.root_cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn debug_shows_no_private_key() {
+        let sim = SimulatedAppAttest::new(APP, AppAttestEnvironment::Development).unwrap();
+        let key = sim.generate_key().unwrap();
+        let shown = format!("{key:?} {sim:?}");
+        assert!(shown.contains(&hex::encode(key.key_id())));
+        let scalar = hex::encode(key.key.to_bytes());
+        assert!(!shown.contains(&scalar));
     }
 }

@@ -96,6 +96,29 @@ mod tests {
         );
     }
 
+    /// The example of docs/PROTOCOL.md §13.3, computed outside this crate
+    /// (a hand-written CBOR encoder in Python and hashlib).
+    #[test]
+    fn binding_known_answer() {
+        let cred = CredentialId::new(vec![9; 32]).unwrap();
+        let bytes = binding_client_data(&[7; 32], "pay.example.com", &point(), &cred).unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            concat!(
+                "a501781c62696f70617920617070206174746573742062696e64696e6720763102",
+                "58200707070707070707070707070707070707070707070707070707070707070707",
+                "036f7061792e6578616d706c652e636f6d045841046b17d1f2e12c4247f8bce6e5",
+                "63a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c",
+                "0f9e162bce33576b315ececbb6406837bf51f50558200909090909090909090909",
+                "090909090909090909090909090909090909090909"
+            )
+        );
+        assert_eq!(
+            hex::encode(sha256(&bytes)),
+            "72805c455038cc331233700db7ac0ab5ce5fc5b8a2110264c629a4c4bc1de7e1"
+        );
+    }
+
     #[test]
     fn every_input_changes_the_hash() {
         let cred = CredentialId::new(vec![9; 32]).unwrap();

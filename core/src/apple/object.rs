@@ -218,3 +218,170 @@ pub(crate) fn parse_attested_auth_data(data: &[u8]) -> Result<AttestedAuthData, 
         credential_public_key,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    fn t(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    fn stmt() -> Value {
+        Value::Map(vec![
+            (t("x5c"), Value::Array(vec![Value::Bytes(vec![1])])),
+            (t("receipt"), Value::Bytes(vec![2])),
+        ])
+    }
+
+    fn object(entries: Vec<(Value, Value)>) -> Vec<u8> {
+        enc(&Value::Map(entries))
+    }
+
+    fn reason(r: Result<AttestationObject, AppAttestError>) -> &'static str {
+        match r {
+            Err(AppAttestError::Malformed { reason, .. }) => reason,
+            Err(e) => panic!("{e}"),
+            Ok(_) => "accepted",
+        }
+    }
+
+    #[test]
+    fn attestation_map_must_have_exactly_apples_keys() {
+        let good = vec![
+            (t("fmt"), t("apple-appattest")),
+            (t("attStmt"), stmt()),
+            (t("authData"), Value::Bytes(vec![3])),
+        ];
+        assert_eq!(
+            reason(parse_attestation(&object(good.clone()), 1024)),
+            "accepted"
+        );
+        // Any key order is read (Apple does not promise deterministic CBOR).
+        let mut reordered = good.clone();
+        reordered.reverse();
+        assert_eq!(
+            reason(parse_attestation(&object(reordered), 1024)),
+            "accepted"
+        );
+        let mut dup = good.clone();
+        dup.push((t("fmt"), t("apple-appattest")));
+        assert_eq!(
+            reason(parse_attestation(&object(dup), 1024)),
+            "duplicate key"
+        );
+        let mut unknown = good.clone();
+        unknown.push((t("extra"), Value::Null));
+        assert_eq!(
+            reason(parse_attestation(&object(unknown), 1024)),
+            "unknown key"
+        );
+        let mut int_key = good.clone();
+        int_key.push((Value::from(1), Value::Null));
+        assert_eq!(
+            reason(parse_attestation(&object(int_key), 1024)),
+            "a key is not text"
+        );
+        assert_eq!(
+            reason(parse_attestation(&object(good[..2].to_vec()), 1024)),
+            "missing"
+        );
+        let mut empty_x5c = good.clone();
+        empty_x5c[1].1 = Value::Map(vec![
+            (t("x5c"), Value::Array(vec![])),
+            (t("receipt"), Value::Bytes(vec![2])),
+        ]);
+        assert_eq!(reason(parse_attestation(&object(empty_x5c), 1024)), "empty");
+        let mut text_auth = good.clone();
+        text_auth[2].1 = t("x");
+        assert_eq!(
+            reason(parse_attestation(&object(text_auth), 1024)),
+            "not a byte string"
+        );
+        assert!(matches!(
+            parse_attestation(&object(good), 8),
+            Err(AppAttestError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_non_shortest_but_valid_encoding_is_read() {
+        // {"signature": h'01', "authenticatorData": h'00…'} with the
+        // signature's length in a one-byte argument (0x58 0x01).
+        let mut bytes = vec![0xa2, 0x69];
+        bytes.extend_from_slice(b"signature");
+        bytes.extend_from_slice(&[0x58, 0x01, 0x01, 0x71]);
+        bytes.extend_from_slice(b"authenticatorData");
+        bytes.extend_from_slice(&[0x58, 37]);
+        bytes.extend_from_slice(&[0u8; 37]);
+        let a = parse_assertion(&bytes, 1024).unwrap();
+        assert_eq!(a.signature, vec![1]);
+        assert!(parse_assertion_auth_data(&a.authenticator_data).is_ok());
+    }
+
+    #[test]
+    fn assertion_authenticator_data_is_exactly_37_bytes_whatever_the_flags() {
+        let mut data = vec![0u8; 37];
+        data[32] = 0x40; // AT set, as real devices do, with nothing after it.
+        assert_eq!(parse_assertion_auth_data(&data).unwrap().flags, 0x40);
+        data[36] = 5;
+        assert_eq!(parse_assertion_auth_data(&data).unwrap().counter, 5);
+        assert!(parse_assertion_auth_data(&data[..36]).is_err());
+        data.push(0);
+        assert!(parse_assertion_auth_data(&data).is_err());
+    }
+
+    fn attested(flags: u8, cred_len: u16, cred: &[u8], tail: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; 32];
+        d.push(flags);
+        d.extend_from_slice(&[0, 0, 0, 0]);
+        d.extend_from_slice(b"appattestdevelop");
+        d.extend_from_slice(&cred_len.to_be_bytes());
+        d.extend_from_slice(cred);
+        d.extend_from_slice(tail);
+        d
+    }
+
+    #[test]
+    fn attestation_authenticator_data_is_read_strictly() {
+        let key = enc(&Value::Map(vec![(Value::from(1), Value::from(2))]));
+        let good = attested(0x40, 32, &[7; 32], &key);
+        let a = parse_attested_auth_data(&good).unwrap();
+        assert_eq!(a.aaguid, *b"appattestdevelop");
+        assert_eq!(a.credential_id, vec![7; 32]);
+        let bad = |d: &[u8]| match parse_attested_auth_data(d) {
+            Err(AppAttestError::AuthenticatorData(r)) => r,
+            Err(e) => panic!("{e}"),
+            Ok(_) => "accepted",
+        };
+        assert_eq!(
+            bad(&attested(0x00, 32, &[7; 32], &key)),
+            "AT flag clear: no attested credential data"
+        );
+        assert_eq!(
+            bad(&attested(0xc0, 32, &[7; 32], &key)),
+            "ED flag set: extensions are not expected"
+        );
+        assert_eq!(
+            bad(&[good.as_slice(), &[0]].concat()),
+            "bytes after the credential public key"
+        );
+        assert_eq!(
+            bad(&attested(0x40, 33, &[7; 32], &[])),
+            "truncated credentialId"
+        );
+        assert_eq!(
+            bad(&attested(0x40, 32, &[7; 32], &[])),
+            "credential public key is not CBOR"
+        );
+        for n in [0, 20, 36, 40, 53, 54] {
+            assert_ne!(bad(&good[..n]), "accepted", "{n} bytes");
+        }
+    }
+}
