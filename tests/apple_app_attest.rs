@@ -1160,3 +1160,104 @@ fn cli_verifies_a_simulated_production_attestation_under_its_trust_root() {
     assert!(ok, "{json}");
     assert_eq!(json["counter"], 1);
 }
+
+#[test]
+fn cli_refuses_ambiguous_or_invalid_options() {
+    let (sim, _) = sim(AppAttestEnvironment::Development);
+    let key = sim.generate_key().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
+    std::fs::write(p("cd"), b"c").unwrap();
+    std::fs::write(p("att"), sim.attest_key(&key, &sha256(b"c")).unwrap()).unwrap();
+    std::fs::write(
+        p("pem"),
+        "-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_biopay"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Both key sources, or neither: a usage error.
+    for keys in [
+        vec!["--attestation", &p("att"), "--public-key", &p("pem")],
+        vec![],
+    ] {
+        let out = run(&[
+            &[
+                "apple-app-attest",
+                "assertion",
+                "--app-id",
+                APP,
+                "--client-data",
+                &p("cd"),
+            ][..],
+            &keys,
+            &[p("att").as_str()],
+        ]
+        .concat());
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
+    }
+    // A public key that is not a P-256 point, an unknown environment, a bad time.
+    let out = run(&[
+        "apple-app-attest",
+        "assertion",
+        "--app-id",
+        APP,
+        "--client-data",
+        &p("cd"),
+        "--public-key",
+        &p("pem"),
+        &p("att"),
+    ]);
+    assert!(!out.status.success());
+    let cd = p("cd");
+    for (flag, value) in [("--environment", "staging"), ("--at", "yesterday")] {
+        let environment = if flag == "--environment" {
+            value
+        } else {
+            "development"
+        };
+        let mut args = vec![
+            "apple-app-attest",
+            "attestation",
+            "--app-id",
+            APP,
+            "--client-data",
+            &cd,
+            "--environment",
+            environment,
+        ];
+        if flag == "--at" {
+            args.extend([flag, value]);
+        }
+        let att = p("att");
+        args.push(&att);
+        let out = run(&args);
+        assert!(!out.status.success(), "{flag} {value}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(value),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The text output names the refusing step.
+    let out = run(&[
+        "apple-app-attest",
+        "attestation",
+        "--app-id",
+        APP,
+        "--client-data",
+        &p("cd"),
+        "--environment",
+        "development",
+        &p("att"),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("refused at I2 attestation-chain"), "{text}");
+    assert!(text.contains("verdict: INVALID"));
+}
