@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bounded fuzz smoke run of every target in fuzz/ (cbor, cose, messages,
-# x509_chain, verify_payment, android_attestation).
+# x509_chain, verify_payment, android_attestation, apple_app_attest).
 #
 # By default the target bodies (biopay_fuzz::<target>) run as a plain stable
 # binary over a deterministic corpus: the valid seeds of each target, then

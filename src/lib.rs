@@ -59,3 +59,5 @@ pub mod vectors;
 pub mod decode;
 
 pub mod android_attestation;
+
+pub mod apple_app_attest;

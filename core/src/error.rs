@@ -3,6 +3,7 @@
 
 use crate::{
     android::{AndroidChainError, AndroidPolicyFailure, KeyDescriptionError},
+    apple::AppAttestError,
     cose::CoseError,
     messages::{DecodeError, VerifiedBootState},
     store::{CredentialStatus, StoreError},
@@ -17,8 +18,10 @@ macro_rules! steps {
         /// `R` steps verify a [`crate::KeyAttestation`] (§6.3), `P` steps a
         /// [`crate::PaymentAssertion`] (§6.4), `D` steps a
         /// [`crate::Deregistration`] (§6.5), `E` steps an
-        /// [`crate::EnrollmentChange`] (§6.6) and `A` steps a
-        /// [`crate::PlatformKeyRegistration`] (§12.5).
+        /// [`crate::EnrollmentChange`] (§6.6), `A` steps a
+        /// [`crate::PlatformKeyRegistration`] (§12.5), `I` steps an Apple App
+        /// Attest attestation (§13.4) and `J` steps an App Attest assertion
+        /// (§13.5).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum Step { $($(#[$m])* $variant),+ }
@@ -187,6 +190,36 @@ steps! {
     A16CredentialId = ("A16", "credential-id"),
     /// A17: the challenge is consumed and the credential stored atomically.
     A17Commit = ("A17", "commit"),
+
+    /// I1: the App Attest attestation object is well formed; `fmt` is "apple-appattest".
+    I1AttestationObject = ("I1", "attestation-object"),
+    /// I2: the x5c chain verifies to an Apple App Attestation root key at the verification time.
+    I2AttestationChain = ("I2", "attestation-chain"),
+    /// I3: SHA-256(authData ‖ clientDataHash) equals the leaf's nonce extension.
+    I3Nonce = ("I3", "nonce"),
+    /// I4: the leaf key is P-256; its key id (SHA-256 of the point) is the app's key id.
+    I4KeyId = ("I4", "key-id"),
+    /// I5: the authenticator data is well formed (attested credential data present).
+    I5AuthenticatorData = ("I5", "authenticator-data"),
+    /// I6: rpIdHash is SHA-256 of an allowed app id.
+    I6AppId = ("I6", "app-id"),
+    /// I7: the counter is 0.
+    I7Counter = ("I7", "counter"),
+    /// I8: the aaguid is the configured environment's.
+    I8Aaguid = ("I8", "aaguid"),
+    /// I9: credentialId is the key id.
+    I9CredentialId = ("I9", "credential-id"),
+    /// I10: the credential public key is the leaf's key.
+    I10CredentialKey = ("I10", "credential-key"),
+
+    /// J1: the App Attest assertion object is well formed (37-byte authenticatorData).
+    J1AssertionObject = ("J1", "assertion-object"),
+    /// J2: the signature over SHA-256(authenticatorData ‖ clientDataHash) verifies with the attested key.
+    J2Signature = ("J2", "signature"),
+    /// J3: rpIdHash is SHA-256 of the credential's app id.
+    J3AppId = ("J3", "app-id"),
+    /// J4: the counter is greater than the stored counter.
+    J4Counter = ("J4", "counter"),
 }
 
 impl core::fmt::Display for Step {
@@ -345,6 +378,9 @@ pub enum Reason {
         /// The transaction amount, minor units.
         amount: u64,
     },
+    /// An Apple App Attest object failed a check of §13.4 or §13.5.
+    #[error("{0}")]
+    AppAttest(#[from] AppAttestError),
     /// The store failed; the statement was not accepted (fail closed).
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -430,7 +466,8 @@ impl<T, E: Into<Reason>> AtStep<T> for Result<T, E> {
 mod tests {
     use super::*;
     use crate::{
-        android::AndroidPolicyFailure, cose::CoseError, messages::DecodeError, x509::ChainError,
+        android::AndroidPolicyFailure, apple::AppAttestError, cose::CoseError,
+        messages::DecodeError, x509::ChainError,
     };
 
     /// The lockout verdict of every (step, reason) pair the verifiers
@@ -629,6 +666,66 @@ mod tests {
             ),
             (S::A16CredentialId, R::DuplicateCredential, false),
             (S::A17Commit, R::ChallengeAlreadyUsed, false),
+            // Apple App Attest objects (§13): verified on their own, never a
+            // payment statement answering a live challenge.
+            (
+                S::I1AttestationObject,
+                R::AppAttest(AppAttestError::TooLarge(1)),
+                false,
+            ),
+            (S::I2AttestationChain, R::Chain(ChainError::Empty), false),
+            (
+                S::I3Nonce,
+                R::AppAttest(AppAttestError::NonceMismatch),
+                false,
+            ),
+            (
+                S::I4KeyId,
+                R::AppAttest(AppAttestError::KeyIdMismatch),
+                false,
+            ),
+            (
+                S::I5AuthenticatorData,
+                R::AppAttest(AppAttestError::AuthenticatorData("x")),
+                false,
+            ),
+            (
+                S::I6AppId,
+                R::AppAttest(AppAttestError::AppIdNotAllowed),
+                false,
+            ),
+            (
+                S::I7Counter,
+                R::AppAttest(AppAttestError::CounterNotZero(1)),
+                false,
+            ),
+            (
+                S::I8Aaguid,
+                R::AppAttest(AppAttestError::UnknownAaguid("x".into())),
+                false,
+            ),
+            (
+                S::I9CredentialId,
+                R::AppAttest(AppAttestError::CredentialIdMismatch),
+                false,
+            ),
+            (
+                S::I10CredentialKey,
+                R::AppAttest(AppAttestError::CredentialKeyMismatch),
+                false,
+            ),
+            (
+                S::J1AssertionObject,
+                R::AppAttest(AppAttestError::TooLarge(1)),
+                false,
+            ),
+            (S::J2Signature, R::BadSignature, false),
+            (
+                S::J3AppId,
+                R::AppAttest(AppAttestError::AppIdNotAllowed),
+                false,
+            ),
+            (S::J4Counter, not_increased(), false),
         ];
         // A store failure never counts, whatever the step.
         t.extend(Step::ALL.iter().map(|&s| (s, store(), false)));
@@ -678,11 +775,12 @@ mod tests {
             Reason::KeyDescription(_) => "KeyDescription",
             Reason::AndroidPolicy(_) => "AndroidPolicy",
             Reason::PlatformKeystoreLimit { .. } => "PlatformKeystoreLimit",
+            Reason::AppAttest(_) => "AppAttest",
             Reason::Store(_) => "Store",
         }
     }
 
-    const ALL_REASONS: usize = 40;
+    const ALL_REASONS: usize = 41;
 
     #[test]
     fn lockout_verdict_of_every_step_and_reason() {

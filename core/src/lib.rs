@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod android;
+pub mod apple;
 pub mod cbor;
 pub mod cose;
 pub mod crypto;

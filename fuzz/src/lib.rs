@@ -16,7 +16,7 @@
 
 use biopay_core::{
     android::{self, AndroidPolicy, RevocationStatus, StatusEntry, StatusList},
-    cbor, cose,
+    apple, cbor, cose,
     crypto::sha256,
     messages::peek_kind,
     render_transaction,
@@ -43,6 +43,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("x509_chain", x509_chain),
     ("verify_payment", verify_payment),
     ("android_attestation", android_attestation),
+    ("apple_app_attest", apple_app_attest),
 ];
 
 // ---------------------------------------------------------------------------
@@ -471,6 +472,7 @@ pub fn seeds_for(target: &str) -> Vec<Vec<u8>> {
         "x509_chain" => vec![s.chain.concat()],
         "verify_payment" => statements,
         "android_attestation" => vec![android_key_description(), s.android_chain.concat()],
+        "apple_app_attest" => apple_seeds(),
         _ => Vec::new(),
     }
 }
@@ -630,4 +632,150 @@ fn android_chain(leaf_key: &SigningKey) -> Vec<Vec<u8>> {
         .signed_by(&CertKey::new(leaf_key.clone()), &intermediate_issuer)
         .expect("leaf");
     vec![leaf.der().to_vec(), intermediate.der().to_vec()]
+}
+
+// ---------------------------------------------------------------------------
+// Apple App Attest (docs/PROTOCOL.md §13)
+
+/// The app id of the App Attest seeds.
+const APPLE_APP_ID: &str = "FUZZTEAM01.com.example.pay";
+/// The clientDataHash of the App Attest seeds.
+const APPLE_CLIENT_DATA: &[u8] = b"fuzz client data";
+
+fn apple_trust(anchors: Vec<TrustAnchor>) -> apple::AppleTrust {
+    apple::AppleTrust::new(
+        vec![APPLE_APP_ID.into()],
+        apple::AppAttestEnvironment::Production,
+    )
+    .with_anchors(anchors)
+}
+
+/// The input as an App Attest attestation object and as an assertion
+/// object: no attestation verifies without anchors; an accepted one names
+/// the key whose SHA-256 is its key id, with counter 0; an accepted
+/// assertion (made by the seed attestation's key) is refused once its
+/// counter is stored.
+pub fn apple_app_attest(data: &[u8]) -> bool {
+    let cdh = sha256(APPLE_CLIENT_DATA);
+    assert!(
+        apple::verify_attestation(data, &cdh, None, &apple_trust(Vec::new()), NOW).is_err(),
+        "an App Attest attestation verified without any trust anchor"
+    );
+    let attested = match apple::verify_attestation(
+        data,
+        &cdh,
+        None,
+        &apple_trust(vec![fixture().root_anchor.clone()]),
+        NOW,
+    ) {
+        Ok(v) => {
+            assert_eq!(v.key_id, sha256(&v.public_key), "key id is not the key's");
+            assert_eq!(v.counter, 0);
+            assert_eq!(v.app_id, APPLE_APP_ID);
+            true
+        }
+        Err(_) => false,
+    };
+    let _ = apple::attested_public_key(data);
+    let asserted = match apple::verify_assertion(data, &cdh, &sec1(&key(0x77)), APPLE_APP_ID, 0) {
+        Ok(v) => {
+            assert!(v.counter > 0);
+            assert!(
+                apple::verify_assertion(data, &cdh, &sec1(&key(0x77)), APPLE_APP_ID, v.counter)
+                    .is_err(),
+                "an App Attest assertion was accepted after its own counter"
+            );
+            true
+        }
+        Err(_) => false,
+    };
+    attested || asserted
+}
+
+fn cbor_map(entries: Vec<(&str, ciborium::value::Value)>) -> Vec<u8> {
+    let map = ciborium::value::Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (ciborium::value::Value::Text(k.into()), v))
+            .collect(),
+    );
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&map, &mut out).expect("CBOR encodes");
+    out
+}
+
+/// [attestation, assertion] in Apple's format, by the fuzz root's PKI, for
+/// the App Attest key `key(0x77)`.
+pub fn apple_seeds() -> Vec<Vec<u8>> {
+    use ciborium::value::Value;
+    let fx = fixture();
+    let app_key = key(0x77);
+    let point = sec1(&app_key);
+    let key_id = sha256(&point);
+    let cdh = sha256(APPLE_CLIENT_DATA);
+    let mut auth_data = sha256(APPLE_APP_ID.as_bytes()).to_vec();
+    auth_data.push(0x40);
+    auth_data.extend_from_slice(&0u32.to_be_bytes());
+    auth_data.extend_from_slice(&apple::AppAttestEnvironment::Production.aaguid());
+    auth_data.extend_from_slice(&32u16.to_be_bytes());
+    auth_data.extend_from_slice(&key_id);
+    let mut cose_key = Vec::new();
+    ciborium::ser::into_writer(
+        &biopay_core::crypto::cose_key_from_sec1(&point),
+        &mut cose_key,
+    )
+    .expect("CBOR encodes");
+    auth_data.extend_from_slice(&cose_key);
+    let nonce = biopay_core::crypto::sha256_parts(&[&auth_data, &cdh]);
+
+    let root = rcgen::Issuer::new(
+        cert_params("Fuzz Root", None, 1, true),
+        CertKey::new(fx.root_key.clone()),
+    );
+    let intermediate_key = CertKey::new(key(0x78));
+    let intermediate_params = cert_params("Fuzz App Attestation CA", None, 6, true);
+    let intermediate = intermediate_params
+        .signed_by(&intermediate_key, &root)
+        .expect("intermediate");
+    let intermediate_issuer = rcgen::Issuer::new(intermediate_params, intermediate_key);
+    let mut leaf_params = cert_params("Fuzz App Attest Key", None, 7, false);
+    let mut extension = vec![0x30, 0x24, 0xa1, 0x22, 0x04, 0x20];
+    extension.extend_from_slice(&nonce);
+    leaf_params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[1, 2, 840, 113635, 100, 8, 2],
+            extension,
+        ));
+    let leaf = leaf_params
+        .signed_by(&CertKey::new(app_key.clone()), &intermediate_issuer)
+        .expect("leaf");
+    let attestation = cbor_map(vec![
+        ("fmt", Value::Text(apple::FORMAT.into())),
+        (
+            "attStmt",
+            Value::Map(vec![
+                (
+                    Value::Text("x5c".into()),
+                    Value::Array(vec![
+                        Value::Bytes(leaf.der().to_vec()),
+                        Value::Bytes(intermediate.der().to_vec()),
+                    ]),
+                ),
+                (Value::Text("receipt".into()), Value::Bytes(vec![0x30; 8])),
+            ]),
+        ),
+        ("authData", Value::Bytes(auth_data)),
+    ]);
+
+    let mut authenticator_data = sha256(APPLE_APP_ID.as_bytes()).to_vec();
+    authenticator_data.push(0x40);
+    authenticator_data.extend_from_slice(&1u32.to_be_bytes());
+    let nonce = biopay_core::crypto::sha256_parts(&[&authenticator_data, &cdh]);
+    let sig: Signature = app_key.sign(&nonce);
+    let assertion = cbor_map(vec![
+        ("signature", Value::Bytes(sig.to_der().as_bytes().to_vec())),
+        ("authenticatorData", Value::Bytes(authenticator_data)),
+    ]);
+    vec![attestation, assertion]
 }

@@ -30,6 +30,144 @@ enum Command {
     /// Android Keystore key attestation (docs/PROTOCOL.md §12).
     #[command(name = "android-attestation", subcommand)]
     AndroidAttestation(AndroidCommand),
+    /// Apple App Attest attestations and assertions (docs/PROTOCOL.md §13).
+    #[command(name = "apple-app-attest", subcommand)]
+    AppleAppAttest(AppleCommand),
+}
+
+#[derive(Subcommand)]
+enum AppleCommand {
+    /// Verify an attestation object (steps I1-I10). Exits 0 only when valid.
+    Attestation(AppleAttestation),
+    /// Verify an assertion object (steps J1-J4). Exits 0 only when valid.
+    Assertion(AppleAssertion),
+}
+
+#[derive(clap::Args)]
+struct AppleAttestation {
+    /// The allowed app id, TEAMID.bundle.id (its SHA-256 is the rpIdHash).
+    #[arg(long, value_name = "TEAMID.BUNDLE")]
+    app_id: String,
+    /// The client data: raw bytes whose SHA-256 is the clientDataHash.
+    #[arg(long, value_name = "FILE")]
+    client_data: PathBuf,
+    /// The environment whose aaguid is accepted.
+    #[arg(long, value_name = "development|production")]
+    environment: String,
+    /// Verification time, RFC 3339 (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+    /// A trust root (PEM CERTIFICATE or PUBLIC KEY); repeatable. Replaces
+    /// Apple's App Attestation Root CA.
+    #[arg(long = "trust-root", value_name = "PEM")]
+    trust_roots: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// The attestation object (raw CBOR).
+    #[arg(value_name = "ATTESTATION_FILE")]
+    attestation: PathBuf,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["public_key", "attestation"])))]
+struct AppleAssertion {
+    /// The credential's app id, TEAMID.bundle.id.
+    #[arg(long, value_name = "TEAMID.BUNDLE")]
+    app_id: String,
+    /// The client data: raw bytes whose SHA-256 is the clientDataHash.
+    #[arg(long, value_name = "FILE")]
+    client_data: PathBuf,
+    /// The attested public key (PEM PUBLIC KEY).
+    #[arg(long, value_name = "PEM")]
+    public_key: Option<PathBuf>,
+    /// The attestation object whose leaf key made the assertion (it is not
+    /// verified here; verify it with `attestation`).
+    #[arg(long, value_name = "ATTESTATION_FILE")]
+    attestation: Option<PathBuf>,
+    /// The counter stored before this assertion.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    previous_counter: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// The assertion object (raw CBOR).
+    #[arg(value_name = "ASSERTION_FILE")]
+    assertion: PathBuf,
+}
+
+fn read_file(p: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+}
+
+fn now_or(at: Option<&str>) -> Result<u64, String> {
+    match at {
+        Some(s) => biopay::android_attestation::parse_rfc3339(s),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())
+            .map(|d| d.as_secs()),
+    }
+}
+
+fn apple_attestation(a: AppleAttestation) -> Result<bool, String> {
+    use biopay::{apple, apple_app_attest as aa};
+    let environment: apple::AppAttestEnvironment = a.environment.parse()?;
+    let mut trust = apple::AppleTrust::new(vec![a.app_id], environment);
+    if !a.trust_roots.is_empty() {
+        let mut anchors = Vec::new();
+        for path in &a.trust_roots {
+            let name = path.display().to_string();
+            anchors.push(
+                apple::anchor_from_pem(&name, &read_file(path)?)
+                    .map_err(|e| format!("{name}: {e}"))?,
+            );
+        }
+        trust = trust.with_anchors(anchors);
+    }
+    let at = now_or(a.at.as_deref())?;
+    let report = aa::attestation(
+        &read_file(&a.attestation)?,
+        &read_file(&a.client_data)?,
+        &trust,
+        at,
+    );
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", aa::render_attestation(&report));
+    }
+    Ok(report.valid)
+}
+
+fn apple_assertion(a: AppleAssertion) -> Result<bool, String> {
+    use biopay::apple_app_attest as aa;
+    let public_key = match (&a.public_key, &a.attestation) {
+        (Some(pem), None) => aa::public_key_from_pem(&read_file(pem)?)
+            .map_err(|e| format!("{}: {e}", pem.display()))?,
+        (None, Some(att)) => biopay::apple::attested_public_key(&read_file(att)?)
+            .map_err(|e| format!("{}: {e}", att.display()))?,
+        _ => return Err("give exactly one of --public-key and --attestation".into()),
+    };
+    let report = aa::assertion(
+        &read_file(&a.assertion)?,
+        &read_file(&a.client_data)?,
+        &public_key,
+        &a.app_id,
+        a.previous_counter,
+    );
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", aa::render_assertion(&report));
+    }
+    Ok(report.valid)
 }
 
 #[derive(Subcommand)]
@@ -163,6 +301,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 Ok(())
             } else {
                 Err("attestation rejected".into())
+            }
+        }
+        Command::AppleAppAttest(cmd) => {
+            let valid = match cmd {
+                AppleCommand::Attestation(a) => apple_attestation(a)?,
+                AppleCommand::Assertion(a) => apple_assertion(a)?,
+            };
+            if valid {
+                Ok(())
+            } else {
+                Err("refused".into())
             }
         }
         Command::Decode { input } => {

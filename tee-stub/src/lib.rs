@@ -45,6 +45,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod app_attest;
 mod crypto;
 pub mod durable;
 mod error;
@@ -56,6 +57,7 @@ mod tampering;
 mod tee;
 mod user;
 
+pub use app_attest::{AppAttestKey, AttestationFaults, SimulatedAppAttest};
 pub use error::TeeError;
 pub use key_description::KeyDescriptionSpec;
 pub use keymint::{KeymintApplication, KeymintKeyInfo, KeymintKeyState};
