@@ -184,6 +184,22 @@ impl std::fmt::Debug for SigningKey {
 /// File name of the key in the data directory (when no `--audit-key` is given).
 pub const KEY_FILE: &str = "audit-signing-key.pk8";
 
+/// Reads a secret file into one zeroized buffer allocated at the file's size
+/// (no reallocation, so no unwiped copy is left in freed memory).
+fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let err = |e: std::io::Error| format!("read audit key {}: {e}", path.display());
+    let mut f = fs::File::open(path).map_err(err)?;
+    let len = usize::try_from(f.metadata().map_err(err)?.len())
+        .map_err(|_| format!("audit key {} is too large", path.display()))?;
+    if len > 4096 {
+        return Err(format!("audit key {} is too large", path.display()));
+    }
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; len]);
+    f.read_exact(&mut buf).map_err(err)?;
+    Ok(buf)
+}
+
 impl SigningKey {
     /// Loads the key at `path`, generating it (mode 0600, parent directory
     /// created) when the file does not exist. Only the server calls this, at
@@ -193,6 +209,9 @@ impl SigningKey {
             fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         }
         if !path.exists() {
+            // ring's `Document` gives no way to wipe it: the generated key
+            // stays in this stack frame's memory until it is reused (once, at
+            // the first start). The file is the key's home.
             let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| "key generation failed".to_owned())?;
             let mut opts = fs::OpenOptions::new();
@@ -234,8 +253,9 @@ impl SigningKey {
                 ));
             }
         }
-        let bytes =
-            fs::read(path).map_err(|e| format!("read audit key {}: {e}", path.display()))?;
+        // The key's bytes live in one buffer of the file's exact size, wiped
+        // when dropped (the parsed pair is ring's, which keeps its own copy).
+        let bytes = read_secret(path)?;
         let pair = Ed25519KeyPair::from_pkcs8(&bytes)
             .map_err(|_| format!("{} is not an Ed25519 PKCS#8 key", path.display()))?;
         Ok(Self { pair })
