@@ -1153,8 +1153,19 @@ pub async fn suspend_credential(
     let st = state.clone();
     let shown = b64(id.as_bytes());
     blocking(move || {
+        let record = AuditRecord {
+            at: crate::now(),
+            kind: "admin".into(),
+            outcome: "suspended".into(),
+            step: "ADMIN".into(),
+            credential: id.to_hex(),
+            statement_hash: String::new(),
+            reason: "suspended by an operator".into(),
+        };
+        // The status and its audit record commit together: a refused or
+        // failed request changes nothing, an applied one is always audited.
         st.store()
-            .set_credential_status(&id, CredentialStatus::Suspended)
+            .set_credential_status_audited(&id, CredentialStatus::Suspended, &record)
             .map_err(|e| match e {
                 biopay_core::store::CommitError::UnknownCredential => {
                     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "unknown credential")
@@ -1166,18 +1177,6 @@ pub async fn suspend_credential(
                 ),
                 other => ApiError::unavailable(other.to_string()),
             })?;
-        let record = AuditRecord {
-            at: crate::now(),
-            kind: "admin".into(),
-            outcome: "suspended".into(),
-            step: "ADMIN".into(),
-            credential: id.to_hex(),
-            statement_hash: String::new(),
-            reason: "suspended by an operator".into(),
-        };
-        st.store()
-            .append_audit(&record)
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
         tracing::info!(
             credential = id.to_hex(),
             "credential suspended by an operator"
@@ -1214,10 +1213,6 @@ pub async fn set_model_status(
                 "unknown device model",
             ));
         }
-        st.store()
-            .set_model_status(&model, model_status_name(status))
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        st.verifier.set_model_status(&model, status);
         let record = AuditRecord {
             at: crate::now(),
             kind: "admin".into(),
@@ -1227,9 +1222,12 @@ pub async fn set_model_status(
             statement_hash: String::new(),
             reason: format!("device model {model} set to {}", model_status_name(status)),
         };
+        // The status and its audit record commit together (both or neither);
+        // only then does this process's own copy change.
         st.store()
-            .append_audit(&record)
+            .set_model_status(&model, model_status_name(status), &record)
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        st.verifier.set_model_status(&model, status);
         tracing::info!(
             model,
             status = model_status_name(status),

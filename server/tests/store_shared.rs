@@ -10,11 +10,12 @@ mod common;
 use biopay_core::{store::Flag, CredentialId, CredentialStatus, Step, Store};
 use biopay_server::{
     audit::AuditEntry,
-    client::{field_bytes, unb64, ApiClient, Reply},
+    client::{b64, field_bytes, unb64, ApiClient, Reply},
     demo::DemoDevice,
     store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
 };
 use common::*;
+use serde_json::json;
 
 struct Phone {
     device: DemoDevice,
@@ -214,7 +215,58 @@ fn flag_and_its_audit_record_commit_together(b: &TestBackend) {
     assert!(ok, "{out}");
 }
 
+/// An operator's suspension or model revocation and its audit record commit
+/// together: with the audit write failing, the request answers 503 and
+/// changes nothing (before, the status changed and went unaudited); once it
+/// succeeds, the log holds exactly one record of it.
+fn admin_actions_and_their_audit_records_commit_together(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let admin = s.admin();
+    let mut p = enroll(&api, b"acct-admin");
+    let (data, backend, _, _) = s.restart_args();
+    let model = biopay_server::demo::danger_demo_model().unwrap().id;
+    let suspend = format!("/v1/admin/credentials/{}/suspend", b64(&p.id));
+    let revoke = format!("/v1/admin/models/{model}/status");
+
+    inject_audit_failure(&data, &backend, true);
+    assert_error(
+        &admin.post(&suspend, json!({})).unwrap(),
+        503,
+        "UNAVAILABLE",
+    );
+    let r = admin
+        .post(&revoke, json!({"status": "compromised"}))
+        .unwrap();
+    assert_error(&r, 503, "UNAVAILABLE");
+    inject_audit_failure(&data, &backend, false);
+    // Neither was applied: the credential pays, in this process and after
+    // the periodic reload alike (the model row was never written).
+    let a = assertion(&api, &mut p, "after-failed-admin");
+    assert_eq!(api.verify_payment(&a).unwrap().status, 200);
+
+    assert_eq!(admin.post(&suspend, json!({})).unwrap().status, 200);
+    let r = admin.post(&revoke, json!({"status": "revoked"})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.stop();
+    let store = open_store(&data, &backend);
+    let outcomes: Vec<String> = entries(&store)
+        .into_iter()
+        .filter(|e| e.record.kind == "admin")
+        .map(|e| e.record.outcome)
+        .collect();
+    assert_eq!(outcomes, ["suspended", "model_revoked"]);
+    let id = CredentialId::new(p.id.clone()).unwrap();
+    assert_eq!(
+        store.credential(&id).unwrap().unwrap().status,
+        CredentialStatus::Suspended
+    );
+    let (ok, out) = audit_verify(&data, &backend);
+    assert!(ok, "{out}");
+}
+
 suite!(
     rate_limit_is_shared_by_two_processes,
     flag_and_its_audit_record_commit_together,
+    admin_actions_and_their_audit_records_commit_together,
 );

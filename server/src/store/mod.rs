@@ -65,8 +65,23 @@ pub trait ServerStore: Store {
     /// processes cannot both extend it from the same predecessor. Returns
     /// whether it was stored.
     fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError>;
-    /// Persists a device model's status.
-    fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError>;
+    /// Persists a device model's status and appends `audit` (the operator's
+    /// action) in the same transaction: both or neither.
+    fn set_model_status(
+        &self,
+        model: &str,
+        status: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// An operator's change of a credential's status (§7.2; deregistration
+    /// stays final) with its audit record, in one transaction: both or
+    /// neither.
+    fn set_credential_status_audited(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+        audit: &AuditRecord,
+    ) -> Result<(), CommitError>;
     /// The persisted model statuses.
     fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError>;
 }
@@ -407,8 +422,21 @@ impl ServerStore for AnyStore {
     fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
         delegate!(self, s => s.insert_checkpoint(checkpoint))
     }
-    fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError> {
-        delegate!(self, s => s.set_model_status(model, status))
+    fn set_model_status(
+        &self,
+        model: &str,
+        status: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.set_model_status(model, status, audit))
+    }
+    fn set_credential_status_audited(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+        audit: &AuditRecord,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.set_credential_status_audited(id, status, audit))
     }
     fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError> {
         delegate!(self, s => s.model_statuses())

@@ -363,6 +363,27 @@ fn migrate(c: &mut postgres::Client) -> Result<(), StoreError> {
 }
 
 /// Appends `record` to the chain inside the batch (which holds the head row lock).
+
+/// An operator's status change; deregistration is final.
+fn set_status(
+    c: &mut Conn,
+    id: &CredentialId,
+    status: CredentialStatus,
+) -> Result<(), CommitError> {
+    let n = c.execute(
+        "UPDATE credentials SET status = $1
+         WHERE credential_id = $2 AND status <> 'deregistered'",
+        &[&status.as_str(), &id.as_bytes()],
+    )?;
+    if n == 0 {
+        return Err(match current(c, id)? {
+            None => CommitError::UnknownCredential,
+            Some(_) => CommitError::CredentialNotActive(CredentialStatus::Deregistered),
+        });
+    }
+    Ok(())
+}
+
 fn append(c: &mut Conn, head: &mut Head, record: &AuditRecord) -> Result<(), StoreError> {
     let e = head.next(record)?;
     c.execute(
@@ -751,21 +772,7 @@ impl Store for PgStore {
         status: CredentialStatus,
     ) -> Result<(), CommitError> {
         let id = id.clone();
-        self.write(false, move |c, _| {
-            let n = c.execute(
-                "UPDATE credentials SET status = $1
-                 WHERE credential_id = $2 AND status <> 'deregistered'",
-                &[&status.as_str(), &id.as_bytes()],
-            )?;
-            if n == 0 {
-                // Deregistration is final.
-                return Err(match current(c, &id)? {
-                    None => CommitError::UnknownCredential,
-                    Some(_) => CommitError::CredentialNotActive(CredentialStatus::Deregistered),
-                });
-            }
-            Ok(())
-        })
+        self.write(false, move |c, _| set_status(c, &id, status))
     }
 
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
@@ -935,17 +942,37 @@ impl ServerStore for PgStore {
         .map_err(store_error)
     }
 
-    fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError> {
-        let (model, status) = (model.to_owned(), status.to_owned());
-        self.write(false, move |c, _| {
+    fn set_model_status(
+        &self,
+        model: &str,
+        status: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let (model, status, audit) = (model.to_owned(), status.to_owned(), audit.clone());
+        self.write(true, move |c, head| {
             c.execute(
                 "INSERT INTO model_status (model, status) VALUES ($1, $2)
                  ON CONFLICT (model) DO UPDATE SET status = excluded.status",
                 &[&model, &status],
             )?;
+            append(c, head, &audit)?;
             Ok(())
         })
         .map_err(store_error)
+    }
+
+    fn set_credential_status_audited(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+        audit: &AuditRecord,
+    ) -> Result<(), CommitError> {
+        let (id, audit) = (id.clone(), audit.clone());
+        self.write(true, move |c, head| {
+            set_status(c, &id, status)?;
+            append(c, head, &audit)?;
+            Ok(())
+        })
     }
 
     fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -301,6 +301,27 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(be)
 }
 
+/// An operator's status change; deregistration is final.
+fn set_status(
+    c: &Connection,
+    id: &CredentialId,
+    status: CredentialStatus,
+) -> Result<(), CommitError> {
+    let n = exec(
+        c,
+        "UPDATE credentials SET status = ?1
+         WHERE credential_id = ?2 AND status <> 'deregistered'",
+        params![status.as_str(), id.as_bytes()],
+    )?;
+    if n == 0 {
+        return Err(match current(c, id)? {
+            None => CommitError::UnknownCredential,
+            Some(_) => CommitError::CredentialNotActive(CredentialStatus::Deregistered),
+        });
+    }
+    Ok(())
+}
+
 fn exec(
     conn: &Connection,
     sql: &'static str,
@@ -650,22 +671,7 @@ impl Store for SqliteStore {
         status: CredentialStatus,
     ) -> Result<(), CommitError> {
         let id = id.clone();
-        self.write(false, move |c, _| {
-            let n = exec(
-                c,
-                "UPDATE credentials SET status = ?1
-                 WHERE credential_id = ?2 AND status <> 'deregistered'",
-                params![status.as_str(), id.as_bytes()],
-            )?;
-            if n == 0 {
-                // Deregistration is final.
-                return Err(match current(c, &id)? {
-                    None => CommitError::UnknownCredential,
-                    Some(_) => CommitError::CredentialNotActive(CredentialStatus::Deregistered),
-                });
-            }
-            Ok(())
-        })
+        self.write(false, move |c, _| set_status(c, &id, status))
     }
 
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
@@ -855,18 +861,38 @@ impl ServerStore for SqliteStore {
         .map_err(store_error)
     }
 
-    fn set_model_status(&self, model: &str, status: &str) -> Result<(), StoreError> {
-        let (model, status) = (model.to_owned(), status.to_owned());
-        self.write(false, move |c, _| {
+    fn set_model_status(
+        &self,
+        model: &str,
+        status: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let (model, status, audit) = (model.to_owned(), status.to_owned(), audit.clone());
+        self.write(true, move |c, head| {
             exec(
                 c,
                 "INSERT INTO model_status (model, status) VALUES (?1, ?2)
                  ON CONFLICT (model) DO UPDATE SET status = excluded.status",
                 params![model, status],
             )?;
+            append(c, head, &audit)?;
             Ok(())
         })
         .map_err(store_error)
+    }
+
+    fn set_credential_status_audited(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+        audit: &AuditRecord,
+    ) -> Result<(), CommitError> {
+        let (id, audit) = (id.clone(), audit.clone());
+        self.write(true, move |c, head| {
+            set_status(c, &id, status)?;
+            append(c, head, &audit)?;
+            Ok(())
+        })
     }
 
     fn model_statuses(&self) -> Result<Vec<(String, String)>, StoreError> {
