@@ -362,8 +362,6 @@ fn migrate(c: &mut postgres::Client) -> Result<(), StoreError> {
     tx.commit().map_err(be)
 }
 
-/// Appends `record` to the chain inside the batch (which holds the head row lock).
-
 /// An operator's status change; deregistration is final.
 fn set_status(
     c: &mut Conn,
@@ -384,6 +382,7 @@ fn set_status(
     Ok(())
 }
 
+/// Appends `record` to the chain inside the batch (which holds the head row lock).
 fn append(c: &mut Conn, head: &mut Head, record: &AuditRecord) -> Result<(), StoreError> {
     let e = head.next(record)?;
     c.execute(
