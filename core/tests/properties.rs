@@ -51,7 +51,7 @@ fn display_text(max: usize) -> impl Strategy<Value = String> {
 
 fn transaction() -> impl Strategy<Value = Transaction> {
     (
-        1..=u64::MAX,
+        1..=biopay_core::messages::MAX_AMOUNT_MINOR,
         "[A-Z]{3}",
         display_text(64),
         display_text(64),
