@@ -7,10 +7,15 @@
 
 use crate::simulator::{DeviceConfig, Presentation, SoftwareTee, TamperingApp, VendorPki};
 use biopay_core::{
-    crypto, Authenticator, Client, CredentialId, DangerDeterministicRandom, ManualClock,
-    MemoryStore, Message, MessageKind, Modality, PaymentAssertion, Policy, Rejection,
-    SecurityLevel, Transaction, TrustConfig, Verifier,
+    android::{AndroidPolicy, AndroidTrust},
+    cbor, crypto,
+    store::{IssuedChallenge, Store},
+    Authenticator, Client, CredentialId, DangerDeterministicRandom, Deregistration, DeviceError,
+    EnrollmentChange, KeyAttestation, ManualClock, MemoryStore, Message, MessageKind, Modality,
+    PaymentAssertion, PlatformKeyRegistration, PlatformKeystoreClient, PlatformKeystoreSigner,
+    Policy, Rejection, SecurityLevel, Step, Transaction, TrustConfig, Verifier,
 };
+use ciborium::value::Value;
 use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
 use serde_json::json;
@@ -22,6 +27,90 @@ pub const RP_ID: &str = "pay.example.com";
 pub const MODEL: &str = "acme-phone-x1";
 /// Verification time of the vectors (2026-11-18T11:06:40Z); later steps advance it.
 pub const T0: u64 = 1_795_000_000;
+/// The Android app package the platform-keystore vectors are attested for.
+pub const ANDROID_PACKAGE: &str = "com.example.pay";
+/// SHA-256 of the Android app's signing certificate in those vectors.
+pub const ANDROID_SIGNING_DIGEST: [u8; 32] = [0xd1; 32];
+/// The smallest Android security patch level the vectors' policy accepts.
+pub const ANDROID_MIN_PATCH_LEVEL: u64 = 202_401;
+/// File (in the vectors directory) holding the vendor root key, the trust
+/// anchor of every chain in the vectors (SubjectPublicKeyInfo, PEM).
+pub const ROOT_KEY_FILE: &str = "vendor-root.pub.pem";
+/// The vendor root certificate (PEM), for reference: trust is in its key.
+pub const ROOT_CERT_FILE: &str = "vendor-root.pem";
+/// The vendor's intermediate certificate for [`MODEL`] (PEM); the
+/// KeyAttestation chains carry it as their second certificate.
+pub const INTERMEDIATE_CERT_FILE: &str = "vendor-intermediate.pem";
+/// The state every vector is verified against (docs/PROTOCOL.md §10).
+pub const SCENARIO_FILE: &str = "scenario.json";
+
+/// The verification procedure a statement is submitted to. The relying
+/// party's endpoint chooses it, never the bytes (docs/PROTOCOL.md §3.2,
+/// "Which procedure applies").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procedure {
+    /// R1–R16 (§6.3), `Verifier::verify_registration`.
+    Registration,
+    /// A1–A17 (§12.5), `Verifier::verify_platform_registration`.
+    PlatformRegistration,
+    /// P1–P20 (§6.4), `Verifier::verify_payment`.
+    Payment,
+    /// D1–D9 (§6.5), `Verifier::verify_deregistration`.
+    Deregistration,
+    /// E1–E10 (§6.6), `Verifier::verify_enrollment_change`.
+    EnrollmentChange,
+}
+
+impl Procedure {
+    /// The name used in manifest.json and scenario.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::PlatformRegistration => "platform_registration",
+            Self::Payment => "payment",
+            Self::Deregistration => "deregistration",
+            Self::EnrollmentChange => "enrollment_change",
+        }
+    }
+    /// Parses [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Registration,
+            Self::PlatformRegistration,
+            Self::Payment,
+            Self::Deregistration,
+            Self::EnrollmentChange,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+    /// The step that commits an accepted statement of this procedure.
+    pub fn commit_step(self) -> Step {
+        match self {
+            Self::Registration => Step::R16Commit,
+            Self::PlatformRegistration => Step::A17Commit,
+            Self::Payment => Step::P20Commit,
+            Self::Deregistration => Step::D9Commit,
+            Self::EnrollmentChange => Step::E10Commit,
+        }
+    }
+    /// Runs the procedure: `Ok(())` on acceptance.
+    pub fn run<S: Store, C: biopay_core::Clock, R: biopay_core::Random>(
+        self,
+        verifier: &Verifier<S, C, R>,
+        statement: &[u8],
+    ) -> Result<(), Rejection> {
+        match self {
+            Self::Registration => verifier.verify_registration(statement).map(drop),
+            Self::PlatformRegistration => {
+                verifier.verify_platform_registration(statement).map(drop)
+            }
+            Self::Payment => verifier.verify_payment(statement).map(drop),
+            Self::Deregistration => verifier.verify_deregistration(statement).map(drop),
+            Self::EnrollmentChange => verifier.verify_enrollment_change(statement).map(drop),
+        }
+    }
+}
 
 /// One vector.
 #[derive(Debug, Clone)]
@@ -30,16 +119,26 @@ pub struct Vector {
     pub name: String,
     /// The statement kind.
     pub kind: MessageKind,
+    /// The procedure it is submitted to.
+    pub procedure: Procedure,
     /// The tagged COSE_Sign1 bytes.
     pub cose: Vec<u8>,
     /// DER SubjectPublicKeyInfo of the key that must verify the signature.
     pub public_key_spki: Vec<u8>,
+    /// `"fixed"` (r || s, 64 bytes) or `"der"` (§12.3).
+    pub signature_form: &'static str,
     /// Whether the ES256 signature verifies under `public_key_spki` (computed).
     pub signature_valid: bool,
     /// Whether the verifier accepted it in sequence (computed).
     pub protocol_valid: bool,
+    /// The deciding step: the rejecting step, or the commit step on acceptance.
+    pub step: Step,
     /// The rejection, when not accepted.
     pub reason: Option<String>,
+    /// What the vector is, where its name does not say it all.
+    pub note: Option<&'static str>,
+    /// The state it was verified against (one entry of scenario.json).
+    pub state: serde_json::Value,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,8 +153,9 @@ pub fn p256_spki(sec1: &[u8]) -> Vec<u8> {
 
 /// Whether a tagged COSE_Sign1's signature verifies under `spki` with the
 /// algorithm its protected header names. ES256 is the only algorithm biopay
-/// defines, so any other `alg` counts as not verifying. Other headers are not
-/// checked: that is the protocol's job.
+/// defines, so any other `alg` counts as not verifying. A signature of 64
+/// bytes is read as r || s, any other as ASN.1 DER (docs/PROTOCOL.md §12.3).
+/// Other headers are not checked: that is the protocol's job.
 pub fn signature_verifies(cose: &[u8], spki: &[u8]) -> bool {
     let Ok(sign1) = CoseSign1::from_tagged_slice(cose) else {
         return false;
@@ -68,8 +168,17 @@ pub fn signature_verifies(cose: &[u8], spki: &[u8]) -> bool {
         sec1,
         &sign1.tbs_data(b""),
         &sign1.signature,
-        crypto::SignatureFormat::Fixed,
+        signature_form(cose).1,
     )
+}
+
+/// The form of a statement's signature: `("fixed", Fixed)` for 64 bytes,
+/// `("der", Der)` otherwise.
+fn signature_form(cose: &[u8]) -> (&'static str, crypto::SignatureFormat) {
+    match CoseSign1::from_tagged_slice(cose) {
+        Ok(s) if s.signature.len() != 64 => ("der", crypto::SignatureFormat::Der),
+        _ => ("fixed", crypto::SignatureFormat::Fixed),
+    }
 }
 
 fn leaf_spki(chain: &[Vec<u8>]) -> Result<Vec<u8>, BoxError> {
@@ -134,31 +243,204 @@ fn tx(order: &str, amount_minor: u64) -> Transaction {
     }
 }
 
-struct Recorder(Vec<Vector>);
+type VectorVerifier = Verifier<MemoryStore, Arc<ManualClock>, DangerDeterministicRandom>;
 
-impl Recorder {
-    fn add<T>(
-        &mut self,
-        name: &str,
-        kind: MessageKind,
-        cose: &[u8],
-        spki: &[u8],
-        result: Result<T, Rejection>,
-    ) {
-        self.0.push(Vector {
-            name: name.into(),
-            kind,
-            cose: cose.to_vec(),
-            public_key_spki: spki.to_vec(),
-            signature_valid: signature_verifies(cose, spki),
-            protocol_valid: result.is_ok(),
-            reason: result.err().map(|r| r.to_string()),
-        });
+/// The challenge and the credential a statement refers to, read from its
+/// payload as the procedure decodes it (nothing when it does not decode).
+fn references(procedure: Procedure, cose: &[u8]) -> (Option<[u8; 32]>, Option<CredentialId>) {
+    let Some((payload, _)) = biopay_core::cose::peek_payload(cose) else {
+        return (None, None);
+    };
+    match procedure {
+        Procedure::Registration => KeyAttestation::from_cbor(&payload)
+            .map(|a| (Some(a.challenge), None))
+            .unwrap_or_default(),
+        Procedure::PlatformRegistration => PlatformKeyRegistration::from_cbor(&payload)
+            .map(|a| (Some(a.challenge), None))
+            .unwrap_or_default(),
+        Procedure::Payment => PaymentAssertion::from_cbor(&payload)
+            .map(|a| (Some(a.challenge), Some(a.credential_id)))
+            .unwrap_or_default(),
+        Procedure::Deregistration => Deregistration::from_cbor(&payload)
+            .map(|a| (None, Some(a.credential_id)))
+            .unwrap_or_default(),
+        Procedure::EnrollmentChange => EnrollmentChange::from_cbor(&payload)
+            .map(|a| (None, Some(a.credential_id)))
+            .unwrap_or_default(),
     }
 }
 
+/// The verifier state a statement is checked against, just before it is
+/// verified: the clock, the issued challenge it answers (if stored) and the
+/// stored record of the credential it names (if any).
+fn snapshot(
+    verifier: &VectorVerifier,
+    clock: &ManualClock,
+    procedure: Procedure,
+    cose: &[u8],
+) -> Result<serde_json::Value, BoxError> {
+    let (challenge, credential) = references(procedure, cose);
+    let store = verifier.store();
+    let challenge = match challenge {
+        Some(c) => store.challenge(&c)?,
+        None => None,
+    };
+    let challenge = match challenge {
+        None => serde_json::Value::Null,
+        Some(entry) => {
+            let (kind, encoded, message, counter_at_issue) = match &entry.issued {
+                IssuedChallenge::Registration(c) => (
+                    "registration",
+                    c.to_cbor(),
+                    serde_json::to_value(c)?,
+                    serde_json::Value::Null,
+                ),
+                IssuedChallenge::Payment {
+                    challenge,
+                    counter_at_issue,
+                } => (
+                    "payment",
+                    challenge.to_cbor(),
+                    serde_json::to_value(challenge)?,
+                    json!(counter_at_issue),
+                ),
+            };
+            json!({
+                "kind": kind,
+                "encoded": hex::encode(encoded),
+                "message": message,
+                "counter_at_issue": counter_at_issue,
+                "consumed": entry.consumed,
+            })
+        }
+    };
+    let credential = match credential {
+        Some(id) => store.credential(&id)?,
+        None => None,
+    };
+    Ok(json!({
+        "procedure": procedure.as_str(),
+        "now": biopay_core::Clock::now(clock),
+        "challenge": challenge,
+        "credential": credential,
+    }))
+}
+
+struct Recorder {
+    vectors: Vec<Vector>,
+}
+
+impl Recorder {
+    /// Verifies `cose` with `procedure` and records the vector, with the
+    /// state it was verified against.
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &mut self,
+        verifier: &VectorVerifier,
+        clock: &ManualClock,
+        name: &str,
+        kind: MessageKind,
+        procedure: Procedure,
+        cose: &[u8],
+        spki: &[u8],
+    ) -> Result<(), BoxError> {
+        let state = snapshot(verifier, clock, procedure, cose)?;
+        let result = procedure.run(verifier, cose);
+        self.vectors.push(Vector {
+            name: name.into(),
+            kind,
+            procedure,
+            cose: cose.to_vec(),
+            public_key_spki: spki.to_vec(),
+            signature_form: signature_form(cose).0,
+            signature_valid: signature_verifies(cose, spki),
+            protocol_valid: result.is_ok(),
+            step: match &result {
+                Ok(()) => procedure.commit_step(),
+                Err(r) => r.step,
+            },
+            reason: result.as_ref().err().map(|r| r.to_string()),
+            note: None,
+            state,
+        });
+        Ok(())
+    }
+
+    /// Fails unless the last vector was accepted (the sequence depends on it).
+    fn require_accepted(&self) -> Result<(), BoxError> {
+        match self.vectors.last() {
+            Some(v) if v.protocol_valid => Ok(()),
+            Some(v) => Err(format!("{}: {}", v.name, v.reason.as_deref().unwrap_or("")).into()),
+            None => Err("no vector".into()),
+        }
+    }
+
+    /// Adds a note to the last vector.
+    fn note(&mut self, note: &'static str) {
+        if let Some(v) = self.vectors.last_mut() {
+            v.note = Some(note);
+        }
+    }
+}
+
+/// A platform keystore holding one P-256 key and its attestation chain,
+/// signing in ASN.1 DER as Android's `Signature` does (docs/PROTOCOL.md §12.3).
+struct DerKeystore {
+    key: SigningKey,
+    chain: Vec<Vec<u8>>,
+}
+
+impl PlatformKeystoreSigner for DerKeystore {
+    fn attestation_chain(&self) -> Result<Vec<Vec<u8>>, DeviceError> {
+        Ok(self.chain.clone())
+    }
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DeviceError> {
+        let sig: Signature = self.key.sign(data);
+        Ok(sig.to_der().as_bytes().to_vec())
+    }
+}
+
+/// A tagged COSE_Sign1 assembled from its parts, deterministically encoded
+/// (for the statement-structure vectors, whose parts no signer would write).
+fn assemble(protected: Vec<u8>, payload: Option<Vec<u8>>, signature: Vec<u8>) -> Vec<u8> {
+    cbor::to_deterministic_vec(Value::Tag(
+        18,
+        Box::new(Value::Array(vec![
+            Value::Bytes(protected),
+            Value::Map(vec![]),
+            payload.map_or(Value::Null, Value::Bytes),
+            Value::Bytes(signature),
+        ])),
+    ))
+    .unwrap_or_default()
+}
+
+/// The Android policy of the platform-keystore vectors.
+pub fn android_policy() -> AndroidPolicy {
+    AndroidPolicy {
+        package_name: Some(ANDROID_PACKAGE.into()),
+        signing_cert_digests: vec![ANDROID_SIGNING_DIGEST],
+        min_os_patch_level: ANDROID_MIN_PATCH_LEVEL,
+        require_strongbox: false,
+    }
+}
+
+/// What [`generate`] produces: the vectors and the trust they were verified
+/// under.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The vectors, in the order they were verified.
+    pub vectors: Vec<Vector>,
+    /// DER SubjectPublicKeyInfo of the vendor root key (the trust anchor).
+    pub root_spki: Vec<u8>,
+    /// DER of the vendor root certificate.
+    pub root_cert: Vec<u8>,
+    /// DER of the vendor intermediate certificate for [`MODEL`].
+    pub intermediate_cert: Vec<u8>,
+}
+
 /// Generates every vector from fixed seeds.
-pub fn generate() -> Result<Vec<Vector>, BoxError> {
+pub fn generate() -> Result<Generated, BoxError> {
     let clock = Arc::new(ManualClock::new(T0));
     let pki = VendorPki::new("Acme Devices", b"biopay vectors: vendor")?;
     let rogue = VendorPki::new("Rogue Devices", b"biopay vectors: rogue vendor")?;
@@ -174,11 +456,20 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
         MemoryStore::new(),
         clock.clone(),
         DangerDeterministicRandom::new(b"biopay vectors: verifier"),
-    )?;
+    )?
+    .with_android(AndroidTrust::new(android_policy()).with_anchors(vec![pki.trust_anchor()]));
     let attacker = SigningKey::from_slice(&crypto::sha256(b"biopay vectors: attacker key"))?;
     let attacker_spki = p256_spki(attacker.verifying_key().to_encoded_point(false).as_bytes());
     let dir = tempfile::tempdir()?;
-    let mut rec = Recorder(Vec::new());
+    let mut rec = Recorder {
+        vectors: Vec::new(),
+    };
+    let v = &verifier;
+    let ck = clock.as_ref();
+    use MessageKind::{
+        Deregistration as Dereg, EnrollmentChange as Change, KeyAttestation as Att,
+        PaymentAssertion as Pay,
+    };
 
     let mut tee = SoftwareTee::provision(
         &pki,
@@ -201,21 +492,22 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
     )?;
     app.authenticator_mut().user().present(finger());
     let attestation = app.register(&reg.to_cbor(), &[Modality::Fingerprint, Modality::Face])?;
-    let registered = verifier.verify_registration(&attestation);
-    let cred = registered
-        .as_ref()
-        .map_err(|e| e.to_string())?
-        .record
-        .clone();
-    let cred_spki = p256_spki(&cred.public_key);
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "registration",
-        MessageKind::KeyAttestation,
+        Att,
+        Procedure::Registration,
         &attestation,
         &device_spki,
-        registered,
-    );
-    let id: CredentialId = cred.credential_id.clone();
+    )?;
+    rec.require_accepted()?;
+    let id: CredentialId = KeyAttestation::from_cbor(&payload_of(&attestation)?)?.credential_id;
+    let cred = verifier
+        .store()
+        .credential(&id)?
+        .ok_or("registered credential not stored")?;
+    let cred_spki = p256_spki(&cred.public_key);
 
     let pay = |app: &mut Client<SoftwareTee, Arc<ManualClock>>,
                order: &str|
@@ -229,32 +521,44 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
 
     // Payment (accepted), then the same bytes again (replay).
     let payment = pay(&mut app, "ORDER-0001")?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &payment,
         &cred_spki,
-        verifier.verify_payment(&payment),
+    )?;
+    rec.note(
+        "its signature is in high-S form (s > n/2); biopay accepts both forms (PROTOCOL.md §3.2, 'Low-S is not required')",
     );
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-replayed",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &payment,
         &cred_spki,
-        verifier.verify_payment(&payment),
-    );
+    )?;
 
-    // The accepted signature malleated to high-S and replayed.
+    // The accepted signature malleated (s -> n - s) and replayed.
     let sig = CoseSign1::from_tagged_slice(&payment)
         .map_err(|e| e.to_string())?
         .signature;
     let high_s = replace_signature(&payment, malleate_s(&sig))?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-high-s-replayed",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &high_s,
         &cred_spki,
-        verifier.verify_payment(&high_s),
+    )?;
+    rec.note(
+        "the signature of 'payment' malleated to (r, n - s): since that one is high-S, this one is its LOW-S twin; valid, and rejected as a replay of the consumed challenge",
     );
 
     // A bit flipped in the signature.
@@ -264,33 +568,39 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
         .signature;
     flipped_sig[10] ^= 0x01;
     let tampered_sig = replace_signature(&fresh, flipped_sig)?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-tampered-signature",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &tampered_sig,
         &cred_spki,
-        verifier.verify_payment(&tampered_sig),
-    );
+    )?;
 
     // Signed by another key.
     let other_key = sign_with(&attacker, iana::Algorithm::ES256, payload_of(&fresh)?)?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-other-key",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &other_key,
         &cred_spki,
-        verifier.verify_payment(&other_key),
-    );
+    )?;
 
     // alg ES384 in the protected header (algorithm substitution).
     let es384 = sign_with(&attacker, iana::Algorithm::ES384, payload_of(&fresh)?)?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-alg-es384",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &es384,
         &attacker_spki,
-        verifier.verify_payment(&es384),
-    );
+    )?;
 
     // For another relying party, signed by the genuine credential key.
     let mut wrong_rp = PaymentAssertion::from_cbor(&payload_of(&fresh)?)?;
@@ -298,13 +608,15 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
     let wrong_rp =
         app.authenticator_mut()
             .danger_sign_with_credential(RP_ID, &id, wrong_rp.to_cbor())?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-wrong-rp",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &wrong_rp,
         &cred_spki,
-        verifier.verify_payment(&wrong_rp),
-    );
+    )?;
 
     // A malicious app changed the amount before handing the challenge to the TEE.
     let c = verifier.payment_challenge(&id, tx("ORDER-0003", 8800))?;
@@ -314,24 +626,28 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
     });
     let tampered_amount = tampering.get_assertion(&c)?;
     drop(tampering);
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-tampered-amount",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &tampered_amount,
         &cred_spki,
-        verifier.verify_payment(&tampered_amount),
-    );
+    )?;
 
     // Verified after its challenge expired.
     let late = pay(&mut app, "ORDER-0004")?;
     clock.advance(verifier.policy().challenge_ttl_secs + 1);
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-expired",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &late,
         &cred_spki,
-        verifier.verify_payment(&late),
-    );
+    )?;
 
     // A device whose attestation chain ends at an untrusted root.
     let mut rogue_tee = SoftwareTee::provision(
@@ -350,13 +666,15 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
     )?;
     rogue_tee.user().present(finger());
     let rogue_att = rogue_tee.make_credential(&reg, &[Modality::Fingerprint])?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "registration-untrusted-root",
-        MessageKind::KeyAttestation,
+        Att,
+        Procedure::Registration,
         &rogue_att,
         &rogue_spki,
-        verifier.verify_registration(&rogue_att),
-    );
+    )?;
 
     // A cloned device: the original pays, then the clone pays with a stale counter.
     let reg = verifier.registration_challenge(
@@ -377,58 +695,192 @@ pub fn generate() -> Result<Vec<Vector>, BoxError> {
     let c = verifier.payment_challenge(&cred2.credential_id, tx("ORDER-0005", 8800))?;
     app.authenticator_mut().user().present(finger());
     let original = app.authorize(&c.to_cbor())?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-2",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &original,
         &cred2_spki,
-        verifier.verify_payment(&original),
-    );
+    )?;
+    rec.note("the first payment of credential 2 (registered off the vectors; its record is in scenario.json)");
     let c = verifier.payment_challenge(&cred2.credential_id, tx("ORDER-0006", 8800))?;
     clone.user().present(finger());
     let cloned = clone.get_assertion(&c)?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-cloned-counter",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &cloned,
         &cred2_spki,
-        verifier.verify_payment(&cloned),
-    );
+    )?;
 
     // Someone adds a fingerprint, then pays with the first credential.
     app.authenticator_mut().enroll_fingerprint("left-index")?;
     let after_change = pay(&mut app, "ORDER-0007")?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "payment-enrollment-changed",
-        MessageKind::PaymentAssertion,
+        Pay,
+        Procedure::Payment,
         &after_change,
         &cred_spki,
-        verifier.verify_payment(&after_change),
-    );
+    )?;
     let change = app.report_enrollment_change(&id)?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "enrollment-change",
-        MessageKind::EnrollmentChange,
+        Change,
+        Procedure::EnrollmentChange,
         &change,
         &cred_spki,
-        verifier.verify_enrollment_change(&change),
-    );
+    )?;
     let dereg = app.deregister(&id)?;
-    rec.add(
+    rec.submit(
+        v,
+        ck,
         "deregistration",
-        MessageKind::Deregistration,
+        Dereg,
+        Procedure::Deregistration,
         &dereg,
         &cred_spki,
-        verifier.verify_deregistration(&dereg),
-    );
-    rec.add(
+    )?;
+    rec.submit(
+        v,
+        ck,
         "deregistration-replayed",
-        MessageKind::Deregistration,
+        Dereg,
+        Procedure::Deregistration,
         &dereg,
         &cred_spki,
-        verifier.verify_deregistration(&dereg),
+    )?;
+
+    // Statement structure and error order (PROTOCOL.md §3.2): no payload and
+    // alg ES384 is a step-1 error; h'' and a too-deep protected header.
+    let fresh_payload = payload_of(&fresh)?;
+    let no_payload = assemble(vec![0xa1, 0x01, 0x38, 0x22], None, vec![0x11; 64]);
+    rec.submit(
+        v,
+        ck,
+        "payment-no-payload-alg-es384",
+        Pay,
+        Procedure::Payment,
+        &no_payload,
+        &cred_spki,
+    )?;
+    let empty_header = assemble(Vec::new(), Some(fresh_payload.clone()), vec![0x11; 64]);
+    rec.submit(
+        v,
+        ck,
+        "payment-empty-protected-header",
+        Pay,
+        Procedure::Payment,
+        &empty_header,
+        &cred_spki,
+    )?;
+    // {1: -7, 4: [[..[]..]]}: 17 nested arrays, the innermost at depth 17.
+    let mut deep = vec![0xa2, 0x01, 0x26, 0x04];
+    deep.extend([0x81; 16]);
+    deep.push(0x80);
+    let deep_header = assemble(deep, Some(fresh_payload), vec![0x11; 64]);
+    rec.submit(
+        v,
+        ck,
+        "payment-deep-protected-header",
+        Pay,
+        Procedure::Payment,
+        &deep_header,
+        &cred_spki,
+    )?;
+
+    // The procedure is the endpoint's choice: a genuine payment submitted for
+    // deregistration, a genuine registration submitted as a payment.
+    rec.submit(
+        v,
+        ck,
+        "payment-as-deregistration",
+        Pay,
+        Procedure::Deregistration,
+        &fresh,
+        &cred_spki,
+    )?;
+    rec.submit(
+        v,
+        ck,
+        "registration-as-payment",
+        Att,
+        Procedure::Payment,
+        &attestation,
+        &device_spki,
+    )?;
+
+    // A platform-keystore credential (PROTOCOL.md §12): registered with an
+    // Android Keystore attestation chain to the vendor root, signing in DER.
+    let platform_key =
+        SigningKey::from_slice(&crypto::sha256(b"biopay vectors: platform keystore key"))?;
+    let platform_public = platform_key
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    let platform_spki = p256_spki(&platform_public);
+    let reg = verifier.registration_challenge(
+        b"vector-account-3",
+        &[Modality::Fingerprint],
+        SecurityLevel::Tee,
+    )?;
+    let chain = pki.certify_keystore_key(
+        &platform_public,
+        &reg.challenge,
+        ANDROID_PACKAGE,
+        ANDROID_SIGNING_DIGEST,
+        false,
+    )?;
+    let platform_id = CredentialId::new(crypto::sha256(b"biopay vectors: platform id").to_vec())?;
+    let mut platform_app = PlatformKeystoreClient::new(
+        RP_ID,
+        DerKeystore {
+            key: platform_key,
+            chain,
+        },
+        clock.clone(),
+        platform_id.clone(),
+        &[Modality::Fingerprint],
+        crypto::sha256(b"biopay vectors: platform epoch"),
     );
-    Ok(rec.0)
+    let platform_reg = platform_app.register(&reg.to_cbor())?;
+    rec.submit(
+        v,
+        ck,
+        "platform-registration",
+        MessageKind::PlatformKeyRegistration,
+        Procedure::PlatformRegistration,
+        &platform_reg,
+        &platform_spki,
+    )?;
+    rec.require_accepted()?;
+    let c = verifier.payment_challenge(&platform_id, tx("ORDER-0008", 8800))?;
+    let platform_pay = platform_app.authorize(&c.to_cbor(), Modality::Fingerprint)?;
+    rec.submit(
+        v,
+        ck,
+        "payment-platform-der",
+        Pay,
+        Procedure::Payment,
+        &platform_pay,
+        &platform_spki,
+    )?;
+    Ok(Generated {
+        vectors: rec.vectors,
+        root_spki: pki.trust_anchor().spki_der,
+        root_cert: pki.root_cert_der(),
+        intermediate_cert: pki.intermediate_cert_der(MODEL)?,
+    })
 }
 
 /// The manifest (docs/PROTOCOL.md §10).
@@ -439,23 +891,84 @@ pub fn manifest(vectors: &[Vector]) -> String {
             let mut o = json!({
                 "name": v.name,
                 "kind": v.kind,
+                "procedure": v.procedure.as_str(),
                 "cose": format!("{}.cose", v.name),
                 "public_key": format!("{}.pub.pem", v.name),
+                "signature_form": v.signature_form,
                 "signature_valid": v.signature_valid,
                 "protocol_valid": v.protocol_valid,
+                "step": v.step.code(),
             });
-            if let (Some(reason), Some(map)) = (&v.reason, o.as_object_mut()) {
-                map.insert("reason".into(), json!(reason));
+            if let Some(map) = o.as_object_mut() {
+                if let Some(reason) = &v.reason {
+                    map.insert("reason".into(), json!(reason));
+                }
+                if let Some(note) = v.note {
+                    map.insert("note".into(), json!(note));
+                }
             }
             o
         })
         .collect();
-    let mut s = serde_json::to_string_pretty(
-        &json!({ "rp_id": RP_ID, "device_model": MODEL, "vectors": items }),
-    )
-    .unwrap_or_default();
+    pretty(&json!({ "rp_id": RP_ID, "device_model": MODEL, "vectors": items }))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// scenario.json (docs/PROTOCOL.md §10): the verifier's configuration and,
+/// for every vector in order, the state it is verified against.
+pub fn scenario(vectors: &[Vector]) -> String {
+    let p = Policy::default();
+    let a = android_policy();
+    let states: Vec<_> = vectors
+        .iter()
+        .map(|v| {
+            let mut o = v.state.clone();
+            if let Some(map) = o.as_object_mut() {
+                map.insert("name".into(), json!(v.name));
+            }
+            o
+        })
+        .collect();
+    pretty(&json!({
+        "about": "Verify each vector with a verifier configured as below, whose store holds exactly the entry's challenge and credential record (nothing else) and whose clock reads the entry's `now`; submit the vector's .cose to the entry's procedure. The decision is the manifest's (protocol_valid, step, reason). See docs/PROTOCOL.md §10.",
+        "rp_id": RP_ID,
+        "policy": {
+            "challenge_ttl_secs": p.challenge_ttl_secs,
+            "min_security_level": p.min_security_level,
+            "require_verified_boot": p.require_verified_boot,
+            "max_clock_skew_secs": p.max_clock_skew_secs,
+            "max_failed_attempts": p.max_failed_attempts,
+            "high_value_thresholds": p.high_value_thresholds,
+            "high_value_requirement": p.high_value_requirement,
+            "platform_keystore_max_amount": p.platform_keystore_max_amount,
+            "max_challenges_per_account": p.max_challenges_per_account,
+        },
+        "trust": {
+            "device_models": [{
+                "id": MODEL,
+                "trust_anchors": [ROOT_KEY_FILE],
+                "modalities": [Modality::Fingerprint, Modality::Face],
+                "security_level": SecurityLevel::Tee,
+                "status": "active",
+            }],
+            "android": {
+                "trust_anchors": [ROOT_KEY_FILE],
+                "status_list": [],
+                "policy": {
+                    "package_name": a.package_name,
+                    "signing_cert_digests": a.signing_cert_digests.iter().map(hex::encode).collect::<Vec<_>>(),
+                    "min_os_patch_level": a.min_os_patch_level,
+                    "require_strongbox": a.require_strongbox,
+                },
+            },
+        },
+        "vectors": states,
+    }))
 }
 
 /// PEM of an SPKI, LF line endings.
@@ -466,15 +979,30 @@ pub fn spki_pem(spki: &[u8]) -> String {
     )
 }
 
-/// Writes `NAME.cose`, `NAME.pub.pem` and `manifest.json` into `dir`.
-pub fn write(dir: &Path, vectors: &[Vector]) -> std::io::Result<()> {
+fn cert_pem(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// Writes `NAME.cose` and `NAME.pub.pem` for every vector, `manifest.json`,
+/// `scenario.json` and the vendor's key and certificates into `dir`.
+pub fn write(dir: &Path, generated: &Generated) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for v in vectors {
+    for v in &generated.vectors {
         std::fs::write(dir.join(format!("{}.cose", v.name)), &v.cose)?;
         std::fs::write(
             dir.join(format!("{}.pub.pem", v.name)),
             spki_pem(&v.public_key_spki),
         )?;
     }
-    std::fs::write(dir.join("manifest.json"), manifest(vectors))
+    std::fs::write(dir.join(ROOT_KEY_FILE), spki_pem(&generated.root_spki))?;
+    std::fs::write(dir.join(ROOT_CERT_FILE), cert_pem(&generated.root_cert))?;
+    std::fs::write(
+        dir.join(INTERMEDIATE_CERT_FILE),
+        cert_pem(&generated.intermediate_cert),
+    )?;
+    std::fs::write(dir.join(SCENARIO_FILE), scenario(&generated.vectors))?;
+    std::fs::write(dir.join("manifest.json"), manifest(&generated.vectors))
 }

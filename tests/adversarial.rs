@@ -340,7 +340,7 @@ fn challenge_issued_for_another_credential_or_account_is_rejected() {
     // The world's credential signs over a challenge issued for another credential.
     let swapped = w.resign(&a, |p| {
         p.challenge = c_other.challenge;
-        p.transaction_hash = crypto::sha256(&c_other.transaction.canonical_encoding());
+        p.transaction_hash = c_other.transaction.transaction_hash();
     });
     assert_eq!(
         assert_step(w.server.verify_payment(&swapped), Step::P11ChallengeBinding),

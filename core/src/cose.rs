@@ -124,15 +124,28 @@ pub fn parse_sign1_any_form(bytes: &[u8], x5chain_required: bool) -> Result<Sign
     if !unprotected.iter().all(|(label, _)| is_label(label)) {
         return Err(CoseError::NotCoseSign1);
     }
+    // docs/PROTOCOL.md §3.2: rows 1 and 2 (step 1) fail at once; a row 3
+    // defect of the protected header (step 2) waits until the payload check
+    // (row 4, step 1) has run, so that the first failing step is the one
+    // reported (§6 rule 1).
     let header = match cbor::decode(protected) {
-        Ok(Item::Map(entries)) if entries.iter().all(|(label, _)| is_label(label)) => entries,
-        // Well-formed but not deterministic (or the empty header, which lacks alg).
+        Ok(Item::Map(entries)) if entries.iter().all(|(label, _)| is_label(label)) => Ok(entries),
+        // Well-formed but not deterministic (row 3).
         Err(CborError::NotDeterministic | CborError::DuplicateKey) => {
-            return Err(CoseError::UnexpectedHeader)
+            Err(CoseError::UnexpectedHeader)
         }
-        _ if protected.is_empty() => return Err(CoseError::UnexpectedHeader),
+        // The empty protected header (h'', RFC 9052 §3's "no protected
+        // parameters") lacks alg: a header error (row 3).
+        _ if protected.is_empty() => Err(CoseError::UnexpectedHeader),
+        // Not well-formed, deeper than §3.1 rule 5 allows, or not a map of
+        // labels (row 2).
         _ => return Err(CoseError::NotCoseSign1),
     };
+    let payload = match payload {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err(CoseError::MissingPayload),
+    };
+    let header = header?;
     let alg = header.iter().find(|(label, _)| *label == Item::Uint(1));
     if !matches!(alg, Some((_, Item::Nint(6)))) {
         return Err(CoseError::UnsupportedAlgorithm);
@@ -160,10 +173,6 @@ pub fn parse_sign1_any_form(bytes: &[u8], x5chain_required: bool) -> Result<Sign
     if x5chain.is_empty() == x5chain_required {
         return Err(CoseError::X5Chain);
     }
-    let payload = match payload {
-        Some(p) if !p.is_empty() => p,
-        _ => return Err(CoseError::MissingPayload),
-    };
     if !(8..=ES256_DER_MAX_LEN).contains(&signature.len()) {
         return Err(CoseError::SignatureLength);
     }
@@ -226,8 +235,17 @@ mod tests {
             return Err(CoseError::NotCoseSign1);
         }
         let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|_| CoseError::NotCoseSign1)?;
-        cbor::from_deterministic_slice(&sign1.protected.original_data.clone().unwrap_or_default())
-            .map_err(|_| CoseError::UnexpectedHeader)?;
+        let header_ok = cbor::from_deterministic_slice(
+            &sign1.protected.original_data.clone().unwrap_or_default(),
+        )
+        .map_err(|_| CoseError::UnexpectedHeader);
+        // The payload (a step-1 check) before any header (step-2) check.
+        let to_be_signed = sign1.tbs_data(b"");
+        let payload = match sign1.payload.clone() {
+            Some(p) if !p.is_empty() => p,
+            _ => return Err(CoseError::MissingPayload),
+        };
+        header_ok?;
         let h = &sign1.protected.header;
         if h.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::ES256)) {
             return Err(CoseError::UnsupportedAlgorithm);
@@ -261,11 +279,6 @@ mod tests {
         if x5chain.is_empty() == x5chain_required {
             return Err(CoseError::X5Chain);
         }
-        let to_be_signed = sign1.tbs_data(b"");
-        let payload = match sign1.payload {
-            Some(p) if !p.is_empty() => p,
-            _ => return Err(CoseError::MissingPayload),
-        };
         if !(8..=ES256_DER_MAX_LEN).contains(&sign1.signature.len()) {
             return Err(CoseError::SignatureLength);
         }
@@ -321,6 +334,82 @@ mod tests {
             agree(&bytes, false)?;
             agree(&bytes, true)?;
         }
+    }
+
+    fn statement(protected: Vec<u8>, payload: Value) -> Vec<u8> {
+        cbor::to_deterministic_vec(Value::Tag(
+            18,
+            Box::new(Value::Array(vec![
+                Value::Bytes(protected),
+                Value::Map(vec![]),
+                payload,
+                Value::Bytes(vec![0x11; 64]),
+            ])),
+        ))
+        .unwrap()
+    }
+
+    /// docs/PROTOCOL.md §3.2 / §6 rule 1: a statement with no payload and a
+    /// wrong algorithm (or a non-deterministic header) fails at step 1
+    /// (`MissingPayload`), the first failing step, not at step 2.
+    #[test]
+    fn a_missing_payload_is_reported_before_any_header_defect() {
+        // {1: -35} (ES384), nil payload.
+        let es384 = statement(vec![0xa1, 0x01, 0x38, 0x22], Value::Null);
+        assert_eq!(
+            parse_sign1_any_form(&es384, false).err(),
+            Some(CoseError::MissingPayload)
+        );
+        // {1: -7} with alg written in a non-shortest form, empty payload.
+        let long_alg = statement(vec![0xa1, 0x01, 0x38, 0x06], Value::Bytes(vec![]));
+        assert_eq!(
+            parse_sign1_any_form(&long_alg, false).err(),
+            Some(CoseError::MissingPayload)
+        );
+        for bytes in [es384, long_alg] {
+            assert_eq!(
+                reference_parse(&bytes, false).err(),
+                Some(CoseError::MissingPayload)
+            );
+        }
+    }
+
+    /// docs/PROTOCOL.md §3.2 row 3: the empty protected header (h'') is a
+    /// header error (step 2), not a structural one.
+    #[test]
+    fn an_empty_protected_header_is_a_header_error() {
+        let bytes = statement(vec![], Value::Bytes(vec![1, 2, 3]));
+        assert_eq!(
+            parse_sign1_any_form(&bytes, false).err(),
+            Some(CoseError::UnexpectedHeader)
+        );
+    }
+
+    /// docs/PROTOCOL.md §3.2 row 2: protected header bytes nested deeper
+    /// than §3.1 rule 5 allows are structurally unreadable (step 1), even
+    /// though the statement around them is within the limit.
+    #[test]
+    fn a_protected_header_beyond_the_depth_limit_is_not_a_cose_sign1() {
+        // {1: -7, 4: [[...[]...]]}: the map at depth 0, 17 nested arrays,
+        // the innermost at depth 17.
+        let header = |arrays: usize| {
+            let mut h = vec![0xa2, 0x01, 0x26, 0x04];
+            h.extend(std::iter::repeat_n(0x81, arrays - 1));
+            h.push(0x80);
+            h
+        };
+        let bytes = statement(header(17), Value::Bytes(vec![1, 2, 3]));
+        assert_eq!(
+            parse_sign1_any_form(&bytes, false).err(),
+            Some(CoseError::NotCoseSign1)
+        );
+        // One level less is readable, and rejected for the kid label (step 2).
+        let shallow = header(16);
+        let bytes = statement(shallow, Value::Bytes(vec![1, 2, 3]));
+        assert_eq!(
+            parse_sign1_any_form(&bytes, false).err(),
+            Some(CoseError::UnexpectedHeader)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! through the bindings) and the [`Client`] an app uses to turn server
 //! challenges into signed statements.
 
+use crate::serde_hex::ser_hex;
 use crate::{
     env::Clock,
     messages::{
@@ -79,10 +80,6 @@ pub struct LocalCredential {
     pub security_level: SecurityLevel,
     /// False once the enrolled biometrics changed since registration.
     pub valid: bool,
-}
-
-fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(v.as_ref()))
 }
 
 /// A trusted authenticator: creates credential keys inside trusted hardware,

@@ -229,7 +229,7 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
             rp_id_hash: sha256(c.rp_id.as_bytes()),
             credential_id: c.credential_id.clone(),
             challenge: c.challenge,
-            transaction_hash: sha256(&c.transaction.canonical_encoding()),
+            transaction_hash: c.transaction.transaction_hash(),
             display_hash: sha256(text.as_bytes()),
             modality,
             template_id: [0; 16],

@@ -38,6 +38,7 @@ pub mod env;
 pub mod error;
 pub mod keystore;
 pub mod messages;
+mod serde_hex;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

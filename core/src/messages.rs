@@ -7,6 +7,7 @@
 //! encoded (see [`crate::cbor`]).
 
 use crate::cbor::{self, CborError, Item};
+use crate::serde_hex::ser_hex;
 use ciborium::value::{Integer, Value};
 use serde::Serialize;
 
@@ -436,10 +437,6 @@ pub struct EnrollmentChange {
     pub counter: u64,
     /// Key 8: TEE time, seconds since the Unix epoch.
     pub tee_time: u64,
-}
-
-fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(v.as_ref()))
 }
 
 // ---------------------------------------------------------------------------
@@ -889,6 +886,14 @@ impl Transaction {
         f.finish()?;
         tx.validate()?;
         Ok(tx)
+    }
+
+    /// The transaction hash of docs/PROTOCOL.md §4.5 and `P12`: SHA-256 of
+    /// [`Transaction::canonical_encoding`]. Devices put it in a
+    /// `PaymentAssertion`; the verifier compares it with the issued
+    /// transaction's. Every producer and checker calls this one function.
+    pub fn transaction_hash(&self) -> Digest {
+        crate::crypto::sha256(&self.canonical_encoding())
     }
 
     /// The canonical encoding: the deterministic CBOR map (keys 1..6),

@@ -3,6 +3,7 @@
 //! SQLite and PostgreSQL; every implementation must make each `commit_*`
 //! operation atomic (docs/PROTOCOL.md §7).
 
+use crate::serde_hex::ser_hex;
 use crate::{
     error::Step,
     messages::{
@@ -126,10 +127,6 @@ pub struct CredentialRecord {
     pub status: CredentialStatus,
     /// Registration time, Unix seconds.
     pub registered_at: u64,
-}
-
-fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(v.as_ref()))
 }
 
 /// A challenge the verifier issued, as stored until it is used or collected.

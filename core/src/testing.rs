@@ -153,7 +153,7 @@ pub fn honest_assertion(challenge: &PaymentChallenge, counter: u64) -> PaymentAs
         rp_id_hash: sha256(challenge.rp_id.as_bytes()),
         credential_id: challenge.credential_id.clone(),
         challenge: challenge.challenge,
-        transaction_hash: sha256(&challenge.transaction.canonical_encoding()),
+        transaction_hash: challenge.transaction.transaction_hash(),
         display_hash: sha256(
             render_transaction(&challenge.rp_id, &challenge.transaction).as_bytes(),
         ),

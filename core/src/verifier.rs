@@ -10,6 +10,7 @@
 //! marks the credential [`CredentialStatus::SuspectedClone`] (P19) and a changed
 //! enrollment epoch marks it [`CredentialStatus::EnrollmentChanged`] (P15).
 
+use crate::serde_hex::ser_hex;
 use crate::{
     android::{self, AndroidTrust, StatusList},
     cose,
@@ -187,10 +188,6 @@ pub struct ApprovedPayment {
     /// SHA-256 of the statement.
     #[serde(serialize_with = "ser_hex")]
     pub statement_hash: [u8; 32],
-}
-
-fn ser_hex<S: serde::Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(v.as_ref()))
 }
 
 /// Why a challenge could not be issued.
@@ -916,7 +913,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P11ChallengeBinding, Reason::AccountMismatch);
         }
         // P12
-        let tx_hash = crypto::sha256(&issued.transaction.canonical_encoding());
+        let tx_hash = issued.transaction.transaction_hash();
         if !crypto::ct_eq(&tx_hash, &a.transaction_hash) {
             return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
         }

@@ -108,7 +108,7 @@ pub fn verify_chain(
         .iter()
         .enumerate()
         .map(|(index, der)| match X509Certificate::from_der(der) {
-            Ok(([], cert)) => Ok(cert),
+            Ok(([], cert)) if der_tlv(der, 0) == Some(&[]) => Ok(cert),
             _ => Err(ChainError::Malformed { index }),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -168,6 +168,67 @@ pub fn verify_chain(
         path.push(next);
         current = next;
     }
+}
+
+/// Reads one TLV of `input` whose encoding, down through every constructed
+/// encoding inside it, is DER's (X.690 §10.1): definite lengths in their
+/// shortest form, tag numbers in their shortest form, constructed contents
+/// made of whole TLVs. Returns the bytes after it. docs/PROTOCOL.md §6.2
+/// step 2: the X.509 parser alone also reads some BER (a long-form length
+/// where the short form fits), which the protocol calls `Malformed`.
+fn der_tlv(input: &[u8], depth: u32) -> Option<&[u8]> {
+    if depth > 64 {
+        return None;
+    }
+    let (&tag, mut rest) = input.split_first()?;
+    if tag & 0x1f == 0x1f {
+        // High tag number form: base 128, no leading 0x80, number >= 31.
+        let mut number: u32 = 0;
+        let mut first = true;
+        loop {
+            let (&b, r) = rest.split_first()?;
+            rest = r;
+            if first && b == 0x80 {
+                return None;
+            }
+            first = false;
+            number = number.checked_mul(128)? | u32::from(b & 0x7f);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        if number < 31 {
+            return None;
+        }
+    }
+    let (&l0, rest) = rest.split_first()?;
+    let (len, rest) = match l0 {
+        0..=0x7f => (usize::from(l0), rest),
+        0x81..=0x84 => {
+            let n = usize::from(l0 & 0x7f);
+            let (bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+            if bytes.first() == Some(&0) {
+                return None;
+            }
+            let len = bytes
+                .iter()
+                .try_fold(0usize, |a, &b| Some(a.checked_mul(256)? | usize::from(b)))?;
+            if len < 0x80 {
+                return None;
+            }
+            (len, rest)
+        }
+        // 0x80: indefinite length (BER only); longer forms: not shortest.
+        _ => return None,
+    };
+    let (content, after) = (rest.get(..len)?, rest.get(len..)?);
+    if tag & 0x20 != 0 {
+        let mut inner = content;
+        while !inner.is_empty() {
+            inner = der_tlv(inner, depth + 1)?;
+        }
+    }
+    Some(after)
 }
 
 fn finish(

@@ -71,6 +71,16 @@ fn transaction_canonical_encoding_is_stable() {
     );
 }
 
+/// The one P12 helper hashes exactly the canonical encoding above (known
+/// answer computed with Python's hashlib, independent of the crate).
+#[test]
+fn transaction_hash_is_sha256_of_the_canonical_encoding() {
+    assert_eq!(
+        hex::encode(tx().transaction_hash()),
+        "9d3df2cafb565732623c90befac66ce080d1595cafd8e166e4438aa3a4c5128e"
+    );
+}
+
 #[test]
 fn messages_round_trip() {
     assert_eq!(

@@ -213,7 +213,7 @@ impl FastDevice {
             rp_id_hash: crypto::sha256(self.rp_id.as_bytes()),
             credential_id: self.credential_id.clone(),
             challenge: c.challenge,
-            transaction_hash: crypto::sha256(&c.transaction.canonical_encoding()),
+            transaction_hash: c.transaction.transaction_hash(),
             display_hash: crypto::sha256(
                 render_transaction(&self.rp_id, &c.transaction).as_bytes(),
             ),

@@ -335,7 +335,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 biopay::vectors::generate().map_err(|e| format!("generating vectors: {e}"))?;
             biopay::vectors::write(&out, &vectors)
                 .map_err(|e| format!("writing {}: {e}", out.display()))?;
-            for v in &vectors {
+            for v in &vectors.vectors {
                 println!(
                     "{:<32} signature_valid={:<5} protocol_valid={:<5} {}",
                     v.name,
@@ -344,7 +344,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     v.reason.as_deref().unwrap_or("")
                 );
             }
-            println!("wrote {} vectors to {}", vectors.len(), out.display());
+            println!(
+                "wrote {} vectors to {}",
+                vectors.vectors.len(),
+                out.display()
+            );
             Ok(())
         }
     }

@@ -619,7 +619,7 @@ impl SoftwareTee {
             rp_id_hash: sha256(c.rp_id.as_bytes()),
             credential_id: c.credential_id.clone(),
             challenge: c.challenge,
-            transaction_hash: sha256(&c.transaction.canonical_encoding()),
+            transaction_hash: c.transaction.transaction_hash(),
             display_hash: sha256(text.as_bytes()),
             modality: matched.modality,
             template_id: self.salted_template_id(&c.rp_id, &matched.template),

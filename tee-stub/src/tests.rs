@@ -182,10 +182,7 @@ fn payment_assertion_contents_and_counter() {
     let text = biopay_core::render_transaction("pay.example.com", &tx("ORDER-1"));
     assert_eq!(tee.last_display(), Some(text.as_str()));
     assert_eq!(a.display_hash, biopay_core::crypto::sha256(text.as_bytes()));
-    assert_eq!(
-        a.transaction_hash,
-        biopay_core::crypto::sha256(&tx("ORDER-1").canonical_encoding())
-    );
+    assert_eq!(a.transaction_hash, tx("ORDER-1").transaction_hash());
     assert_eq!(
         (a.counter, a.modality, a.liveness, a.failed_attempts),
         (1, Modality::Fingerprint, Liveness::NotChecked, 0)

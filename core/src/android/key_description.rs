@@ -11,6 +11,7 @@ use super::{
     der::{self, Class, Reader},
     KeyDescriptionError,
 };
+use crate::serde_hex::{ser_hex, ser_hex_list, ser_opt_hex};
 use serde::Serialize;
 
 /// KeyMint `KeyPurpose` values.
@@ -448,21 +449,6 @@ fn application_id(der: &[u8]) -> Result<AttestationApplicationId, KeyDescription
         package_infos,
         signature_digests,
     })
-}
-
-fn ser_hex<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(v))
-}
-
-fn ser_opt_hex<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.serialize_some(&hex::encode(v)),
-        None => s.serialize_none(),
-    }
-}
-
-fn ser_hex_list<S: serde::Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter().map(hex::encode))
 }
 
 #[cfg(test)]
