@@ -404,6 +404,21 @@ impl Rejection {
             reason: reason.into(),
         }
     }
+    /// Whether the verifier already recorded this rejection through
+    /// [`crate::Store::flag_credential`], in the same transaction as the
+    /// credential's status change (docs/PROTOCOL.md §7.3): a correctly signed
+    /// statement from a changed enrollment (`P15`) or a counter at or below
+    /// the one stored when its challenge was issued (`P19`
+    /// `CounterNotIncreased`). An RP that audits rejections must not append
+    /// these again. (When the flag could not be written the rejection is
+    /// `Store(..)`, which was not recorded.)
+    pub fn recorded_by_flag(&self) -> bool {
+        matches!(
+            (self.step, &self.reason),
+            (Step::P15EnrollmentEpoch, Reason::EnrollmentChanged)
+                | (Step::P19Counter, Reason::CounterNotIncreased { .. })
+        )
+    }
 
     /// Whether this rejection counts toward locking the credential and its
     /// account (docs/PROTOCOL.md §9.2, "Lockout").
@@ -808,6 +823,26 @@ mod tests {
             ALL_REASONS,
             "a Reason variant has no row: {seen:?}"
         );
+    }
+
+    #[test]
+    fn only_the_two_flagging_rejections_are_recorded_by_the_flag() {
+        for (step, reason, _) in table() {
+            let r = Rejection::new(step, reason);
+            let expected = matches!(
+                (r.step.code(), variant(&r.reason)),
+                ("P15", "EnrollmentChanged") | ("P19", "CounterNotIncreased")
+            );
+            assert_eq!(r.recorded_by_flag(), expected, "{r}");
+        }
+        let superseded = Rejection::new(
+            Step::P19Counter,
+            Reason::CounterSuperseded {
+                stored: 2,
+                received: 1,
+            },
+        );
+        assert!(!superseded.recorded_by_flag());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use biopay_core::{
     render_transaction,
     store::{CredentialRecord, DecisionKind},
     CredentialId, CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion,
-    PlatformKeyRegistration, Reason, Rejection, SecurityLevel, Step, Store, Transaction,
+    PlatformKeyRegistration, Reason, Rejection, SecurityLevel, Store, Transaction,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::{sync::Arc, time::Instant};
@@ -606,17 +606,6 @@ fn is_platform_registration(statement: &[u8]) -> bool {
         == Some(MessageKind::PlatformKeyRegistration)
 }
 
-/// Whether the store recorded this rejection itself, in the same transaction
-/// as the credential's status change: a correctly signed statement from a
-/// changed enrollment (P15) or a counter that did not increase (P19).
-fn audited_by_store(r: &Rejection) -> bool {
-    matches!(
-        (r.step, &r.reason),
-        (Step::P15EnrollmentEpoch, Reason::EnrollmentChanged)
-            | (Step::P19Counter, Reason::CounterNotIncreased { .. })
-    )
-}
-
 impl AppState {
     /// Audits a rejection (unless the store already did, P15/P19) and, when
     /// core says it counts toward lockout ([`Rejection::counts_toward_lockout`]:
@@ -642,7 +631,7 @@ impl AppState {
         };
         let counted =
             credential.filter(|_| self.lock_after_failures > 0 && r.counts_toward_lockout());
-        let audit = (!audited_by_store(r)).then_some(&record);
+        let audit = (!r.recorded_by_flag()).then_some(&record);
         if audit.is_some() || counted.is_some() {
             if let Err(e) = self.store().append_rejection(audit, counted, record.at) {
                 tracing::error!(error = %e, "recording a rejection failed");
