@@ -37,9 +37,10 @@ use biopay_core::{
     store::{Decision, DecisionKind},
     testing::{
         self, credential_id, credential_key, honest_assertion, public_key, transaction,
-        verifier_with_credential, FixtureVerifier, Setup, ACCOUNT, NOW, RP_ID,
+        verifier_with_policy, FixtureVerifier, Setup, ACCOUNT, NOW, RP_ID,
     },
-    MemoryStore, Message, Modality, PaymentAssertion, PaymentChallenge, SecurityLevel, Store,
+    MemoryStore, Message, Modality, PaymentAssertion, PaymentChallenge, Policy, SecurityLevel,
+    Store,
 };
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
@@ -51,11 +52,19 @@ use std::{
 
 type BenchVerifier = FixtureVerifier;
 
+/// The fixture verifier without the per-account challenge limit: the
+/// harness issues thousands of challenges before it verifies any.
 fn verifier() -> BenchVerifier {
-    verifier_with_credential(Setup {
-        seed: b"bench",
-        ..Setup::default()
-    })
+    verifier_with_policy(
+        Setup {
+            seed: b"bench",
+            ..Setup::default()
+        },
+        Policy {
+            max_challenges_per_account: 0,
+            ..Policy::default()
+        },
+    )
 }
 
 /// The device side: from the challenge bytes to the signed statement.
