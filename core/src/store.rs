@@ -424,6 +424,14 @@ impl MemoryStore {
     }
 }
 
+/// A device model the store records as not active refuses the commit.
+fn check_model_in(models: &HashMap<String, ModelStatus>, model: &str) -> Result<(), CommitError> {
+    match models.get(model) {
+        Some(s) if *s != ModelStatus::Active => Err(CommitError::DeviceModelNotActive(*s)),
+        _ => Ok(()),
+    }
+}
+
 impl MemoryInner {
     fn check_unconsumed(&self, challenge: &Challenge) -> Result<(), CommitError> {
         match self.challenges.get(challenge) {
@@ -432,10 +440,7 @@ impl MemoryInner {
         }
     }
     fn check_model(&self, model: &str) -> Result<(), CommitError> {
-        match self.models.get(model) {
-            Some(s) if *s != ModelStatus::Active => Err(CommitError::DeviceModelNotActive(*s)),
-            _ => Ok(()),
-        }
+        check_model_in(&self.models, model)
     }
     fn consume(&mut self, challenge: &Challenge) {
         if let Some(e) = self.challenges.get_mut(challenge) {
@@ -531,25 +536,28 @@ impl Store for MemoryStore {
         new_counter: u64,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        let mut g = self.lock();
-        g.check_unconsumed(challenge)?;
+        let mut guard = self.lock();
+        // One lookup per map (every check before any change, as elsewhere).
+        let g = &mut *guard;
+        let entry = match g.challenges.get_mut(challenge) {
+            Some(e) if !e.consumed => e,
+            _ => return Err(CommitError::ChallengeUsed),
+        };
         let cred = g
             .credentials
-            .get(id)
+            .get_mut(id)
             .ok_or(CommitError::UnknownCredential)?;
         if cred.status != CredentialStatus::Active {
             return Err(CommitError::CredentialNotActive(cred.status));
         }
-        g.check_model(&cred.device_model)?;
+        check_model_in(&g.models, &cred.device_model)?;
         if cred.counter >= new_counter {
             return Err(CommitError::CounterSuperseded {
                 stored: cred.counter,
             });
         }
-        g.consume(challenge);
-        if let Some(cred) = g.credentials.get_mut(id) {
-            cred.counter = new_counter;
-        }
+        entry.consumed = true;
+        cred.counter = new_counter;
         g.decisions.push(decision.clone());
         Ok(())
     }

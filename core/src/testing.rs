@@ -101,6 +101,13 @@ impl Default for Setup<'_> {
 /// (fingerprint, TEE) committed into its store through a consumed
 /// registration challenge.
 pub fn verifier_with_credential(setup: Setup<'_>) -> FixtureVerifier {
+    verifier_with_policy(setup, Policy::default())
+}
+
+/// [`verifier_with_credential`] under `policy` (e.g. without the per-account
+/// challenge limit, for a benchmark that issues thousands of challenges
+/// before verifying any).
+pub fn verifier_with_policy(setup: Setup<'_>, policy: Policy) -> FixtureVerifier {
     let model = DeviceModel {
         id: MODEL.into(),
         trust_anchors: setup.trust_anchors,
@@ -111,7 +118,7 @@ pub fn verifier_with_credential(setup: Setup<'_>) -> FixtureVerifier {
     let verifier = Verifier::new(
         RP_ID,
         TrustConfig::new().with_model(model),
-        Policy::default(),
+        policy,
         MemoryStore::new(),
         ManualClock::new(NOW),
         DangerDeterministicRandom::new(setup.seed),
