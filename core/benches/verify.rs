@@ -464,7 +464,7 @@ fn breakdown(b: &Baseline) {
                 k += 1;
                 let new_counter = k as u64;
                 assert!(commit_store
-                    .commit_payment(c, &credential_id(), new_counter, &decision)
+                    .commit_payment(c, &credential_id(), new_counter, None, &decision)
                     .is_ok());
             }),
         ),
@@ -522,7 +522,7 @@ fn breakdown(b: &Baseline) {
         k += 1;
         let new_counter = k as u64;
         assert!(commit_store
-            .commit_payment(c, &credential_id(), new_counter, &decision)
+            .commit_payment(c, &credential_id(), new_counter, None, &decision)
             .is_ok());
     });
     println!(

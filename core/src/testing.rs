@@ -130,6 +130,7 @@ pub fn verifier_with_credential(setup: Setup<'_>) -> FixtureVerifier {
         counter: setup.counter,
         status: CredentialStatus::Active,
         registered_at: NOW,
+        app_attest: None,
     };
     let decision = Decision {
         kind: DecisionKind::Registration,
