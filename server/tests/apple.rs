@@ -12,10 +12,16 @@
 mod common;
 
 use biopay_core::{
-    apple::AppAttestEnvironment, crypto::sha256, CredentialId, DeviceError, ManualClock, Modality,
-    PlatformKeystoreClient, PlatformKeystoreSigner,
+    apple::AppAttestEnvironment,
+    crypto::sha256,
+    store::{CommitError, Decision, DecisionKind},
+    CredentialId, DeviceError, ManualClock, Message, Modality, PaymentChallenge,
+    PlatformKeystoreClient, PlatformKeystoreSigner, Store,
 };
-use biopay_server::client::{b64, field_bytes, ApiClient, Reply};
+use biopay_server::{
+    client::{b64, field_bytes, ApiClient, Reply},
+    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore},
+};
 use biopay_tee_stub::{AppAttestKey, AttestationFaults, SimulatedAppAttest};
 use common::*;
 use ring::{
@@ -260,4 +266,74 @@ fn without_an_apple_section_ios_registrations_are_refused_at_k4() {
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(r.code(), Some("K4"), "{}", r.body);
     s.stop();
+}
+
+/// A second server process that read the App Attest counter before another
+/// process's commit passes J4 on its stale read; the commit itself must then
+/// refuse (`AppAttestCounterSuperseded`, reported as J4 `CounterSuperseded`)
+/// and change nothing: the challenge stays unconsumed, neither counter moves.
+fn the_commit_refuses_a_superseded_app_attest_counter(b: &TestBackend) {
+    let service = SimulatedAppAttest::new(APP_ID, AppAttestEnvironment::Production).unwrap();
+    let trust = trust_file(b.dir.path(), &service);
+    let s = b.server(&["--trust-file", trust.to_str().unwrap()]);
+    let api = s.api();
+    let mut a = app(0x4D);
+    let (r, mut key) = register(&api, &service, &mut a, &AttestationFaults::default());
+    assert_eq!(r.status, 200, "{}", r.body);
+    // One approval with an assertion: the stored App Attest counter is 1.
+    let st = pay_statement(&api, &mut a, "c-1", 6_000);
+    let asr = service.generate_assertion(&mut key, &sha256(&st)).unwrap();
+    assert_eq!(verify(&api, &st, Some(&asr)).status, 200);
+    // A live challenge for the commit below.
+    let id = a.state().credential_id.clone();
+    let pc = field_bytes(
+        &api.payment_challenge(id.as_bytes(), "c-2", 100).unwrap(),
+        "challenge",
+    )
+    .unwrap();
+    let pc = PaymentChallenge::from_cbor(&pc).unwrap();
+    s.stop();
+
+    let data = b.dir.path().join("server");
+    let store = match &b.backend {
+        Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open(&data.join("biopay.db")).unwrap()),
+        Backend::Postgres(url) => AnyStore::Postgres(PgStore::connect(url, 2).unwrap()),
+    };
+    let before = store.credential(&id).unwrap().unwrap();
+    assert_eq!(before.app_attest.as_ref().unwrap().counter, 1);
+    let decision = Decision {
+        kind: DecisionKind::Payment,
+        credential_id: id.clone(),
+        statement_hash: [7; 32],
+        at: now(),
+    };
+    let next = before.counter + 1;
+    assert_eq!(
+        store.commit_payment(&pc.challenge, &id, next, Some(1), &decision),
+        Err(CommitError::AppAttestCounterSuperseded { stored: 1 })
+    );
+    let after = store.credential(&id).unwrap().unwrap();
+    assert_eq!(
+        after.counter, before.counter,
+        "the credential counter did not move"
+    );
+    assert_eq!(after.app_attest.as_ref().unwrap().counter, 1);
+    assert!(!store.challenge(&pc.challenge).unwrap().unwrap().consumed);
+    // The honest next counter commits, both counters together.
+    store
+        .commit_payment(&pc.challenge, &id, next, Some(2), &decision)
+        .unwrap();
+    let done = store.credential(&id).unwrap().unwrap();
+    assert_eq!((done.counter, done.app_attest.unwrap().counter), (next, 2));
+    assert!(store.challenge(&pc.challenge).unwrap().unwrap().consumed);
+}
+
+#[test]
+fn a_superseded_app_attest_counter_is_refused_by_the_commit_on_sqlite() {
+    the_commit_refuses_a_superseded_app_attest_counter(&TestBackend::sqlite());
+}
+
+#[test]
+fn a_superseded_app_attest_counter_is_refused_by_the_commit_on_postgres() {
+    the_commit_refuses_a_superseded_app_attest_counter(&TestBackend::postgres());
 }
