@@ -71,6 +71,16 @@ shellcheck bindings/android/build-aar.sh bindings/ios/build-xcframework.sh scrip
 # --- Swift ------------------------------------------------------------------
 echo "==> Swift: syntax check of the generated bindings and the XCTest suite (tree-sitter-swift)"
 python3 scripts/swift_syntax_check.py "$out/swift/Biopay.swift" bindings/tests/swift/BiopayTests.swift bindings/ios/Package.swift
+echo "==> Swift: syntax check of the code blocks of docs/ios.md"
+rm -rf "$out/ios-doc" && mkdir -p "$out/ios-doc"
+python3 - "$out/ios-doc" <<'PY'
+import re, sys
+blocks = re.findall(r"```swift\n(.*?)```", open("docs/ios.md", encoding="utf-8").read(), re.S)
+assert blocks, "docs/ios.md has no swift blocks"
+for i, b in enumerate(blocks):
+    open(f"{sys.argv[1]}/block-{i}.swift", "w", encoding="utf-8").write(b)
+PY
+python3 scripts/swift_syntax_check.py "$out"/ios-doc/*.swift
 if command -v swift >/dev/null; then
   echo "Swift toolchain found: see bindings/swift/README.md to run the XCTest suite"
 else
