@@ -8,6 +8,8 @@
 //! statement.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod common;
+
 use biopay::{
     apple::{binding_client_data_hash, AppAttestEnvironment, AppAttestError, AppleTrust},
     crypto::sha256,
@@ -493,4 +495,38 @@ fn deregistration_stops_payments_as_for_the_platform_path() {
     // Payments stop.
     let tx = usd(100);
     assert!(s.server.payment_challenge(&id, tx).is_err());
+}
+
+#[test]
+fn an_app_attest_assertion_sent_with_a_tee_credential_is_refused_at_j1_not_ignored() {
+    // A TEE credential has no App Attest key: an assertion beside its
+    // statement is refused, and the payment stays payable without it.
+    let mut w = common::World::new();
+    let (c, st) = w.assertion("o1");
+    let service = SimulatedAppAttest::new(APP, AppAttestEnvironment::Production).unwrap();
+    let mut key = service.generate_key().unwrap();
+    let asr = service.generate_assertion(&mut key, &sha256(&st)).unwrap();
+    let r = refused(w.server.verify_payment_with_app_attest(&st, Some(&asr)));
+    assert_eq!(r.step, Step::J1AssertionObject);
+    assert!(w.unused(&c.challenge));
+    w.server.verify_payment(&st).unwrap();
+}
+
+#[test]
+fn a_currency_without_an_apple_cap_cannot_be_paid() {
+    let mut policy = Policy::default();
+    policy.apple_max_amount.remove("USD");
+    let s = setup_policy(policy);
+    let (mut a, mut key) = registered(&s, 1);
+    let st = pay(&s, &mut a, 100);
+    let asr = s
+        .service
+        .generate_assertion(&mut key, &sha256(&st))
+        .unwrap();
+    let r = refused(s.server.verify_payment_with_app_attest(&st, Some(&asr)));
+    assert_eq!(r.step, Step::P17Policy);
+    assert!(matches!(
+        r.reason,
+        Reason::PlatformKeystoreLimit { max: None, .. }
+    ));
 }
