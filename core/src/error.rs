@@ -19,9 +19,10 @@ macro_rules! steps {
         /// [`crate::PaymentAssertion`] (§6.4), `D` steps a
         /// [`crate::Deregistration`] (§6.5), `E` steps an
         /// [`crate::EnrollmentChange`] (§6.6), `A` steps a
-        /// [`crate::PlatformKeyRegistration`] (§12.5), `I` steps an Apple App
+        /// [`crate::PlatformKeyRegistration`] (§12.5), `K` steps an
+        /// [`crate::AppleKeyRegistration`] (§13.8), `I` steps an Apple App
         /// Attest attestation (§13.4) and `J` steps an App Attest assertion
-        /// (§13.5).
+        /// (§13.5, also beside a payment, §13.9).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum Step { $($(#[$m])* $variant),+ }
