@@ -337,3 +337,39 @@ fn a_superseded_app_attest_counter_is_refused_by_the_commit_on_sqlite() {
 fn a_superseded_app_attest_counter_is_refused_by_the_commit_on_postgres() {
     the_commit_refuses_a_superseded_app_attest_counter(&TestBackend::postgres());
 }
+
+/// PROTOCOL.md §9.2: a missing App Attest assertion and a failing one do not
+/// count toward lockout (whoever relays a live statement could strip or
+/// swap the assertion), even with `lock_after_failures = 2`: after three
+/// such refusals of one genuine statement, it is approved with its own
+/// assertion instead of answered 429.
+#[test]
+fn stripped_or_swapped_app_attest_assertions_do_not_lock_the_user_out() {
+    let b = TestBackend::sqlite();
+    let service = SimulatedAppAttest::new(APP_ID, AppAttestEnvironment::Production).unwrap();
+    let trust = trust_file(b.dir.path(), &service);
+    let config = b.dir.path().join("server.toml");
+    std::fs::write(&config, "lock_after_failures = 2\n").unwrap();
+    let s = b.server(&[
+        "--trust-file",
+        trust.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let api = s.api();
+    let mut a = app(0x5E);
+    let (r, mut key) = register(&api, &service, &mut a, &AttestationFaults::default());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let st = pay_statement(&api, &mut a, "l-1", 6_000);
+    let other = pay_statement(&api, &mut a, "l-2", 6_000);
+    let swapped = service
+        .generate_assertion(&mut key, &sha256(&other))
+        .unwrap();
+    assert_eq!(verify(&api, &st, None).code(), Some("P17"));
+    assert_eq!(verify(&api, &st, Some(&swapped)).code(), Some("J2"));
+    assert_eq!(verify(&api, &st, Some(b"garbage")).code(), Some("J1"));
+    let own = service.generate_assertion(&mut key, &sha256(&st)).unwrap();
+    let ok = verify(&api, &st, Some(&own));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    s.stop();
+}
