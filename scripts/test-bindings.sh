@@ -46,15 +46,20 @@ cp "$lib" "$out/python/"
 echo "==> Kotlin: compiling the bindings and the test suite"
 rm -f "$out/kotlin-tests.jar"  # a stale jar must not stand in for a failed compilation
 "$kotlin_home/bin/kotlinc" -nowarn -cp "$jna" \
-  "$out/kotlin/org/biopay/biopay.kt" bindings/tests/kotlin/BiopayTest.kt \
+  "$out/kotlin/org/biopay/biopay.kt" bindings/tests/kotlin/BiopayTest.kt bindings/tests/kotlin/IosTest.kt \
   -d "$out/kotlin-tests.jar" 2>&1 | grep -v "^warning" || true
 [ -f "$out/kotlin-tests.jar" ] || { echo "Kotlin compilation failed" >&2; exit 1; }
 java -Djna.library.path=target/debug \
   -cp "$out/kotlin-tests.jar:$jna:$kotlin_home/lib/kotlin-stdlib.jar" BiopayTestKt
+echo "==> Kotlin: the iOS flow (App Attest on the simulated double)"
+java -Djna.library.path=target/debug \
+  -cp "$out/kotlin-tests.jar:$jna:$kotlin_home/lib/kotlin-stdlib.jar" IosTestKt
 
 # --- Python -----------------------------------------------------------------
 echo "==> Python: unittest"
 PYTHONPATH="$out/python" python3 bindings/tests/python/test_biopay.py
+echo "==> Python: the iOS flow (App Attest on the simulated double)"
+PYTHONPATH="$out/python" python3 bindings/tests/python/test_ios.py
 
 # --- Packaging scripts (their toolchains are not here: lint what we can) ----
 echo "==> packaging scripts: shellcheck (the Android NDK, Gradle and Xcode builds are NOT RUN here)"
@@ -66,6 +71,16 @@ shellcheck bindings/android/build-aar.sh bindings/ios/build-xcframework.sh scrip
 # --- Swift ------------------------------------------------------------------
 echo "==> Swift: syntax check of the generated bindings and the XCTest suite (tree-sitter-swift)"
 python3 scripts/swift_syntax_check.py "$out/swift/Biopay.swift" bindings/tests/swift/BiopayTests.swift bindings/ios/Package.swift
+echo "==> Swift: syntax check of the code blocks of docs/ios.md"
+rm -rf "$out/ios-doc" && mkdir -p "$out/ios-doc"
+python3 - "$out/ios-doc" <<'PY'
+import re, sys
+blocks = re.findall(r"```swift\n(.*?)```", open("docs/ios.md", encoding="utf-8").read(), re.S)
+assert blocks, "docs/ios.md has no swift blocks"
+for i, b in enumerate(blocks):
+    open(f"{sys.argv[1]}/block-{i}.swift", "w", encoding="utf-8").write(b)
+PY
+python3 scripts/swift_syntax_check.py "$out"/ios-doc/*.swift
 if command -v swift >/dev/null; then
   echo "Swift toolchain found: see bindings/swift/README.md to run the XCTest suite"
 else

@@ -58,6 +58,9 @@ fn message_json(payload: &[u8]) -> Result<(MessageKind, Value), DecodeFailure> {
         MessageKind::PlatformKeyRegistration => {
             serde_json::to_value(PlatformKeyRegistration::from_cbor(payload).map_err(err)?)
         }
+        MessageKind::AppleKeyRegistration => serde_json::to_value(
+            biopay_core::AppleKeyRegistration::from_cbor(payload).map_err(err)?,
+        ),
         _ => return Err(DecodeFailure::NotAMessage("unsupported kind".into())),
     }
     .map_err(|e| DecodeFailure::NotAMessage(e.to_string()))?;
@@ -94,6 +97,7 @@ pub fn decode_to_json(input: &[u8]) -> Result<Value, DecodeFailure> {
         let (kind, body) = message_json(&payload)?;
         let strict = match kind {
             MessageKind::PlatformKeyRegistration => cose::parse_sign1_any_form(&bytes, true),
+            MessageKind::AppleKeyRegistration => cose::parse_sign1_any_form(&bytes, false),
             _ => cose::parse_sign1(&bytes, kind == MessageKind::KeyAttestation),
         };
         let certs: Vec<Value> = chain.iter().map(|c| certificate_json(c)).collect();

@@ -947,6 +947,8 @@ pub fn scenario(vectors: &[Vector]) -> String {
             "high_value_requirement": p.high_value_requirement,
             "platform_keystore_max_amount": p.platform_keystore_max_amount,
             "max_challenges_per_account": p.max_challenges_per_account,
+            "apple_max_amount": p.apple_max_amount,
+            "apple_assertion_above": p.apple_assertion_above,
         },
         "trust": {
             "device_models": [{

@@ -1024,7 +1024,7 @@ fn commits_re_check_the_credential_atomically() {
     assert_eq!(
         w.server
             .store()
-            .commit_payment(&c.challenge, &id, 1, &decision),
+            .commit_payment(&c.challenge, &id, 1, None, &decision),
         Err(CommitError::CredentialNotActive(
             CredentialStatus::Suspended
         ))
@@ -1114,10 +1114,11 @@ impl Store for StaleReads<'_> {
         challenge: &Challenge,
         id: &CredentialId,
         new_counter: u64,
+        app_attest_counter: Option<u32>,
         decision: &store::Decision,
     ) -> Result<(), store::CommitError> {
         self.store
-            .commit_payment(challenge, id, new_counter, decision)
+            .commit_payment(challenge, id, new_counter, app_attest_counter, decision)
     }
     fn commit_status(
         &self,

@@ -86,6 +86,8 @@ fn policy(p: &Value) -> Policy {
             p["max_challenges_per_account"].as_u64().unwrap(),
         )
         .unwrap(),
+        apple_max_amount: amounts(&p["apple_max_amount"]),
+        apple_assertion_above: amounts(&p["apple_assertion_above"]),
     }
 }
 
@@ -157,6 +159,8 @@ fn record(c: &Value) -> CredentialRecord {
         counter: c["counter"].as_u64().unwrap(),
         status: CredentialStatus::parse(c["status"].as_str().unwrap()).unwrap(),
         registered_at: c["registered_at"].as_u64().unwrap(),
+        // No vector has an Apple credential (§13 has its own real samples).
+        app_attest: None,
     }
 }
 
@@ -229,6 +233,7 @@ fn populate(store: &MemoryStore, entry: &Value, now: u64) {
                 &ch,
                 &wanted.credential_id,
                 wanted.counter,
+                None,
                 &decision(&wanted.credential_id, DecisionKind::Payment),
             )
             .unwrap();

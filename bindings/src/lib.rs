@@ -13,7 +13,11 @@
 //!   Android Keystore or the Secure Enclave; [`BiopayClient::with_keystore`]
 //!   builds platform-keystore credentials (docs/PROTOCOL.md §12) on it.
 //! - [`PaymentVerifier`]: the relying party's verifier for JVM and Python back ends.
+//! - [`SecureEnclaveCredential`]: iOS credentials with Apple App Attest
+//!   (docs/PROTOCOL.md §13), with [`SimulatedAppAttestService`] and
+//!   [`SimulatedSecureEnclaveKey`] as test doubles.
 
+mod apple;
 mod bench;
 mod client;
 mod errors;
@@ -22,6 +26,10 @@ mod keystore_client;
 mod types;
 mod verifier;
 
+pub use apple::{
+    sha256, AppleTrustConfig, SecureEnclaveCredential, SigningRequest, SimulatedAppAttestKey,
+    SimulatedAppAttestService, SimulatedSecureEnclaveKey,
+};
 pub use bench::{native_flow_timings, FlowTimings};
 pub use client::{BiopayClient, SimulatedTee, SimulatedVendor};
 pub use errors::{BiopayError, VerificationError};

@@ -183,7 +183,7 @@ pub struct RegisteredCredential {
     pub security_level: SecurityLevel,
     /// The attested device model.
     pub device_model: String,
-    /// `tee_attested` or `platform_keystore`.
+    /// `tee_attested`, `platform_keystore` or `apple_app_attest`.
     pub kind: String,
 }
 

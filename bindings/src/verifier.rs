@@ -18,7 +18,7 @@ use biopay_core::{
 /// docs/PROTOCOL.md §6, e.g. `P12 transaction-hash`.
 #[derive(uniffi::Object)]
 pub struct PaymentVerifier {
-    verifier: Verifier<MemoryStore, SystemClock, SystemRandom>,
+    pub(crate) verifier: Verifier<MemoryStore, SystemClock, SystemRandom>,
 }
 
 #[uniffi::export]

@@ -533,7 +533,7 @@ fn breakdown(b: &Baseline) -> (f64, f64) {
                 k += 1;
                 let new_counter = k as u64;
                 assert!(commit_store
-                    .commit_payment(c, &credential_id(), new_counter, &decision)
+                    .commit_payment(c, &credential_id(), new_counter, None, &decision)
                     .is_ok());
             }),
         ),
@@ -592,6 +592,7 @@ fn breakdown(b: &Baseline) -> (f64, f64) {
                 &commit_challenges[k],
                 &credential_id(),
                 new_counter,
+                None,
                 &decision
             )
             .is_ok());

@@ -19,9 +19,10 @@ macro_rules! steps {
         /// [`crate::PaymentAssertion`] (§6.4), `D` steps a
         /// [`crate::Deregistration`] (§6.5), `E` steps an
         /// [`crate::EnrollmentChange`] (§6.6), `A` steps a
-        /// [`crate::PlatformKeyRegistration`] (§12.5), `I` steps an Apple App
+        /// [`crate::PlatformKeyRegistration`] (§12.5), `K` steps an
+        /// [`crate::AppleKeyRegistration`] (§13.8), `I` steps an Apple App
         /// Attest attestation (§13.4) and `J` steps an App Attest assertion
-        /// (§13.5).
+        /// (§13.5, also beside a payment, §13.9).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum Step { $($(#[$m])* $variant),+ }
@@ -190,6 +191,33 @@ steps! {
     A16CredentialId = ("A16", "credential-id"),
     /// A17: the challenge is consumed and the credential stored atomically.
     A17Commit = ("A17", "commit"),
+
+    /// K1: the statement is a deterministic, tagged COSE_Sign1 with a payload.
+    K1Statement = ("K1", "statement"),
+    /// K2: protected header is exactly alg ES256; signature 64-byte fixed or DER.
+    K2Header = ("K2", "header"),
+    /// K3: the payload is a well-formed AppleKeyRegistration.
+    K3Payload = ("K3", "payload"),
+    /// K4: the verifier trusts Apple App Attest (Apple trust is configured).
+    K4Platform = ("K4", "platform"),
+    /// K5: the statement is signed by the Secure Enclave key it carries (proof of possession).
+    K5Signature = ("K5", "signature"),
+    /// K6: rp_id_hash is SHA-256 of this verifier's rp id.
+    K6RpId = ("K6", "rp-id"),
+    /// K7: the challenge was issued as a registration challenge and is unused.
+    K7Challenge = ("K7", "challenge"),
+    /// K8: the challenge has not expired.
+    K8ChallengeExpiry = ("K8", "challenge-expiry"),
+    /// K9: the account handle is the one the challenge was issued for.
+    K9Account = ("K9", "account"),
+    /// K10: the modalities are accepted by the challenge.
+    K10Modality = ("K10", "modality"),
+    /// K11: the challenge and the policy accept an unattested Secure Enclave key (TEE level).
+    K11SecurityLevel = ("K11", "security-level"),
+    /// K12: the credential id is not registered yet.
+    K12CredentialId = ("K12", "credential-id"),
+    /// K13: the challenge is consumed and the credential stored atomically.
+    K13Commit = ("K13", "commit"),
 
     /// I1: the App Attest attestation object is well formed; `fmt` is "apple-appattest".
     I1AttestationObject = ("I1", "attestation-object"),
@@ -378,6 +406,18 @@ pub enum Reason {
         /// The transaction amount, minor units.
         amount: u64,
     },
+    /// A payment of an Apple App Attest credential above the configured
+    /// amount carries no App Attest assertion (P17, docs/PROTOCOL.md §13.9).
+    #[error("an App Attest assertion is required above {above:?} {currency}, amount {amount}")]
+    AppAttestAssertionRequired {
+        /// The transaction currency.
+        currency: String,
+        /// The configured amount above which an assertion is required
+        /// (`None`: always required in this currency).
+        above: Option<u64>,
+        /// The transaction amount, minor units.
+        amount: u64,
+    },
     /// An Apple App Attest object failed a check of §13.4 or §13.5.
     #[error("{0}")]
     AppAttest(#[from] AppAttestError),
@@ -442,10 +482,21 @@ impl Rejection {
     ///   original; a suspected clone is flagged by P19 itself;
     /// - deregistrations and enrollment changes (D, E): unsolicited statements
     ///   with no challenge, so a replay of a captured one must not count;
-    /// - registrations (R, A): there is no credential yet to lock;
+    /// - registrations (R, A, K, and I inside K): there is no credential yet
+    ///   to lock;
+    /// - App Attest assertions of a payment (J1–J4) and a missing one
+    ///   (P17 `AppAttestAssertionRequired`): the assertion travels beside the
+    ///   signed statement, not inside it, so whoever relays a live statement
+    ///   could strip or replace it; counting it would let a relay lock the
+    ///   user out (docs/PROTOCOL.md §9.2);
     /// - a store failure at any step (fail closed, but the user did nothing).
     pub fn counts_toward_lockout(&self) -> bool {
-        if matches!(self.reason, Reason::Store(_)) {
+        // A missing App Attest assertion (P17) is not covered by the Secure
+        // Enclave signature: whoever relays a live statement can strip it.
+        if matches!(
+            self.reason,
+            Reason::Store(_) | Reason::AppAttestAssertionRequired { .. }
+        ) {
             return false;
         }
         matches!(
@@ -741,6 +792,57 @@ mod tests {
                 false,
             ),
             (S::J4Counter, not_increased(), false),
+            (S::K1Statement, R::Statement(CoseError::NotCoseSign1), false),
+            (S::K2Header, R::Statement(CoseError::SignatureLength), false),
+            (
+                S::K3Payload,
+                R::Payload(DecodeError::MissingField("public_key")),
+                false,
+            ),
+            (S::K4Platform, R::PlatformNotTrusted, false),
+            (S::K5Signature, R::BadSignature, false),
+            (S::K5Signature, R::AttestationKeyType, false),
+            (S::K6RpId, R::WrongRp, false),
+            (S::K7Challenge, R::ChallengeAlreadyUsed, false),
+            (
+                S::K8ChallengeExpiry,
+                R::ChallengeExpired {
+                    expires_at: 1,
+                    now: 2,
+                },
+                false,
+            ),
+            (S::K9Account, R::AccountMismatch, false),
+            (S::K10Modality, R::ModalityNotAccepted, false),
+            (S::K11SecurityLevel, R::InsufficientSecurityLevel, false),
+            (S::K12CredentialId, R::DuplicateCredential, false),
+            (S::K13Commit, R::ChallengeAlreadyUsed, false),
+            (
+                S::K4Platform,
+                R::DeviceModelNotActive(ModelStatus::Revoked),
+                false,
+            ),
+            // Payment steps of an App Attest credential: a missing assertion
+            // (P17) and every assertion failure (J) can be caused by a relay
+            // that strips or swaps the assertion beside a live statement.
+            (
+                S::P17Policy,
+                R::AppAttestAssertionRequired {
+                    currency: "USD".into(),
+                    above: Some(1),
+                    amount: 2,
+                },
+                false,
+            ),
+            (S::J2Signature, R::AttestationKeyType, false),
+            (
+                S::J4Counter,
+                R::CounterSuperseded {
+                    stored: 2,
+                    received: 2,
+                },
+                false,
+            ),
         ];
         // A store failure never counts, whatever the step.
         t.extend(Step::ALL.iter().map(|&s| (s, store(), false)));
@@ -791,11 +893,12 @@ mod tests {
             Reason::AndroidPolicy(_) => "AndroidPolicy",
             Reason::PlatformKeystoreLimit { .. } => "PlatformKeystoreLimit",
             Reason::AppAttest(_) => "AppAttest",
+            Reason::AppAttestAssertionRequired { .. } => "AppAttestAssertionRequired",
             Reason::Store(_) => "Store",
         }
     }
 
-    const ALL_REASONS: usize = 41;
+    const ALL_REASONS: usize = 42;
 
     #[test]
     fn lockout_verdict_of_every_step_and_reason() {

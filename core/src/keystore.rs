@@ -29,8 +29,9 @@ use crate::{
     display::render_transaction,
     env::Clock,
     messages::{
-        CredentialId, Deregistration, Digest, Liveness, Message, Modality, PaymentAssertion,
-        PaymentChallenge, Platform, PlatformKeyRegistration, RegistrationChallenge,
+        AppleKeyRegistration, CredentialId, Deregistration, Digest, Liveness, Message, Modality,
+        PaymentAssertion, PaymentChallenge, Platform, PlatformKeyRegistration,
+        RegistrationChallenge,
     },
 };
 
@@ -188,6 +189,76 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
         };
         let chain = self.signer.attestation_chain()?;
         self.sign_statement(reg.to_cbor(), &chain, &registration_prompt(&c.rp_id))
+    }
+
+    fn check_registration(&self, challenge: &[u8]) -> Result<RegistrationChallenge, DeviceError> {
+        let c = RegistrationChallenge::from_cbor(challenge)?;
+        self.check(&c.rp_id, c.expires_at)?;
+        if !self
+            .state
+            .modalities
+            .iter()
+            .all(|m| c.accepted_modalities.contains(m))
+        {
+            return Err(DeviceError::InvalidChallenge(
+                "a bound modality is not accepted".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// iOS, first half of an Apple App Attest registration (docs/PROTOCOL.md
+    /// §13.3, §13.8): the clientDataHash the app passes to
+    /// `DCAppAttestService.attestKey`, binding the server's encoded
+    /// [`RegistrationChallenge`], its rp id, the Secure Enclave key's public
+    /// key `public_key` (uncompressed P-256 point) and this credential id.
+    pub fn apple_client_data_hash(
+        &self,
+        challenge: &[u8],
+        public_key: &[u8],
+    ) -> Result<Digest, DeviceError> {
+        let c = self.check_registration(challenge)?;
+        Ok(crate::apple::binding_client_data_hash(
+            &c.challenge,
+            &c.rp_id,
+            public_key,
+            &self.state.credential_id,
+        )?)
+    }
+
+    /// iOS, second half: the signed [`AppleKeyRegistration`] carrying the
+    /// Secure Enclave key `public_key`, the App Attest key id and the
+    /// attestation object `attestKey` returned for
+    /// [`Self::apple_client_data_hash`]. The Secure Enclave key signs it
+    /// (proof of possession) behind the [`registration_prompt`].
+    pub fn register_apple(
+        &mut self,
+        challenge: &[u8],
+        public_key: &[u8],
+        app_attest_key_id: Digest,
+        attestation_object: Vec<u8>,
+    ) -> Result<Vec<u8>, DeviceError> {
+        let c = self.check_registration(challenge)?;
+        // Refuses a bad point before asking the user for a biometric.
+        crate::apple::binding_client_data_hash(
+            &c.challenge,
+            &c.rp_id,
+            public_key,
+            &self.state.credential_id,
+        )?;
+        let reg = AppleKeyRegistration {
+            rp_id_hash: sha256(c.rp_id.as_bytes()),
+            account_handle: c.account_handle,
+            challenge: c.challenge,
+            credential_id: self.state.credential_id.clone(),
+            modalities: self.state.modalities.clone(),
+            public_key: public_key.to_vec(),
+            initial_counter: self.state.counter,
+            enrollment_epoch: self.state.enrollment_epoch,
+            app_attest_key_id,
+            attestation_object,
+        };
+        self.sign_statement(reg.to_cbor(), &[], &registration_prompt(&c.rp_id))
     }
 
     /// Builds the signed [`PaymentAssertion`] for the server's encoded

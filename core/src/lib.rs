@@ -55,13 +55,14 @@ pub use keystore::{
     PlatformKeystoreSigner,
 };
 pub use messages::{
-    Challenge, CredentialId, DecodeError, Deregistration, EnrollmentChange, KeyAttestation,
-    Liveness, Message, MessageKind, Modality, PaymentAssertion, PaymentChallenge, Platform,
-    PlatformKeyRegistration, RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState,
+    AppleKeyRegistration, Challenge, CredentialId, DecodeError, Deregistration, EnrollmentChange,
+    KeyAttestation, Liveness, Message, MessageKind, Modality, PaymentAssertion, PaymentChallenge,
+    Platform, PlatformKeyRegistration, RegistrationChallenge, SecurityLevel, Transaction,
+    VerifiedBootState,
 };
 pub use store::{CredentialKind, CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{
     ApprovedPayment, DeviceModel, HighValueRequirement, IssueError, ModelStatus, Policy,
-    RegisteredCredential, TrustConfig, Verifier, ANDROID_KEYSTORE_MODEL,
+    RegisteredCredential, TrustConfig, Verifier, ANDROID_KEYSTORE_MODEL, APPLE_APP_ATTEST_MODEL,
 };
 pub use x509::TrustAnchor;

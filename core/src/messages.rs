@@ -83,6 +83,9 @@ pub enum MessageKind {
     /// [`PlatformKeyRegistration`], signed by a platform-keystore key
     /// attested by the platform (docs/PROTOCOL.md §12.2).
     PlatformKeyRegistration = 7,
+    /// [`AppleKeyRegistration`], signed by a Secure Enclave key bound to an
+    /// Apple App Attest attestation (docs/PROTOCOL.md §13.8).
+    AppleKeyRegistration = 8,
 }
 
 impl MessageKind {
@@ -96,6 +99,7 @@ impl MessageKind {
             5 => Self::Deregistration,
             6 => Self::EnrollmentChange,
             7 => Self::PlatformKeyRegistration,
+            8 => Self::AppleKeyRegistration,
             _ => return None,
         })
     }
@@ -110,6 +114,7 @@ impl MessageKind {
             Self::Deregistration => 5,
             Self::EnrollmentChange => 6,
             Self::PlatformKeyRegistration => 7,
+            Self::AppleKeyRegistration => 8,
         }
     }
 
@@ -339,6 +344,48 @@ pub struct PlatformKeyRegistration {
     #[serde(serialize_with = "ser_hex")]
     pub enrollment_epoch: Digest,
 }
+
+/// Made by the iOS app at registration of a Secure Enclave key, signed by
+/// that key (proof of possession), carrying the App Attest attestation whose
+/// clientDataHash binds the key, the challenge, the rp id and the credential
+/// id (docs/PROTOCOL.md §13.3, §13.8).
+///
+/// Like [`PlatformKeyRegistration`], the app assembles this message; unlike
+/// it, the credential public key travels in the message: Apple attests the
+/// App Attest key, and the binding ties the Secure Enclave key to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppleKeyRegistration {
+    /// Key 3: SHA-256 of the UTF-8 rp id.
+    #[serde(serialize_with = "ser_hex")]
+    pub rp_id_hash: Digest,
+    /// Key 4: the account handle from the challenge.
+    #[serde(serialize_with = "ser_hex")]
+    pub account_handle: Vec<u8>,
+    /// Key 5: the registration challenge (also in the attested binding).
+    #[serde(serialize_with = "ser_hex")]
+    pub challenge: Challenge,
+    /// Key 6: the credential identifier, chosen by the app.
+    pub credential_id: CredentialId,
+    /// Key 7: modalities the app bound the key to (sorted, no duplicates).
+    pub modalities: Vec<Modality>,
+    /// Key 8: the Secure Enclave key, an uncompressed P-256 point (65 bytes).
+    #[serde(serialize_with = "ser_hex")]
+    pub public_key: Vec<u8>,
+    /// Key 9: the app's signature counter at creation.
+    pub initial_counter: u64,
+    /// Key 10: the app's enrollment epoch; carried into every assertion.
+    #[serde(serialize_with = "ser_hex")]
+    pub enrollment_epoch: Digest,
+    /// Key 11: the App Attest key id (SHA-256 of the App Attest public key).
+    #[serde(serialize_with = "ser_hex")]
+    pub app_attest_key_id: Digest,
+    /// Key 12: the App Attest attestation object, as `attestKey` returned it.
+    #[serde(serialize_with = "ser_hex")]
+    pub attestation_object: Vec<u8>,
+}
+
+/// Longest App Attest attestation object an [`AppleKeyRegistration`] carries.
+pub const MAX_APPLE_ATTESTATION_LEN: usize = 32 * 1024;
 
 /// Server to device: approve one transaction. docs/PROTOCOL.md §4.4.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1122,6 +1169,38 @@ impl Message for EnrollmentChange {
             current_epoch: f.array32(6, "current_epoch")?,
             counter: f.u64(7, "counter")?,
             tee_time: f.u64(8, "tee_time")?,
+        })
+    }
+}
+
+impl Message for AppleKeyRegistration {
+    const KIND: MessageKind = MessageKind::AppleKeyRegistration;
+    fn fields(&self) -> Vec<(u64, Value)> {
+        vec![
+            (3, bytes(&self.rp_id_hash)),
+            (4, bytes(&self.account_handle)),
+            (5, bytes(&self.challenge)),
+            (6, bytes(self.credential_id.as_bytes())),
+            (7, modalities(&self.modalities)),
+            (8, bytes(&self.public_key)),
+            (9, uint(self.initial_counter)),
+            (10, bytes(&self.enrollment_epoch)),
+            (11, bytes(&self.app_attest_key_id)),
+            (12, bytes(&self.attestation_object)),
+        ]
+    }
+    fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            rp_id_hash: f.array32(3, "rp_id_hash")?,
+            account_handle: f.account_handle(4)?,
+            challenge: f.array32(5, "challenge")?,
+            credential_id: f.credential_id(6)?,
+            modalities: f.modalities(7, "modalities")?,
+            public_key: f.bytes(8, "public_key", 65, 65)?,
+            initial_counter: f.u64(9, "initial_counter")?,
+            enrollment_epoch: f.array32(10, "enrollment_epoch")?,
+            app_attest_key_id: f.array32(11, "app_attest_key_id")?,
+            attestation_object: f.bytes(12, "attestation_object", 1, MAX_APPLE_ATTESTATION_LEN)?,
         })
     }
 }

@@ -76,6 +76,13 @@ pub enum CredentialKind {
     /// the hardware holds the key and enforces biometric use, but the app
     /// assembles modality, counter and display, so those claims are weaker.
     PlatformKeystore,
+    /// Registered with an Apple App Attest attestation bound to a Secure
+    /// Enclave key (docs/PROTOCOL.md §13): Apple certifies that a genuine
+    /// instance of an allowed app on a genuine Apple device made the binding;
+    /// that each signature needs a fresh biometric is enforced by the app's
+    /// own code (`.biometryCurrentSet`), **not attested by hardware**. The app
+    /// assembles modality, counter and display, as for a platform keystore.
+    AppleAppAttest,
 }
 
 impl CredentialKind {
@@ -84,6 +91,7 @@ impl CredentialKind {
         match self {
             Self::TeeAttested => "tee_attested",
             Self::PlatformKeystore => "platform_keystore",
+            Self::AppleAppAttest => "apple_app_attest",
         }
     }
 
@@ -92,6 +100,7 @@ impl CredentialKind {
         match s {
             "tee_attested" => Some(Self::TeeAttested),
             "platform_keystore" => Some(Self::PlatformKeystore),
+            "apple_app_attest" => Some(Self::AppleAppAttest),
             _ => None,
         }
     }
@@ -127,6 +136,31 @@ pub struct CredentialRecord {
     pub status: CredentialStatus,
     /// Registration time, Unix seconds.
     pub registered_at: u64,
+    /// The App Attest key of a [`CredentialKind::AppleAppAttest`]
+    /// credential; `None` for every other kind.
+    pub app_attest: Option<AppAttestKey>,
+}
+
+/// The App Attest key stored with an Apple credential (docs/PROTOCOL.md
+/// §13.8): what verifies its assertions (§13.5) and the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppAttestKey {
+    /// Apple's key id: SHA-256 of `public_key`.
+    #[serde(serialize_with = "ser_hex")]
+    pub key_id: [u8; 32],
+    /// The attested App Attest public key, an uncompressed P-256 point.
+    #[serde(serialize_with = "ser_hex")]
+    pub public_key: Vec<u8>,
+    /// The allowed app id (`TEAMID.bundle.id`) the attestation named.
+    pub app_id: String,
+    /// The environment of the attestation.
+    pub environment: crate::apple::AppAttestEnvironment,
+    /// The last accepted assertion counter (0 after the attestation).
+    pub counter: u32,
+    /// Apple's receipt from the attestation, unverified; exchanging it for
+    /// the fraud metric needs Apple's server (§13.2).
+    #[serde(serialize_with = "ser_hex")]
+    pub receipt: Vec<u8>,
 }
 
 /// A challenge the verifier issued, as stored until it is used or collected.
@@ -213,6 +247,8 @@ pub enum DecisionKind {
     Registration,
     /// A platform-keystore registration registered a credential (§12.5).
     PlatformRegistration,
+    /// An Apple App Attest registration registered a credential (§13.8).
+    AppleRegistration,
     /// A payment assertion approved a payment.
     Payment,
     /// A deregistration removed a credential.
@@ -228,6 +264,7 @@ impl DecisionKind {
         match self {
             Self::Registration => Step::R16Commit,
             Self::PlatformRegistration => Step::A17Commit,
+            Self::AppleRegistration => Step::K13Commit,
             Self::Payment => Step::P20Commit,
             Self::Deregistration => Step::D9Commit,
             Self::EnrollmentChange => Step::E10Commit,
@@ -279,6 +316,13 @@ pub enum CommitError {
     CounterSuperseded {
         /// The stored counter found by the commit.
         stored: u64,
+    },
+    /// `commit_payment` only: the stored App Attest counter is already at or
+    /// above the assertion's (docs/PROTOCOL.md §13.9, J4).
+    #[error("App Attest counter superseded by stored {stored}")]
+    AppAttestCounterSuperseded {
+        /// The stored App Attest counter found by the commit.
+        stored: u32,
     },
     /// The credential is no longer active (changed concurrently).
     #[error("credential no longer active")]
@@ -335,12 +379,17 @@ pub trait Store: Send + Sync {
     /// status the store holds for its device model, if any, is active
     /// ([`CommitError::DeviceModelNotActive`]) and that its stored counter is
     /// below `new_counter` ([`CommitError::CounterSuperseded`] otherwise);
-    /// sets the counter to `new_counter` and records `decision`.
+    /// with `app_attest_counter`, that the credential has an App Attest key
+    /// whose stored counter is below it
+    /// ([`CommitError::AppAttestCounterSuperseded`] otherwise); sets the
+    /// counter to `new_counter` (and the App Attest counter) and records
+    /// `decision`.
     fn commit_payment(
         &self,
         challenge: &Challenge,
         id: &CredentialId,
         new_counter: u64,
+        app_attest_counter: Option<u32>,
         decision: &Decision,
     ) -> Result<(), CommitError>;
 
@@ -534,6 +583,7 @@ impl Store for MemoryStore {
         challenge: &Challenge,
         id: &CredentialId,
         new_counter: u64,
+        app_attest_counter: Option<u32>,
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let mut guard = self.lock();
@@ -556,8 +606,17 @@ impl Store for MemoryStore {
                 stored: cred.counter,
             });
         }
+        if let Some(n) = app_attest_counter {
+            let stored = cred.app_attest.as_ref().map_or(u32::MAX, |k| k.counter);
+            if stored >= n {
+                return Err(CommitError::AppAttestCounterSuperseded { stored });
+            }
+        }
         entry.consumed = true;
         cred.counter = new_counter;
+        if let (Some(n), Some(k)) = (app_attest_counter, cred.app_attest.as_mut()) {
+            k.counter = n;
+        }
         g.decisions.push(decision.clone());
         Ok(())
     }

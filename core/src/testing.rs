@@ -137,6 +137,7 @@ pub fn verifier_with_policy(setup: Setup<'_>, policy: Policy) -> FixtureVerifier
         counter: setup.counter,
         status: CredentialStatus::Active,
         registered_at: NOW,
+        app_attest: None,
     };
     let decision = Decision {
         kind: DecisionKind::Registration,

@@ -13,19 +13,22 @@
 use crate::serde_hex::ser_hex;
 use crate::{
     android::{self, AndroidTrust, StatusList},
+    apple::{self, AppleTrust},
     cose,
     crypto::{self, SignatureFormat},
     display::render_transaction,
     env::{Clock, Random},
     error::{reject, AtStep, Reason, Rejection, Step},
     messages::{
-        Challenge, CredentialId, Deregistration, EnrollmentChange, KeyAttestation, Liveness,
-        Message, Modality, PaymentAssertion, PaymentChallenge, Platform, PlatformKeyRegistration,
-        RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState, CHALLENGE_LEN,
+        AppleKeyRegistration, Challenge, CredentialId, Deregistration, EnrollmentChange,
+        KeyAttestation, Liveness, Message, Modality, PaymentAssertion, PaymentChallenge, Platform,
+        PlatformKeyRegistration, RegistrationChallenge, SecurityLevel, Transaction,
+        VerifiedBootState, CHALLENGE_LEN,
     },
     store::{
-        ChallengeEntry, ChallengeLimit, CommitError, CredentialKind, CredentialRecord,
-        CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store, StoreError,
+        AppAttestKey, ChallengeEntry, ChallengeLimit, CommitError, CredentialKind,
+        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
+        StoreError,
     },
     x509::{self, TrustAnchor},
 };
@@ -37,6 +40,9 @@ use std::{
 
 /// The `device_model` recorded for Android Keystore credentials.
 pub const ANDROID_KEYSTORE_MODEL: &str = "android-keystore";
+
+/// The `device_model` recorded for Apple App Attest credentials (§13.8).
+pub const APPLE_APP_ATTEST_MODEL: &str = "apple-app-attest";
 
 /// Status of a device model in the trust configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,6 +131,16 @@ pub struct Policy {
     /// currency without an entry cannot be approved by such credentials.
     /// docs/PROTOCOL.md §12.6.
     pub platform_keystore_max_amount: BTreeMap<String, u64>,
+    /// Per currency, the largest amount (minor units) a
+    /// [`CredentialKind::AppleAppAttest`] credential may approve (P17); a
+    /// currency without an entry cannot be approved by such credentials.
+    /// docs/PROTOCOL.md §13.9.
+    pub apple_max_amount: BTreeMap<String, u64>,
+    /// Per currency, the amount (minor units) above which a payment of a
+    /// [`CredentialKind::AppleAppAttest`] credential must also carry an App
+    /// Attest assertion over the statement (P17, J1–J4); in a currency
+    /// without an entry every payment must. docs/PROTOCOL.md §13.9.
+    pub apple_assertion_above: BTreeMap<String, u64>,
     /// At most this many outstanding (unconsumed, unexpired) challenges,
     /// registration and payment, per account; `0` means no limit.
     /// docs/PROTOCOL.md §6.1.3: the account is refused further challenges
@@ -151,6 +167,16 @@ impl Default for Policy {
                 ("CNY".to_owned(), 50_000),
                 ("USD".to_owned(), 10_000),
                 ("EUR".to_owned(), 10_000),
+            ]),
+            apple_max_amount: BTreeMap::from([
+                ("CNY".to_owned(), 50_000),
+                ("USD".to_owned(), 10_000),
+                ("EUR".to_owned(), 10_000),
+            ]),
+            apple_assertion_above: BTreeMap::from([
+                ("CNY".to_owned(), 10_000),
+                ("USD".to_owned(), 2_000),
+                ("EUR".to_owned(), 2_000),
             ]),
         }
     }
@@ -224,6 +250,7 @@ pub struct Verifier<S, C, R> {
     rp_id_hash: [u8; 32],
     trust: RwLock<TrustConfig>,
     android: RwLock<Option<AndroidTrust>>,
+    apple: RwLock<Option<AppleTrust>>,
     policy: Policy,
     store: S,
     clock: C,
@@ -246,6 +273,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             rp_id_hash: crypto::sha256(rp_id.as_bytes()),
             trust: RwLock::new(trust),
             android: RwLock::new(None),
+            apple: RwLock::new(None),
             policy,
             store,
             clock,
@@ -286,6 +314,27 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// A copy of the Android trust configuration, if any.
     pub fn android(&self) -> Option<AndroidTrust> {
         self.android
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Accepts Apple App Attest credentials (docs/PROTOCOL.md §13) under
+    /// `apple`: allowed app ids, environment and roots.
+    pub fn with_apple(self, apple: AppleTrust) -> Self {
+        *self.apple.write().unwrap_or_else(PoisonError::into_inner) = Some(apple);
+        self
+    }
+
+    /// Sets (or, with `None`, removes) the Apple trust configuration of a
+    /// verifier already in use; [`Self::with_apple`] at construction.
+    pub fn set_apple(&self, apple: Option<AppleTrust>) {
+        *self.apple.write().unwrap_or_else(PoisonError::into_inner) = apple;
+    }
+
+    /// A copy of the Apple trust configuration, if any.
+    pub fn apple(&self) -> Option<AppleTrust> {
+        self.apple
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -587,6 +636,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             counter: att.initial_counter,
             status: CredentialStatus::Active,
             registered_at: now,
+            app_attest: None,
         };
         let decision = self.decision(
             DecisionKind::Registration,
@@ -741,6 +791,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             counter: reg.initial_counter,
             status: CredentialStatus::Active,
             registered_at: now,
+            app_attest: None,
         };
         let decision = self.decision(
             DecisionKind::PlatformRegistration,
@@ -752,6 +803,164 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             .commit_registration(&reg.challenge, &record, &decision)
             .map_err(|e| commit_rejection(Step::A17Commit, e))?;
         Ok(RegisteredCredential { record })
+    }
+
+    /// Verifies an Apple App Attest registration (docs/PROTOCOL.md §13.8,
+    /// steps K1–K13 with I1–I10): an [`AppleKeyRegistration`] signed by the
+    /// Secure Enclave key it carries (COSE fixed or DER signature), whose
+    /// App Attest attestation binds (§13.3) that key, the issued challenge,
+    /// the rp id and the credential id; then registers the credential as
+    /// [`CredentialKind::AppleAppAttest`] with its App Attest key.
+    pub fn verify_apple_registration(
+        &self,
+        statement: &[u8],
+    ) -> Result<RegisteredCredential, Rejection> {
+        let now = self.clock.now();
+        // K1, K2
+        let sign1 = cose::parse_sign1_any_form(statement, false).map_err(|e| {
+            let step = if matches!(
+                e,
+                cose::CoseError::Cbor(_)
+                    | cose::CoseError::NotCoseSign1
+                    | cose::CoseError::MissingPayload
+            ) {
+                Step::K1Statement
+            } else {
+                Step::K2Header
+            };
+            Rejection::new(step, e)
+        })?;
+        // K3
+        let reg = AppleKeyRegistration::from_cbor(&sign1.payload).at(Step::K3Payload)?;
+        // K4
+        let Some(trust) = self.apple() else {
+            return reject(Step::K4Platform, Reason::PlatformNotTrusted);
+        };
+        // K5: proof of possession of the Secure Enclave key.
+        if !crypto::is_valid_p256_point(&reg.public_key) {
+            return reject(Step::K5Signature, Reason::AttestationKeyType);
+        }
+        if !crypto::verify_es256(
+            &reg.public_key,
+            &sign1.to_be_signed,
+            &sign1.signature,
+            crypto::es256_signature_format(&sign1.signature),
+        ) {
+            return reject(Step::K5Signature, Reason::BadSignature);
+        }
+        // K6
+        if !crypto::ct_eq(&reg.rp_id_hash, &self.rp_id_hash) {
+            return reject(Step::K6RpId, Reason::WrongRp);
+        }
+        // K7
+        let issued = match self.challenge_entry(Step::K7Challenge, &reg.challenge)? {
+            ChallengeEntry {
+                issued: IssuedChallenge::Registration(c),
+                ..
+            } => c,
+            _ => return reject(Step::K7Challenge, Reason::WrongChallengeKind),
+        };
+        if issued.rp_id != self.rp_id {
+            return reject(Step::K7Challenge, Reason::WrongRp);
+        }
+        // K8
+        if now > issued.expires_at {
+            return reject(
+                Step::K8ChallengeExpiry,
+                Reason::ChallengeExpired {
+                    expires_at: issued.expires_at,
+                    now,
+                },
+            );
+        }
+        // K9
+        if !crypto::ct_eq(&reg.account_handle, &issued.account_handle) {
+            return reject(Step::K9Account, Reason::AccountMismatch);
+        }
+        // K10
+        if !reg
+            .modalities
+            .iter()
+            .all(|m| issued.accepted_modalities.contains(m))
+        {
+            return reject(Step::K10Modality, Reason::ModalityNotAccepted);
+        }
+        // K11: nothing attests where the Secure Enclave key lives, so it is
+        // recorded at TEE level and cannot meet a StrongBox requirement.
+        if issued.required_assurance > SecurityLevel::Tee
+            || self.policy.min_security_level > SecurityLevel::Tee
+        {
+            return reject(Step::K11SecurityLevel, Reason::InsufficientSecurityLevel);
+        }
+        // I1–I10 over the binding of the issued challenge, this rp, the key
+        // and the credential id (§13.3).
+        let client_data_hash = apple::binding_client_data_hash(
+            &issued.challenge,
+            &self.rp_id,
+            &reg.public_key,
+            &reg.credential_id,
+        )
+        .at(Step::K3Payload)?;
+        let attested = apple::verify_attestation(
+            &reg.attestation_object,
+            &client_data_hash,
+            Some(&reg.app_attest_key_id),
+            &trust,
+            now,
+        )?;
+        // K12
+        if self
+            .store
+            .credential(&reg.credential_id)
+            .at(Step::K12CredentialId)?
+            .is_some()
+        {
+            return reject(Step::K12CredentialId, Reason::DuplicateCredential);
+        }
+        // K13
+        let record = CredentialRecord {
+            credential_id: reg.credential_id.clone(),
+            rp_id: self.rp_id.clone(),
+            account_handle: reg.account_handle.clone(),
+            public_key: reg.public_key.clone(),
+            modalities: reg.modalities.clone(),
+            enrollment_epoch: reg.enrollment_epoch,
+            security_level: SecurityLevel::Tee,
+            kind: CredentialKind::AppleAppAttest,
+            device_model: APPLE_APP_ATTEST_MODEL.to_owned(),
+            counter: reg.initial_counter,
+            status: CredentialStatus::Active,
+            registered_at: now,
+            app_attest: Some(AppAttestKey {
+                key_id: attested.key_id,
+                public_key: attested.public_key,
+                app_id: attested.app_id,
+                environment: attested.environment,
+                counter: attested.counter,
+                receipt: attested.receipt,
+            }),
+        };
+        let decision = self.decision(
+            DecisionKind::AppleRegistration,
+            &reg.credential_id,
+            statement,
+            now,
+        );
+        self.store
+            .commit_registration(&reg.challenge, &record, &decision)
+            .map_err(|e| commit_rejection(Step::K13Commit, e))?;
+        Ok(RegisteredCredential { record })
+    }
+
+    /// Whether an Apple credential's App Attest key is still trusted: Apple
+    /// trust is configured, its app id still allowed, its environment the
+    /// configured one (P7).
+    fn apple_key_trusted(&self, key: Option<&AppAttestKey>) -> bool {
+        let apple = self.apple.read().unwrap_or_else(PoisonError::into_inner);
+        match (apple.as_ref(), key) {
+            (Some(t), Some(k)) => t.environment == k.environment && t.app_ids.contains(&k.app_id),
+            _ => false,
+        }
     }
 
     fn challenge_entry(
@@ -821,7 +1030,9 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 return reject(s_header, cose::CoseError::SignatureLength);
             }
             CredentialKind::TeeAttested => SignatureFormat::Fixed,
-            CredentialKind::PlatformKeystore => crypto::es256_signature_format(&sign1.signature),
+            CredentialKind::PlatformKeystore | CredentialKind::AppleAppAttest => {
+                crypto::es256_signature_format(&sign1.signature)
+            }
         };
         if !crypto::verify_es256(
             &cred.public_key,
@@ -837,6 +1048,19 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// Verifies a payment assertion (docs/PROTOCOL.md §6.4, steps P1–P20) and
     /// records the approval.
     pub fn verify_payment(&self, statement: &[u8]) -> Result<ApprovedPayment, Rejection> {
+        self.verify_payment_with_app_attest(statement, None)
+    }
+
+    /// Verifies a payment assertion (§6.4) together with an optional Apple
+    /// App Attest assertion over it (docs/PROTOCOL.md §13.9: clientDataHash
+    /// = SHA-256 of `statement`, J1–J4 between P19 and P20, its counter
+    /// committed with P20). An Apple credential's payment above
+    /// [`Policy::apple_assertion_above`] without one is refused at P17.
+    pub fn verify_payment_with_app_attest(
+        &self,
+        statement: &[u8],
+        app_attest_assertion: Option<&[u8]>,
+    ) -> Result<ApprovedPayment, Rejection> {
         let now = self.clock.now();
         // P1–P5
         let (a, cred): (PaymentAssertion, _) = self.open_signed(
@@ -859,7 +1083,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // P7: a TEE credential's device model, or for a platform-keystore
         // credential its platform, is still trusted.
-        if cred.kind == CredentialKind::PlatformKeystore {
+        if cred.kind == CredentialKind::AppleAppAttest {
+            if !self.apple_key_trusted(cred.app_attest.as_ref()) {
+                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
+            }
+        } else if cred.kind == CredentialKind::PlatformKeystore {
             let trusted = self
                 .android
                 .read()
@@ -952,19 +1180,33 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P16Modality, Reason::LivenessRequired);
         }
         // P17
-        if cred.kind == CredentialKind::PlatformKeystore {
-            let tx = &issued.transaction;
-            let max = self
-                .policy
-                .platform_keystore_max_amount
-                .get(&tx.currency)
-                .copied();
+        let tx = &issued.transaction;
+        let cap = match cred.kind {
+            CredentialKind::PlatformKeystore => Some(&self.policy.platform_keystore_max_amount),
+            CredentialKind::AppleAppAttest => Some(&self.policy.apple_max_amount),
+            _ => None,
+        };
+        if let Some(cap) = cap {
+            let max = cap.get(&tx.currency).copied();
             if max.is_none_or(|m| tx.amount_minor > m) {
                 return reject(
                     Step::P17Policy,
                     Reason::PlatformKeystoreLimit {
                         currency: tx.currency.clone(),
                         max,
+                        amount: tx.amount_minor,
+                    },
+                );
+            }
+        }
+        if cred.kind == CredentialKind::AppleAppAttest && app_attest_assertion.is_none() {
+            let above = self.policy.apple_assertion_above.get(&tx.currency).copied();
+            if above.is_none_or(|a| tx.amount_minor > a) {
+                return reject(
+                    Step::P17Policy,
+                    Reason::AppAttestAssertionRequired {
+                        currency: tx.currency.clone(),
+                        above,
                         amount: tx.amount_minor,
                     },
                 );
@@ -1026,12 +1268,49 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 .map_err(|e| commit_rejection(Step::P19Counter, e))?;
             return reject(Step::P19Counter, reason);
         }
+        // J1–J4: the App Attest assertion, when sent, over SHA-256 of the
+        // statement bytes, with the credential's App Attest key (§13.9).
+        let app_attest_counter = match app_attest_assertion {
+            None => None,
+            Some(object) => {
+                let Some(key) = cred.app_attest.as_ref() else {
+                    return reject(
+                        Step::J1AssertionObject,
+                        apple::AppAttestError::Malformed {
+                            field: "assertion",
+                            reason: "the credential has no App Attest key",
+                        },
+                    );
+                };
+                let verified = apple::verify_assertion(
+                    object,
+                    &crypto::sha256(statement),
+                    &key.public_key,
+                    &key.app_id,
+                    key.counter,
+                )?;
+                Some(verified.counter)
+            }
+        };
         // P20: the commit checks again, where no other process can change
-        // them meanwhile, what P6, P7 and P19 read before (§7.3).
+        // them meanwhile, what P6, P7, P19 and J4 read before (§7.3).
         let decision = self.decision(DecisionKind::Payment, &cred.credential_id, statement, now);
         self.store
-            .commit_payment(&a.challenge, &cred.credential_id, a.counter, &decision)
+            .commit_payment(
+                &a.challenge,
+                &cred.credential_id,
+                a.counter,
+                app_attest_counter,
+                &decision,
+            )
             .map_err(|e| match e {
+                CommitError::AppAttestCounterSuperseded { stored } => Rejection::new(
+                    Step::J4Counter,
+                    Reason::CounterSuperseded {
+                        stored: u64::from(stored),
+                        received: app_attest_counter.map_or(0, u64::from),
+                    },
+                ),
                 // P19 passed, so the counter exceeds `counter_at_issue`: a
                 // later statement was accepted since P4, as P19 would say.
                 CommitError::CounterSuperseded { stored } => Rejection::new(
@@ -1188,11 +1467,15 @@ fn commit_rejection(step: Step, e: CommitError) -> Rejection {
         // Only `commit_payment` reports it, and `verify_payment` maps it to
         // `P19 CounterSuperseded` itself.
         CommitError::CounterSuperseded { .. } => Reason::ConcurrentUpdate,
+        // Only `commit_payment` reports it, and `verify_payment` maps it to
+        // `J4 CounterSuperseded` itself.
+        CommitError::AppAttestCounterSuperseded { .. } => Reason::ConcurrentUpdate,
         CommitError::CredentialNotActive(s) => Reason::CredentialNotActive(s),
         CommitError::DeviceModelNotActive(s) => {
             let model_step = match step {
                 Step::R16Commit => Step::R4DeviceModel,
                 Step::A17Commit => Step::A4Platform,
+                Step::K13Commit => Step::K4Platform,
                 Step::P20Commit => Step::P7DeviceModel,
                 other => other,
             };

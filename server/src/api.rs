@@ -27,9 +27,10 @@ use biopay_core::{
     cbor, cose, crypto,
     messages::{peek_kind, validate_account_handle, Message, MessageKind},
     render_transaction,
-    store::{CredentialRecord, DecisionKind},
-    CredentialId, CredentialStatus, Deregistration, IssueError, KeyAttestation, PaymentAssertion,
-    PlatformKeyRegistration, Reason, Rejection, SecurityLevel, Store, Transaction,
+    store::{CredentialKind, CredentialRecord, DecisionKind},
+    AppleKeyRegistration, CredentialId, CredentialStatus, Deregistration, IssueError,
+    KeyAttestation, PaymentAssertion, PlatformKeyRegistration, Reason, Rejection, SecurityLevel,
+    Store, Transaction,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::{sync::Arc, time::Instant};
@@ -336,7 +337,9 @@ pub struct ChallengeResponse {
 #[serde(deny_unknown_fields)]
 pub struct RegistrationRequest {
     /// The KeyAttestation COSE_Sign1 (base64url), or a PlatformKeyRegistration
-    /// (an Android Keystore key; accepted when the trust file has `[android]`).
+    /// (an Android Keystore key; accepted when the trust file has `[android]`),
+    /// or an AppleKeyRegistration (an iOS Secure Enclave key with App Attest;
+    /// accepted when the trust file has `[apple]`).
     pub attestation: String,
 }
 
@@ -353,14 +356,37 @@ pub struct CredentialView {
     pub modalities: Vec<String>,
     /// `software`, `tee`, `strong_box`.
     pub security_level: String,
-    /// `tee_attested` or `platform_keystore`.
+    /// `tee_attested`, `platform_keystore` or `apple_app_attest`.
     pub kind: String,
+    /// What the credential's registration proves and does not prove
+    /// (PROTOCOL.md §7.2, §12.1, §13.1).
+    pub assurance: String,
     /// Last accepted signature counter.
     pub counter: u64,
     /// `active`, `suspended`, `suspected_clone`, `enrollment_changed`, `deregistered`.
     pub status: String,
     /// Registration time, Unix seconds.
     pub registered_at: u64,
+}
+
+/// The honest assurance of each credential kind, as the spec states it.
+fn assurance_text(kind: CredentialKind) -> &'static str {
+    match kind {
+        CredentialKind::TeeAttested => {
+            "TEE-attested: the TEE matched the biometric, showed the transaction \
+             and signed; model, counter and display are attested"
+        }
+        CredentialKind::PlatformKeystore => {
+            "Android Keystore: the hardware attests the key and a fresh strong \
+             biometric per signature; modality, display and counter are the app's claims"
+        }
+        CredentialKind::AppleAppAttest => {
+            "Apple App Attest: a genuine instance of an allowed app on a genuine \
+             Apple device made this key; that it needs a fresh biometric is \
+             enforced by the app's own code, not attested by hardware"
+        }
+        _ => "unknown credential kind",
+    }
 }
 
 fn level_name(l: SecurityLevel) -> &'static str {
@@ -384,6 +410,7 @@ impl From<&CredentialRecord> for CredentialView {
                 .collect(),
             security_level: level_name(c.security_level).to_owned(),
             kind: c.kind.as_str().to_owned(),
+            assurance: assurance_text(c.kind).to_owned(),
             counter: c.counter,
             status: c.status.as_str().to_owned(),
             registered_at: c.registered_at,
@@ -453,6 +480,12 @@ pub struct PaymentChallengeRequest {
 pub struct VerifyPaymentRequest {
     /// The PaymentAssertion COSE_Sign1 (base64url).
     pub assertion: String,
+    /// An Apple App Attest assertion object (base64url) whose clientDataHash
+    /// is SHA-256 of the `assertion` bytes: required for an
+    /// `apple_app_attest` credential above the configured amount
+    /// (PROTOCOL.md §13.9, P17 and J1–J4).
+    #[serde(default)]
+    pub app_attest_assertion: Option<String>,
 }
 
 /// Request: several payment challenges, one per item, issued independently.
@@ -598,12 +631,11 @@ fn peek<M: Message>(
     M::from_cbor(&s.payload).ok().map(|m| id(&m).clone())
 }
 
-/// Whether a registration statement carries a PlatformKeyRegistration.
-fn is_platform_registration(statement: &[u8]) -> bool {
+/// The message kind a registration statement carries, if readable.
+fn registration_kind(statement: &[u8]) -> Option<MessageKind> {
     cose::peek_payload(statement)
         .and_then(|(payload, _)| cbor::from_deterministic_slice(&payload).ok())
         .and_then(|value| peek_kind(&value))
-        == Some(MessageKind::PlatformKeyRegistration)
 }
 
 impl AppState {
@@ -757,14 +789,23 @@ pub async fn register(
         // A PlatformKeyRegistration (kind 7, an Android Keystore key,
         // PROTOCOL.md §12) is verified by A1–A17; anything else as a
         // KeyAttestation by R1–R16.
-        let platform = is_platform_registration(&statement);
-        let (peeked, verdict, kind) = if platform {
+        // An AppleKeyRegistration (kind 8, §13.8) by K1–K13.
+        let kind = registration_kind(&statement);
+        let (peeked, verdict, kind) = if kind == Some(MessageKind::PlatformKeyRegistration) {
             (
                 peek(&statement, true, |a: &PlatformKeyRegistration| {
                     &a.credential_id
                 }),
                 st.verifier.verify_platform_registration(&statement),
                 DecisionKind::PlatformRegistration,
+            )
+        } else if kind == Some(MessageKind::AppleKeyRegistration) {
+            (
+                peek(&statement, false, |a: &AppleKeyRegistration| {
+                    &a.credential_id
+                }),
+                st.verifier.verify_apple_registration(&statement),
+                DecisionKind::AppleRegistration,
             )
         } else {
             (
@@ -883,7 +924,15 @@ fn verify_one_payment(
     if let Some(id) = &peeked {
         st.check_limits(id)?;
     }
-    match st.verifier.verify_payment(&statement) {
+    let app_attest = req
+        .app_attest_assertion
+        .as_deref()
+        .map(|a| bytes_field("app_attest_assertion", a))
+        .transpose()?;
+    match st
+        .verifier
+        .verify_payment_with_app_attest(&statement, app_attest.as_deref())
+    {
         Ok(p) => {
             // The commit cleared the credential's failure count.
             st.metrics.decision(

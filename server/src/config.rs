@@ -4,8 +4,10 @@
 use crate::demo;
 use base64::Engine as _;
 use biopay_core::{
-    android::StatusList, AndroidPolicy, AndroidTrust, DeviceModel, Modality, ModelStatus, Policy,
-    SecurityLevel, TrustAnchor, TrustConfig,
+    android::StatusList,
+    apple::{AppAttestEnvironment, AppleTrust},
+    AndroidPolicy, AndroidTrust, DeviceModel, Modality, ModelStatus, Policy, SecurityLevel,
+    TrustAnchor, TrustConfig,
 };
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf};
@@ -193,6 +195,16 @@ pub enum Scope {
 /// require_strongbox = false
 /// status_list_file = "/var/lib/biopay/android-status.json"  # Google's list, refreshed by cron
 /// # roots = [...]   # replaces Google's root keys (private test PKIs only)
+///
+/// # Optional: accept Apple App Attest credentials (docs/PROTOCOL.md §13.10).
+/// [apple]
+/// app_ids = ["TEAMID1234.com.example.pay"]   # TEAMID.bundle.id
+/// environment = "production"                 # or "development"
+/// # roots = ["/etc/biopay/apple-root.pem"]  # PEM files replacing Apple's root (tests)
+/// [apple.max_amount]                         # per currency, minor units (P17)
+/// USD = 10000
+/// [apple.assertion_above]                    # an App Attest assertion above this (P17)
+/// USD = 2000
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,6 +216,31 @@ pub struct TrustFile {
     /// refused (A4).
     #[serde(default)]
     pub android: Option<TrustAndroid>,
+    /// Apple App Attest trust; absent: Apple registrations are refused (K4).
+    #[serde(default)]
+    pub apple: Option<TrustApple>,
+}
+
+/// The `[apple]` section of the trust file (docs/PROTOCOL.md §13.10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustApple {
+    /// Allowed app ids, `TEAMID.bundle.id`.
+    pub app_ids: Vec<String>,
+    /// `development` or `production`.
+    pub environment: String,
+    /// PEM files (CERTIFICATE or PUBLIC KEY) replacing Apple's App
+    /// Attestation Root CA (private or test PKIs only).
+    #[serde(default)]
+    pub roots: Option<Vec<PathBuf>>,
+    /// Per currency, the largest amount (minor units) an Apple credential
+    /// may approve; replaces the default `policy.apple_max_amount`.
+    #[serde(default)]
+    pub max_amount: Option<std::collections::BTreeMap<String, u64>>,
+    /// Per currency, the amount above which a payment needs an App Attest
+    /// assertion; replaces the default `policy.apple_assertion_above`.
+    #[serde(default)]
+    pub assertion_above: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The `[android]` section of the trust file.
@@ -328,13 +365,54 @@ impl Config {
         Ok(())
     }
 
-    /// The verifier policy.
-    pub fn policy(&self) -> Policy {
-        Policy {
+    /// The verifier policy (with the `[apple]` caps of the trust file, if any).
+    pub fn policy(&self) -> Result<Policy, String> {
+        let mut policy = Policy {
             challenge_ttl_secs: self.challenge_ttl_secs,
             max_challenges_per_account: self.max_challenges_per_account,
             ..Policy::default()
+        };
+        if let Some(a) = self.trust_file()?.and_then(|f| f.apple) {
+            if let Some(m) = a.max_amount {
+                policy.apple_max_amount = m;
+            }
+            if let Some(m) = a.assertion_above {
+                policy.apple_assertion_above = m;
+            }
         }
+        Ok(policy)
+    }
+
+    /// The Apple App Attest trust of the trust file's `[apple]` section;
+    /// `None` without one.
+    pub fn apple_trust(&self) -> Result<Option<AppleTrust>, String> {
+        let Some(a) = self.trust_file()?.and_then(|f| f.apple) else {
+            return Ok(None);
+        };
+        if a.app_ids.is_empty() || a.app_ids.iter().any(|id| id.trim().is_empty()) {
+            return Err("apple: app_ids must list at least one TEAMID.bundle.id".into());
+        }
+        let environment = a
+            .environment
+            .parse::<AppAttestEnvironment>()
+            .map_err(|e| format!("apple: {e}"))?;
+        let mut trust = AppleTrust::new(a.app_ids, environment);
+        if let Some(paths) = &a.roots {
+            let anchors = paths
+                .iter()
+                .map(|p| {
+                    let pem = std::fs::read(p)
+                        .map_err(|e| format!("apple: read {}: {e}", p.display()))?;
+                    biopay_core::apple::anchor_from_pem(&p.display().to_string(), &pem)
+                        .map_err(|e| format!("apple: {}: {e}", p.display()))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            if anchors.is_empty() {
+                return Err("apple: roots is empty".into());
+            }
+            trust = trust.with_anchors(anchors);
+        }
+        Ok(Some(trust))
     }
 
     fn trust_file(&self) -> Result<Option<TrustFile>, String> {

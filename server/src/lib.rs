@@ -106,7 +106,7 @@ impl AppState {
         let verifier = Verifier::new(
             &config.rp_id,
             config.trust()?,
-            config.policy(),
+            config.policy()?,
             store,
             SystemClock,
             SystemRandom::new(),
@@ -114,6 +114,10 @@ impl AppState {
         .map_err(|e| e.to_string())?;
         let verifier = match config.android_trust()? {
             Some(android) => verifier.with_android(android),
+            None => verifier,
+        };
+        let verifier = match config.apple_trust()? {
+            Some(apple) => verifier.with_apple(apple),
             None => verifier,
         };
         let state = Self {

@@ -177,6 +177,7 @@ fn placeholder() -> CredentialRecord {
         counter: 0,
         status: CredentialStatus::Active,
         registered_at: 0,
+        app_attest: None,
     }
 }
 

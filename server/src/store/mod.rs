@@ -23,10 +23,12 @@ pub mod sqlite;
 
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
+    apple::AppAttestEnvironment,
     messages::Message,
     store::{
-        ChallengeEntry, ChallengeLimit, CommitError, CredentialKind, CredentialRecord,
-        CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store, StoreError,
+        AppAttestKey, ChallengeEntry, ChallengeLimit, CommitError, CredentialKind,
+        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
+        StoreError,
     },
     Challenge, CredentialId, Modality, ModelStatus, PaymentChallenge, RegistrationChallenge,
     SecurityLevel,
@@ -101,7 +103,9 @@ pub fn checkpoint_follows(c: &Checkpoint, last: Option<&Checkpoint>) -> bool {
 
 pub(crate) fn kind_str(k: DecisionKind) -> &'static str {
     match k {
-        DecisionKind::Registration | DecisionKind::PlatformRegistration => "registration",
+        DecisionKind::Registration
+        | DecisionKind::PlatformRegistration
+        | DecisionKind::AppleRegistration => "registration",
         DecisionKind::Payment => "payment",
         DecisionKind::Deregistration => "deregistration",
         DecisionKind::EnrollmentChange => "enrollment_change",
@@ -203,8 +207,44 @@ impl CredentialRow {
             counter: u64_of(self.counter)?,
             status: CredentialStatus::parse(&self.status).ok_or_else(|| bad("status"))?,
             registered_at: u64_of(self.registered_at)?,
+            app_attest: None,
         })
     }
+}
+
+/// The columns of `app_attest_keys` (migration 5), as read from either
+/// backend: key id, public key, app id, environment, counter, receipt.
+pub(crate) type AppAttestRow = (Vec<u8>, Vec<u8>, String, String, i64, Vec<u8>);
+
+/// The App Attest key stored beside an `apple_app_attest` credential.
+pub(crate) fn app_attest_key(row: AppAttestRow) -> Result<AppAttestKey, StoreError> {
+    let bad = |what: &str| StoreError(format!("bad {what} in stored App Attest key"));
+    let (key_id, public_key, app_id, environment, counter, receipt) = row;
+    Ok(AppAttestKey {
+        key_id: key_id.try_into().map_err(|_| bad("key id"))?,
+        public_key,
+        app_id,
+        environment: environment
+            .parse::<AppAttestEnvironment>()
+            .map_err(|_| bad("environment"))?,
+        counter: u32::try_from(counter).map_err(|_| bad("counter"))?,
+        receipt,
+    })
+}
+
+/// Attaches the App Attest key to an `apple_app_attest` record, read by
+/// `read`; such a record without its key fails closed.
+pub(crate) fn with_app_attest(
+    mut record: CredentialRecord,
+    read: impl FnOnce(&CredentialId) -> Result<Option<AppAttestRow>, StoreError>,
+) -> Result<CredentialRecord, StoreError> {
+    if record.kind == CredentialKind::AppleAppAttest {
+        let row = read(&record.credential_id)?.ok_or_else(|| {
+            StoreError("stored apple_app_attest credential has no App Attest key".into())
+        })?;
+        record.app_attest = Some(app_attest_key(row)?);
+    }
+    Ok(record)
 }
 
 /// A challenge as stored: kind, CBOR body, counter at issue, expiry.
@@ -268,6 +308,18 @@ pub(crate) fn payment_conflict(now: Option<PaymentRow>) -> CommitError {
     match u64_of(counter) {
         Ok(stored) => CommitError::CounterSuperseded { stored },
         Err(e) => CommitError::Backend(e),
+    }
+}
+
+/// Why `commit_payment`'s conditional update of the App Attest counter
+/// touched no row, given the stored counter (`None`: no App Attest key).
+pub(crate) fn app_attest_conflict(stored: Option<i64>) -> CommitError {
+    match stored.map(u32::try_from) {
+        Some(Ok(stored)) => CommitError::AppAttestCounterSuperseded { stored },
+        Some(Err(_)) => CommitError::Backend(StoreError("bad App Attest counter in store".into())),
+        None => CommitError::Backend(StoreError(
+            "an App Attest counter for a credential without an App Attest key".into(),
+        )),
     }
 }
 
@@ -359,9 +411,10 @@ impl Store for AnyStore {
         challenge: &Challenge,
         id: &CredentialId,
         new_counter: u64,
+        app_attest_counter: Option<u32>,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        delegate!(self, s => s.commit_payment(challenge, id, new_counter, decision))
+        delegate!(self, s => s.commit_payment(challenge, id, new_counter, app_attest_counter, decision))
     }
     fn commit_status(
         &self,

@@ -14,10 +14,11 @@
 //! statement is prepared once per connection.
 
 use super::{
-    accepted_record, challenge_columns, challenge_entry, challenge_key, check_model,
+    accepted_record, app_attest_conflict, challenge_columns, challenge_entry, challenge_key,
+    check_model,
     committer::{Committer, Head, WriteConn},
-    flag_record, i64_of, modalities_str, payment_conflict, u64_of, CredentialRow, PaymentRow,
-    ServerStore,
+    flag_record, i64_of, modalities_str, payment_conflict, u64_of, with_app_attest, AppAttestRow,
+    CredentialRow, PaymentRow, ServerStore,
 };
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
@@ -125,6 +126,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
         ALTER TABLE audit_checkpoints ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
         CREATE UNIQUE INDEX audit_checkpoints_chain ON audit_checkpoints (prev_hash)
             WHERE version = 2;",
+    ),
+    (
+        5,
+        // The App Attest key of each apple_app_attest credential
+        // (docs/PROTOCOL.md §13.8): its assertions' key, app id,
+        // environment, last assertion counter and Apple's receipt.
+        "CREATE TABLE app_attest_keys (
+            credential_id BYTEA PRIMARY KEY REFERENCES credentials (credential_id),
+            key_id BYTEA NOT NULL,
+            public_key BYTEA NOT NULL,
+            app_id TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            counter BIGINT NOT NULL,
+            receipt BYTEA NOT NULL
+        );",
     ),
 ];
 
@@ -458,6 +474,30 @@ macro_rules! credential_columns {
     };
 }
 
+fn app_attest_row(r: &Row) -> Result<AppAttestRow, StoreError> {
+    Ok((
+        r.try_get(0).map_err(be)?,
+        r.try_get(1).map_err(be)?,
+        r.try_get(2).map_err(be)?,
+        r.try_get(3).map_err(be)?,
+        r.try_get(4).map_err(be)?,
+        r.try_get(5).map_err(be)?,
+    ))
+}
+
+impl PgStore {
+    fn app_attest(&self, id: &CredentialId) -> Result<Option<AppAttestRow>, StoreError> {
+        let row = self.read(|c| {
+            c.query_opt(
+                "SELECT key_id, public_key, app_id, environment, counter, receipt
+                 FROM app_attest_keys WHERE credential_id = $1",
+                &[&id.as_bytes()],
+            )
+        })?;
+        row.map(|r| app_attest_row(&r)).transpose()
+    }
+}
+
 fn credential_row(r: &Row) -> Result<CredentialRow, StoreError> {
     Ok(CredentialRow {
         credential_id: r.try_get(0).map_err(be)?,
@@ -575,7 +615,8 @@ impl Store for PgStore {
                 &[&id.as_bytes()],
             )
         })?;
-        row.map(|r| credential_row(&r)?.into_record()).transpose()
+        row.map(|r| with_app_attest(credential_row(&r)?.into_record()?, |id| self.app_attest(id)))
+            .transpose()
     }
 
     fn credentials_for_account(
@@ -595,7 +636,7 @@ impl Store for PgStore {
             )
         })?
         .iter()
-        .map(|r| credential_row(r)?.into_record())
+        .map(|r| with_app_attest(credential_row(r)?.into_record()?, |id| self.app_attest(id)))
         .collect()
     }
 
@@ -636,6 +677,22 @@ impl Store for PgStore {
             if n != 1 {
                 return Err(CommitError::CredentialExists);
             }
+            if let Some(k) = &record.app_attest {
+                c.execute(
+                    "INSERT INTO app_attest_keys
+                        (credential_id, key_id, public_key, app_id, environment, counter, receipt)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        &record.credential_id.as_bytes(),
+                        &k.key_id.as_slice(),
+                        &k.public_key,
+                        &k.app_id,
+                        &k.environment.as_str(),
+                        &i64::from(k.counter),
+                        &k.receipt,
+                    ],
+                )?;
+            }
             append(c, head, &audit)?;
             Ok(())
         })
@@ -646,6 +703,7 @@ impl Store for PgStore {
         challenge: &Challenge,
         id: &CredentialId,
         new_counter: u64,
+        app_attest_counter: Option<u32>,
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let new = i64_of(new_counter)?;
@@ -711,6 +769,27 @@ impl Store for PgStore {
             }
             if audited != 1 {
                 return Err(payment_conflict(payment_row(c, &id)?));
+            }
+            // The App Attest counter of the assertion (J4), in the same
+            // transaction (a failure rolls the operation back): only if the
+            // stored one is still below it.
+            if let Some(aa) = app_attest_counter {
+                let row = c.query_opt(
+                    "WITH moved AS (
+                        UPDATE app_attest_keys SET counter = $1
+                        WHERE credential_id = $2 AND counter < $1 RETURNING 1
+                    )
+                    SELECT (SELECT COUNT(*) FROM moved),
+                           (SELECT counter FROM app_attest_keys WHERE credential_id = $2)",
+                    &[&i64::from(aa), &id.as_bytes()],
+                )?;
+                let row = row.ok_or_else(|| {
+                    CommitError::Backend(StoreError("postgres: no result row".into()))
+                })?;
+                let moved: i64 = row.try_get(0).map_err(ce)?;
+                if moved != 1 {
+                    return Err(app_attest_conflict(row.try_get(1).map_err(ce)?));
+                }
             }
             Ok(())
         })

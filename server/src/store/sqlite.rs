@@ -10,10 +10,11 @@
 //! (`prepare_cached`).
 
 use super::{
-    accepted_record, challenge_columns, challenge_entry, challenge_key, check_model,
+    accepted_record, app_attest_conflict, challenge_columns, challenge_entry, challenge_key,
+    check_model,
     committer::{Committer, Head, WriteConn},
-    flag_record, i64_of, modalities_str, payment_conflict, u64_of, CredentialRow, PaymentRow,
-    ServerStore,
+    flag_record, i64_of, modalities_str, payment_conflict, u64_of, with_app_attest, AppAttestRow,
+    CredentialRow, PaymentRow, ServerStore,
 };
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
@@ -122,6 +123,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
         ALTER TABLE audit_checkpoints ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
         CREATE UNIQUE INDEX audit_checkpoints_chain ON audit_checkpoints (prev_hash)
             WHERE version = 2;",
+    ),
+    (
+        5,
+        // The App Attest key of each apple_app_attest credential
+        // (docs/PROTOCOL.md §13.8): its assertions' key, app id,
+        // environment, last assertion counter and Apple's receipt.
+        "CREATE TABLE app_attest_keys (
+            credential_id BLOB PRIMARY KEY REFERENCES credentials (credential_id),
+            key_id BLOB NOT NULL,
+            public_key BLOB NOT NULL,
+            app_id TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            counter INTEGER NOT NULL,
+            receipt BLOB NOT NULL
+        );",
     ),
 ];
 
@@ -424,6 +440,26 @@ macro_rules! credential_columns {
     };
 }
 
+const APP_ATTEST_SELECT: &str = "SELECT key_id, public_key, app_id, environment, counter, receipt
+     FROM app_attest_keys WHERE credential_id = ?1";
+
+fn app_attest_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppAttestRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+impl SqliteStore {
+    fn app_attest(&self, id: &CredentialId) -> Result<Option<AppAttestRow>, StoreError> {
+        self.read(APP_ATTEST_SELECT, params![id.as_bytes()], app_attest_row)
+    }
+}
+
 fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRow> {
     Ok(CredentialRow {
         credential_id: r.get(0)?,
@@ -507,7 +543,7 @@ impl Store for SqliteStore {
             params![id.as_bytes()],
             credential_row,
         )?
-        .map(CredentialRow::into_record)
+        .map(|r| with_app_attest(r.into_record()?, |id| self.app_attest(id)))
         .transpose()
     }
 
@@ -527,7 +563,7 @@ impl Store for SqliteStore {
             credential_row,
         )?
         .into_iter()
-        .map(CredentialRow::into_record)
+        .map(|r| with_app_attest(r.into_record()?, |id| self.app_attest(id)))
         .collect()
     }
 
@@ -568,6 +604,23 @@ impl Store for SqliteStore {
                     i64_of(record.registered_at)?,
                 ],
             )?;
+            if let Some(k) = &record.app_attest {
+                exec(
+                    c,
+                    "INSERT INTO app_attest_keys
+                        (credential_id, key_id, public_key, app_id, environment, counter, receipt)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        record.credential_id.as_bytes(),
+                        k.key_id.to_vec(),
+                        k.public_key,
+                        k.app_id,
+                        k.environment.as_str(),
+                        i64::from(k.counter),
+                        k.receipt,
+                    ],
+                )?;
+            }
             append(c, head, &audit)?;
             Ok(())
         })
@@ -578,6 +631,7 @@ impl Store for SqliteStore {
         challenge: &Challenge,
         id: &CredentialId,
         new_counter: u64,
+        app_attest_counter: Option<u32>,
         decision: &Decision,
     ) -> Result<(), CommitError> {
         let new = i64_of(new_counter)?;
@@ -598,6 +652,27 @@ impl Store for SqliteStore {
             )?;
             if n != 1 {
                 return Err(payment_conflict(payment_row(c, &id)?));
+            }
+            // The App Attest counter of the assertion (J4), in the same
+            // transaction: only if the stored one is still below it.
+            if let Some(aa) = app_attest_counter {
+                let moved = exec(
+                    c,
+                    "UPDATE app_attest_keys SET counter = ?1
+                     WHERE credential_id = ?2 AND counter < ?1",
+                    params![i64::from(aa), id.as_bytes()],
+                )?;
+                if moved != 1 {
+                    let stored: Option<i64> = c
+                        .prepare_cached(
+                            "SELECT counter FROM app_attest_keys WHERE credential_id = ?1",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![id.as_bytes()], |r| r.get(0)).optional()
+                        })
+                        .map_err(ce)?;
+                    return Err(app_attest_conflict(stored));
+                }
             }
             // A success clears the failure counts of the credential and of
             // its account (rate limiting, PROTOCOL.md §9.2).
