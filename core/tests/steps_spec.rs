@@ -1,5 +1,5 @@
 //! The step tables of docs/PROTOCOL.md and the `Step` enum say the same
-//! thing: every step of §6.3–§6.6, §12.5, §13.4 and §13.5 is a variant with
+//! thing: every step of §6.3–§6.6, §12.5, §13.4, §13.5 and §13.8 is a variant with
 //! that code and name, every variant is in a table, and each table numbers
 //! its steps 1, 2, .. in order. Spec and code cannot drift apart.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -16,6 +16,7 @@ const TABLES: &[(&str, char)] = &[
     ("### 12.5 ", 'A'),
     ("### 13.4 ", 'I'),
     ("### 13.5 ", 'J'),
+    ("### 13.8 ", 'K'),
 ];
 
 fn protocol() -> String {

@@ -573,7 +573,7 @@ fn checkpoint_export_over_http_matches_the_cli(b: &TestBackend) {
 fn database_from_before_the_chain_migrates_and_verifies(b: &TestBackend) {
     let mut log = populated(b);
     // Downgrade: re-sign the checkpoints in the version 1 format and drop
-    // what migration 4 added.
+    // what migrations 4 and later added (5: the App Attest keys).
     let key =
         Ed25519KeyPair::from_pkcs8(&std::fs::read(log.data.join("audit-signing-key.pk8")).unwrap())
             .unwrap();
@@ -598,7 +598,8 @@ fn database_from_before_the_chain_migrates_and_verifies(b: &TestBackend) {
         "DROP INDEX audit_checkpoints_chain;
          ALTER TABLE audit_checkpoints DROP COLUMN version;
          ALTER TABLE audit_checkpoints DROP COLUMN prev_hash;
-         DELETE FROM schema_migrations WHERE version = 4;",
+         DROP TABLE app_attest_keys;
+         DELETE FROM schema_migrations WHERE version >= 4;",
     );
     sql(b, &log, &s);
     run(b, &mut log, 1, false);
