@@ -17,6 +17,7 @@ if [ ! -x "$kotlin_home/bin/kotlinc" ]; then
   as_root npm install -g --no-fund --no-audit kotlin-compiler@2 >/dev/null
   kotlin_home="$(npm root -g)/kotlin-compiler"
 fi
+coroutines="$kotlin_home/lib/kotlinx-coroutines-core-jvm.jar"  # the async API (suspend) needs it
 jna=/usr/share/java/jna.jar
 if [ ! -f "$jna" ]; then
   echo "installing JNA (Debian: libjna-java)"
@@ -35,7 +36,8 @@ fi
 
 # --- generate ---------------------------------------------------------------
 cargo build --locked -p biopay-bindings
-lib=target/debug/libbiopay_bindings.so
+target="${CARGO_TARGET_DIR:-target}"
+lib="$target/debug/libbiopay_bindings.so"
 for lang in kotlin python swift; do
   rm -rf "${out:?}/$lang"
   cargo run --quiet --locked -p uniffi-bindgen -- generate --library "$lib" --no-format --language "$lang" --out-dir "$out/$lang" >/dev/null
@@ -45,12 +47,12 @@ cp "$lib" "$out/python/"
 # --- Kotlin on the JVM ------------------------------------------------------
 echo "==> Kotlin: compiling the bindings and the test suite"
 rm -f "$out/kotlin-tests.jar"  # a stale jar must not stand in for a failed compilation
-"$kotlin_home/bin/kotlinc" -nowarn -cp "$jna" \
+"$kotlin_home/bin/kotlinc" -nowarn -cp "$jna:$coroutines" \
   "$out/kotlin/org/biopay/biopay.kt" bindings/tests/kotlin/BiopayTest.kt \
   -d "$out/kotlin-tests.jar" 2>&1 | grep -v "^warning" || true
 [ -f "$out/kotlin-tests.jar" ] || { echo "Kotlin compilation failed" >&2; exit 1; }
-java -Djna.library.path=target/debug \
-  -cp "$out/kotlin-tests.jar:$jna:$kotlin_home/lib/kotlin-stdlib.jar" BiopayTestKt
+java -Djna.library.path="$target/debug" \
+  -cp "$out/kotlin-tests.jar:$jna:$coroutines:$kotlin_home/lib/kotlin-stdlib.jar" BiopayTestKt
 
 # --- Python -----------------------------------------------------------------
 echo "==> Python: unittest"
