@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Generates the Kotlin, Python and Swift bindings and runs their test suites.
 # Installs what it needs when missing: the Kotlin compiler (npm package
-# kotlin-compiler), JNA (Debian libjna-java), tree-sitter-swift and
-# cryptography (PyPI; the Python test keystore signs with it).
+# kotlin-compiler, with kotlinx-coroutines), JNA (Debian libjna-java),
+# tree-sitter-swift, cryptography (PyPI; the Python test keystore signs with
+# it), maturin (PyPI, by scripts/package-python.sh) and python3-venv (Debian).
+# Then builds the Python wheel and the JVM jar (scripts/package-*.sh) and
+# exercises each from a fresh environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bindings
+root="$PWD"
 mkdir -p "$out"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
@@ -58,16 +62,47 @@ java -Djna.library.path="$target/debug" \
 echo "==> Python: unittest"
 PYTHONPATH="$out/python" python3 bindings/tests/python/test_biopay.py
 
+# --- The packages: installed into fresh environments ----------------------
+# (debug builds, to keep the suite quick; the scripts build release by default)
+echo "==> Python package: scripts/package-python.sh (maturin wheel), pip-installed into a new venv"
+scripts/package-python.sh --dev
+pkg_tmp="$(mktemp -d)"
+trap 'rm -rf "$pkg_tmp"' EXIT
+if ! python3 -m venv "$pkg_tmp/venv" 2>/dev/null; then
+  echo "installing python3-venv (Debian)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null
+  python3 -m venv "$pkg_tmp/venv"
+fi
+"$pkg_tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index dist/biopay-*.whl
+# From a directory without the sources, so `import biopay` can only be the wheel.
+(cd "$pkg_tmp" && "$pkg_tmp/venv/bin/python" "$root/bindings/tests/packages/verify_payment.py" "$root/README.md")
+
+echo "==> JVM package: scripts/package-jvm.sh (jar with the native library, POM), a Java program on java -cp"
+scripts/package-jvm.sh --dev
+classpath="$(printf '%s:' "$PWD"/dist/biopay-*.jar "$PWD"/dist/jna-*.jar "$PWD"/dist/kotlin-stdlib-*.jar "$PWD"/dist/kotlinx-coroutines-core-jvm-*.jar)"
+(cd "$pkg_tmp" && java -cp "${classpath%:}" "$root/bindings/tests/packages/VerifyPayment.java")
+
 # --- Packaging scripts (their toolchains are not here: lint what we can) ----
 echo "==> packaging scripts: shellcheck (the Android NDK, Gradle and Xcode builds are NOT RUN here)"
 if ! command -v shellcheck >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq shellcheck >/dev/null
 fi
-shellcheck bindings/android/build-aar.sh bindings/ios/build-xcframework.sh scripts/test-bindings.sh
+shellcheck bindings/android/build-aar.sh bindings/ios/build-xcframework.sh scripts/test-bindings.sh \
+  scripts/package-python.sh scripts/package-jvm.sh
 
 # --- Swift ------------------------------------------------------------------
 echo "==> Swift: syntax check of the generated bindings and the XCTest suite (tree-sitter-swift)"
-python3 scripts/swift_syntax_check.py "$out/swift/Biopay.swift" bindings/tests/swift/BiopayTests.swift bindings/ios/Package.swift
+# The guide's Swift code blocks too (docs/ios.md), one file each.
+rm -rf "$out/docs-swift"
+mkdir -p "$out/docs-swift"
+python3 - "$out/docs-swift" <<'PY'
+import re, sys
+blocks = re.findall(r"```swift\n(.*?)```", open("docs/ios.md", encoding="utf-8").read(), re.S)
+assert blocks, "docs/ios.md has no Swift code block"
+for i, b in enumerate(blocks):
+    open(f"{sys.argv[1]}/ios-md-{i}.swift", "w", encoding="utf-8").write(b)
+PY
+python3 scripts/swift_syntax_check.py "$out/swift/Biopay.swift" bindings/tests/swift/BiopayTests.swift bindings/ios/Package.swift "$out"/docs-swift/*.swift
 if command -v swift >/dev/null; then
   echo "Swift toolchain found: see bindings/swift/README.md to run the XCTest suite"
 else
