@@ -58,6 +58,24 @@ rm -f "$out/kotlin-tests.jar"  # a stale jar must not stand in for a failed comp
 java -Djna.library.path="$target/debug" \
   -cp "$out/kotlin-tests.jar:$jna:$coroutines:$kotlin_home/lib/kotlin-stdlib.jar" BiopayTestKt
 
+echo "==> Kotlin: docs/android.md's code, compiled against the generated bindings and Android stubs"
+# The guide's complete Kotlin files (the blocks that start with `package`), type-checked
+# against bindings/tests/android-stubs (hand-written Android/androidx signatures).
+rm -rf "$out/docs-kotlin"
+mkdir -p "$out/docs-kotlin"
+python3 - "$out/docs-kotlin" <<'PY'
+import re, sys
+text = open("docs/android.md", encoding="utf-8").read()
+blocks = [b for b in re.findall(r"```kotlin\n(.*?)```", text, re.S) if b.startswith("package ")]
+assert len(blocks) >= 3, f"docs/android.md: expected 3 complete Kotlin files, found {len(blocks)}"
+for i, b in enumerate(blocks):
+    open(f"{sys.argv[1]}/android-md-{i}.kt", "w", encoding="utf-8").write(b)
+PY
+"$kotlin_home/bin/kotlinc" -nowarn -cp "$jna:$coroutines" "$out/kotlin/org/biopay/biopay.kt" \
+  bindings/tests/android-stubs/*.kt "$out"/docs-kotlin/*.kt -d "$out/docs-kotlin/classes" 2>&1 | grep -v "^warning" || true
+[ -f "$out/docs-kotlin/classes/com/example/pay/biopay/AndroidKeystorePlatformKeystore.class" ] \
+  || { echo "docs/android.md: its Kotlin does not compile" >&2; exit 1; }
+
 # --- Python -----------------------------------------------------------------
 echo "==> Python: unittest"
 PYTHONPATH="$out/python" python3 bindings/tests/python/test_biopay.py
