@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=(--release)
 if [ "${1:-}" = --dev ]; then profile=(--profile dev); fi
-if ! command -v maturin >/dev/null || ! maturin --version | grep -q '^maturin 1\.'; then
+# Run as `python3 -m maturin`: a pip install as a user may put the script off PATH.
+if ! python3 -m maturin --version 2>/dev/null | grep -q '^maturin 1\.'; then
   echo "installing maturin (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2"
 fi
@@ -19,10 +20,11 @@ fi
 cargo build --locked --quiet -p uniffi-bindgen
 bindgen_dir="$(mktemp -d)"
 trap 'rm -rf "$bindgen_dir"' EXIT
-ln -s "$PWD/${CARGO_TARGET_DIR:-target}/debug/biopay-uniffi-bindgen" "$bindgen_dir/uniffi-bindgen"
-case "${CARGO_TARGET_DIR:-}" in /*) ln -sf "$CARGO_TARGET_DIR/debug/biopay-uniffi-bindgen" "$bindgen_dir/uniffi-bindgen" ;; esac
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+ln -s "$target_dir/debug/biopay-uniffi-bindgen" "$bindgen_dir/uniffi-bindgen"
 export PATH="$bindgen_dir:$PATH"
 mkdir -p dist
 rm -f dist/biopay-*.whl
-maturin build --locked "${profile[@]}" -m "$PWD/bindings/Cargo.toml" --out dist
+python3 -m maturin build --locked "${profile[@]}" -m "$PWD/bindings/Cargo.toml" --out dist
 ls dist/biopay-*.whl

@@ -89,6 +89,7 @@ trap 'rm -rf "$pkg_tmp"' EXIT
 if ! python3 -m venv "$pkg_tmp/venv" 2>/dev/null; then
   echo "installing python3-venv (Debian)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null
+  rm -rf "$pkg_tmp/venv"
   python3 -m venv "$pkg_tmp/venv"
 fi
 "$pkg_tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index dist/biopay-*.whl
