@@ -366,15 +366,17 @@ impl KeystoreBackend {
         })?;
         let alias = format!("biopay.{}", hex::encode(id));
         let require_strong_box = c.required_assurance == biopay_core::SecurityLevel::StrongBox;
-        let key = self
-            .keystore
-            .generate_key(alias.clone(), c.challenge.to_vec(), require_strong_box)
-            .await?;
+        // Armed before the platform is asked: a call cancelled while the key is being
+        // generated may leave a key whose answer never arrived.
         let mut generated = DeleteKeyUnlessKept {
             keystore: self.keystore.as_ref(),
             alias: alias.clone(),
             keep: false,
         };
+        let key = self
+            .keystore
+            .generate_key(alias.clone(), c.challenge.to_vec(), require_strong_box)
+            .await?;
         check_generated_key(&key)?;
         if require_strong_box && !key.strong_box {
             return Err(BiopayError::Keystore {

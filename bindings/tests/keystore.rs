@@ -704,6 +704,8 @@ fn a_status_list_needs_android_trust_first() {
 struct PromptHeld {
     inner: Arc<dyn PlatformKeystore>,
     hold: std::sync::atomic::AtomicBool,
+    /// While set, `generate_key` never answers either (a slow StrongBox).
+    hold_generate: std::sync::atomic::AtomicBool,
     prompts_shown: std::sync::atomic::AtomicUsize,
     deleted: Mutex<Vec<String>>,
 }
@@ -716,6 +718,9 @@ impl PlatformKeystore for PromptHeld {
         challenge: Vec<u8>,
         strong_box: bool,
     ) -> Result<GeneratedKey, BiopayError> {
+        if self.hold_generate.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.generate_key(alias, challenge, strong_box).await
     }
     async fn sign(
@@ -762,6 +767,7 @@ fn held_world() -> (World, Arc<PromptHeld>, Arc<BiopayClient>, Vec<u8>) {
     let held = Arc::new(PromptHeld {
         inner: w.keystore.clone(),
         hold: false.into(),
+        hold_generate: false.into(),
         prompts_shown: 0.into(),
         deleted: Mutex::new(Vec::new()),
     });
@@ -824,6 +830,7 @@ fn a_registration_cancelled_during_the_prompt_leaves_no_key_and_no_credential() 
     let held = Arc::new(PromptHeld {
         inner: w.keystore.clone(),
         hold: true.into(),
+        hold_generate: false.into(),
         prompts_shown: 0.into(),
         deleted: Mutex::new(Vec::new()),
     });
@@ -862,4 +869,36 @@ fn credentials_answer_on_the_calling_thread_while_a_prompt_is_up() {
     assert_eq!(creds.len(), 1);
     assert!(creds[0].valid);
     drop(pending);
+}
+
+#[test]
+fn a_registration_cancelled_while_the_key_is_generated_deletes_its_alias() {
+    // The platform may finish generating after the call is gone: the alias is
+    // deleted anyway, so no orphan key is left behind.
+    let w = World::new();
+    let held = Arc::new(PromptHeld {
+        inner: w.keystore.clone(),
+        hold: false.into(),
+        hold_generate: true.into(),
+        prompts_shown: 0.into(),
+        deleted: Mutex::new(Vec::new()),
+    });
+    let client = BiopayClient::with_keystore(RP.into(), held.clone(), w.app_dir()).unwrap();
+    let c = w
+        .verifier
+        .registration_challenge(
+            b"a".to_vec(),
+            vec![Modality::Fingerprint],
+            SecurityLevel::Tee,
+        )
+        .unwrap();
+    drop(start(client.register(c, vec![Modality::Fingerprint])));
+    let deleted = held.deleted.lock().unwrap().clone();
+    assert_eq!(deleted.len(), 1);
+    assert!(deleted[0].starts_with("biopay."), "{deleted:?}");
+    assert_eq!(
+        held.prompts_shown.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert!(client.credentials().unwrap().is_empty());
 }
