@@ -8,6 +8,7 @@ out=target/bindings-bench
 mkdir -p "$out"
 kotlin_home="$(npm root -g)/kotlin-compiler"
 jna=/usr/share/java/jna.jar
+coroutines="$kotlin_home/lib/kotlinx-coroutines-core-jvm.jar"
 if [ ! -x "$kotlin_home/bin/kotlinc" ] || [ ! -f "$jna" ]; then
   echo "run scripts/test-bindings.sh first (it installs kotlinc and JNA)" >&2
   exit 1
@@ -15,6 +16,6 @@ fi
 cargo build --locked --release -p biopay-bindings
 cargo run --quiet --locked -p uniffi-bindgen -- generate --no-format \
   --library target/release/libbiopay_bindings.so --language kotlin --out-dir "$out/kotlin" >/dev/null
-"$kotlin_home/bin/kotlinc" -nowarn -cp "$jna" "$out/kotlin/org/biopay/biopay.kt" bindings/tests/kotlin-bench/Overhead.kt \
+"$kotlin_home/bin/kotlinc" -nowarn -cp "$jna:$coroutines" "$out/kotlin/org/biopay/biopay.kt" bindings/tests/kotlin-bench/Overhead.kt \
   -d "$out/overhead.jar" 2>&1 | grep -v "^warning" || true
-java -Djna.library.path=target/release -cp "$out/overhead.jar:$jna:$kotlin_home/lib/kotlin-stdlib.jar" OverheadKt "$@"
+java -Djna.library.path=target/release -cp "$out/overhead.jar:$jna:$coroutines:$kotlin_home/lib/kotlin-stdlib.jar" OverheadKt "$@"

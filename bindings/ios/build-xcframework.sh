@@ -26,6 +26,9 @@ mkdir -p "$here/build/headers"
 cp "$gen/BiopayFFI.h" "$here/build/headers/"
 cp "$gen/BiopayFFI.modulemap" "$here/build/headers/module.modulemap"
 cp "$gen/Biopay.swift" "$here/Sources/Biopay/Biopay.swift"
+# The XCTest suite, inside the package root (SwiftPM refuses paths outside it).
+mkdir -p "$here/Tests/BiopayTests"
+cp "$root/bindings/tests/swift/BiopayTests.swift" "$here/Tests/BiopayTests/BiopayTests.swift"
 
 # One fat library for the two simulator architectures.
 lipo -create \
@@ -38,3 +41,4 @@ xcodebuild -create-xcframework \
   -library "$here/build/sim/libbiopay_bindings.a" -headers "$here/build/headers" \
   -output "$here/BiopayFFI.xcframework"
 echo "built $here/BiopayFFI.xcframework; the Swift package is $here/Package.swift"
+echo "tests: cd $here && xcodebuild test -scheme Biopay -destination 'platform=iOS Simulator,name=iPhone 16'"

@@ -11,9 +11,14 @@ use biopay_core::{
     SystemClock,
 };
 use biopay_tee_stub::{DeviceConfig, KeymintApplication, Presentation, SoftwareTee, VendorPki};
+use futures_util::future::{select, Either};
 use std::{
+    collections::BTreeMap,
+    future::Future,
     path::Path,
+    pin::{pin, Pin},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll, Waker},
 };
 
 /// A simulated device vendor: a root CA and per-model intermediates that
@@ -232,26 +237,115 @@ impl Authenticator for SharedTee {
 /// Two backends: the software TEE ([`Self::with_simulated_tee`], KeyAttestation
 /// credentials) and a platform keystore ([`Self::with_keystore`],
 /// PlatformKeyRegistration credentials, docs/PROTOCOL.md §12).
+///
+/// `register`, `authorize` and `deregister` are async (Kotlin `suspend`,
+/// Swift and Python `async`): they suspend while the keystore's prompt is
+/// up, and calls on one client run one after the other (a second call waits
+/// without blocking a thread). Cancelling the coroutine / task during the
+/// prompt cancels the keystore's `sign` and uses up no counter; Swift tasks
+/// do not propagate cancellation across the FFI, so call [`Self::cancel`]
+/// from a cancellation handler. `credentials` is synchronous and never waits
+/// for a call in progress.
 #[derive(uniffi::Object)]
 pub struct BiopayClient {
-    backend: Mutex<Backend>,
+    backend: Backend,
+    cancel: Cancel,
 }
 
 enum Backend {
-    Tee(Client<SharedTee, SystemClock>),
+    Tee(Mutex<Client<SharedTee, SystemClock>>),
     Keystore(KeystoreBackend),
 }
 
-impl BiopayClient {
-    fn lock(&self) -> MutexGuard<'_, Backend> {
-        self.backend.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock_tee(
+    m: &Mutex<Client<SharedTee, SystemClock>>,
+) -> MutexGuard<'_, Client<SharedTee, SystemClock>> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn check_rp_id(rp_id: &str) -> Result<(), BiopayError> {
     biopay_core::messages::validate_rp_id(rp_id).map_err(|e| BiopayError::InvalidChallenge {
         reason: e.to_string(),
     })
+}
+
+/// [`BiopayClient::cancel`]: every call that started before it ends with
+/// [`BiopayError::Cancelled`] at its next suspension point (waiting for the
+/// client, or for the prompt).
+#[derive(Default)]
+struct Cancel {
+    state: Mutex<CancelState>,
+}
+
+#[derive(Default)]
+struct CancelState {
+    /// How many times `cancel` was called.
+    epoch: u64,
+    next_id: u64,
+    /// The calls waiting, by registration id.
+    waiting: BTreeMap<u64, Waker>,
+}
+
+impl Cancel {
+    fn lock(&self) -> MutexGuard<'_, CancelState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cancel(&self) {
+        let mut s = self.lock();
+        s.epoch = s.epoch.saturating_add(1);
+        for (_, w) in std::mem::take(&mut s.waiting) {
+            w.wake();
+        }
+    }
+
+    /// Runs `op` unless `cancel` is called first; dropping `op` (which
+    /// undoes what it started, see `keystore_client`) when it is.
+    async fn run<T>(
+        &self,
+        op: impl Future<Output = Result<T, BiopayError>>,
+    ) -> Result<T, BiopayError> {
+        let (since, id) = {
+            let mut s = self.lock();
+            let id = s.next_id;
+            s.next_id = s.next_id.wrapping_add(1);
+            (s.epoch, id)
+        };
+        let cancelled = CancelWait {
+            cancel: self,
+            since,
+            id,
+        };
+        match select(pin!(op), pin!(cancelled)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _op)) => Err(BiopayError::Cancelled),
+        }
+    }
+}
+
+/// Ready once `cancel` was called after `since`.
+struct CancelWait<'a> {
+    cancel: &'a Cancel,
+    since: u64,
+    id: u64,
+}
+
+impl Future for CancelWait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.cancel.lock();
+        if s.epoch > self.since {
+            return Poll::Ready(());
+        }
+        s.waiting.insert(self.id, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for CancelWait<'_> {
+    fn drop(&mut self) {
+        self.cancel.lock().waiting.remove(&self.id);
+    }
 }
 
 #[uniffi::export]
@@ -264,21 +358,19 @@ impl BiopayClient {
     ) -> Result<Arc<Self>, BiopayError> {
         check_rp_id(&rp_id)?;
         Ok(Arc::new(Self {
-            backend: Mutex::new(Backend::Tee(Client::new(
-                &rp_id,
-                SharedTee(tee),
-                SystemClock,
-            ))),
+            backend: Backend::Tee(Mutex::new(Client::new(&rp_id, SharedTee(tee), SystemClock))),
+            cancel: Cancel::default(),
         }))
     }
 
     /// A client for `rp_id` on a platform keystore (Android Keystore, the
     /// Secure Enclave, or [`SimulatedTee::as_keystore`]). Credential states
     /// (ids, key aliases, counters) are kept in `state_dir`, one file per rp,
-    /// written durably before each statement is returned and reloaded here;
-    /// a corrupt file is `Keystore`. Do not use two clients of the same rp
-    /// and directory at once, and do not call back into the client from the
-    /// keystore (calls are serialized).
+    /// written durably before each statement is returned and reloaded here
+    /// (file I/O: call it off the main thread); a corrupt file is
+    /// `Keystore`. Do not use two clients of the same rp and directory at
+    /// once, and do not await the client from inside the keystore (calls
+    /// are serialized).
     #[uniffi::constructor]
     pub fn with_keystore(
         rp_id: String,
@@ -288,7 +380,8 @@ impl BiopayClient {
         check_rp_id(&rp_id)?;
         let backend = KeystoreBackend::open(&rp_id, keystore, Path::new(&state_dir))?;
         Ok(Arc::new(Self {
-            backend: Mutex::new(Backend::Keystore(backend)),
+            backend: Backend::Keystore(backend),
+            cancel: Cancel::default(),
         }))
     }
 
@@ -297,17 +390,22 @@ impl BiopayClient {
     /// TEE) or PlatformKeyRegistration (keystore) to send back. On a keystore
     /// this generates a key (alias from the random credential id) with the
     /// challenge as its attestation challenge, StrongBox when the challenge
-    /// requires it, and signs once (biometric prompt).
-    pub fn register(
+    /// requires it, and signs once (biometric prompt); cancelled or failed,
+    /// the key is deleted and nothing is stored.
+    pub async fn register(
         &self,
         challenge: Vec<u8>,
         modalities: Vec<Modality>,
     ) -> Result<Vec<u8>, BiopayError> {
         let m: Vec<biopay_core::Modality> = modalities.into_iter().map(Into::into).collect();
-        match &mut *self.lock() {
-            Backend::Tee(c) => Ok(c.register(&challenge, &m)?),
-            Backend::Keystore(k) => k.register(&challenge, &m),
-        }
+        self.cancel
+            .run(async {
+                match &self.backend {
+                    Backend::Tee(c) => Ok(lock_tee(c).register(&challenge, &m)?),
+                    Backend::Keystore(k) => k.register(&challenge, &m).await,
+                }
+            })
+            .await
     }
 
     /// Authorizes a payment: `challenge` is the server's PaymentChallenge; the
@@ -315,29 +413,54 @@ impl BiopayClient {
     /// PaymentAssertion. On a keystore the biometric prompt shows the
     /// transaction's docs/PROTOCOL.md §5 text, and the reported modality is
     /// the first of the credential's modalities the challenge accepts (the
-    /// platform does not say which biometric matched).
-    pub fn authorize(&self, challenge: Vec<u8>) -> Result<Vec<u8>, BiopayError> {
-        match &mut *self.lock() {
-            Backend::Tee(c) => Ok(c.authorize(&challenge)?),
-            Backend::Keystore(k) => k.authorize(&challenge),
-        }
+    /// platform does not say which biometric matched). The counter is
+    /// stored before the prompt; a failed prompt uses it up, a cancelled
+    /// call gives it back.
+    pub async fn authorize(&self, challenge: Vec<u8>) -> Result<Vec<u8>, BiopayError> {
+        self.cancel
+            .run(async {
+                match &self.backend {
+                    Backend::Tee(c) => Ok(lock_tee(c).authorize(&challenge)?),
+                    Backend::Keystore(k) => k.authorize(&challenge).await,
+                }
+            })
+            .await
     }
 
     /// Deletes a credential on the device; returns the Deregistration
     /// statement for the server (on a keystore: signed after a biometric
     /// prompt, then the key is deleted).
-    pub fn deregister(&self, credential_id: Vec<u8>) -> Result<Vec<u8>, BiopayError> {
+    pub async fn deregister(&self, credential_id: Vec<u8>) -> Result<Vec<u8>, BiopayError> {
         let id = crate::types::credential_id(credential_id)?;
-        match &mut *self.lock() {
-            Backend::Tee(c) => Ok(c.deregister(&id)?),
-            Backend::Keystore(k) => k.deregister(&id),
-        }
+        self.cancel
+            .run(async {
+                match &self.backend {
+                    Backend::Tee(c) => Ok(lock_tee(c).deregister(&id)?),
+                    Backend::Keystore(k) => k.deregister(&id).await,
+                }
+            })
+            .await
     }
 
-    /// Lists this relying party's credentials on the device.
+    /// Cancels every `register` / `authorize` / `deregister` in progress on
+    /// this client (the keystore's `sign` is cancelled, the prompt should
+    /// close): each ends with `Cancelled`, uses up no counter and stores
+    /// nothing. For Swift (`withTaskCancellationHandler`) and for callers
+    /// without structured cancellation; a no-op when nothing is in progress.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Lists this relying party's credentials on the device. Synchronous and
+    /// quick: it does not wait for a call in progress (asks the keystore
+    /// each key's state).
     pub fn credentials(&self) -> Result<Vec<LocalCredential>, BiopayError> {
-        match &*self.lock() {
-            Backend::Tee(c) => Ok(c.credentials()?.into_iter().map(Into::into).collect()),
+        match &self.backend {
+            Backend::Tee(c) => Ok(lock_tee(c)
+                .credentials()?
+                .into_iter()
+                .map(Into::into)
+                .collect()),
             Backend::Keystore(k) => k.credentials(),
         }
     }

@@ -25,6 +25,13 @@ pub enum BiopayError {
     /// The user dismissed the prompt.
     #[error("user canceled")]
     UserCanceled,
+    /// The app cancelled the call ([`crate::BiopayClient::cancel`], e.g. from
+    /// a Swift task's cancellation handler) before anything was signed: no
+    /// counter was used up, and the next call works. (A cancelled Kotlin
+    /// coroutine or Python task ends with the language's own cancellation
+    /// exception instead, with the same guarantees.)
+    #[error("cancelled")]
+    Cancelled,
     /// The key can no longer be used (enrollment changed, or the key is gone): register again.
     #[error("key invalidated")]
     KeyInvalidated,

@@ -15,13 +15,21 @@ use std::sync::Arc;
 
 /// The platform keystore: Android Keystore + BiometricPrompt, the iOS Secure Enclave +
 /// LocalAuthentication, or SimulatedTee. Implemented in Kotlin/Swift by the app.
+///
+/// `generate_key` and `sign` are async (Kotlin `suspend`, Swift and Python
+/// `async`): `sign` suspends while the prompt is up, without blocking a
+/// thread. When the SDK call that awaits them is cancelled, they are
+/// cancelled too (Kotlin: the coroutine is cancelled; Swift: the task's
+/// cancellation flag is set; Python: the task is cancelled): dismiss the
+/// prompt then. `delete_key` and `key_state` are quick and synchronous.
 #[uniffi::export(with_foreign)]
+#[async_trait::async_trait]
 pub trait PlatformKeystore: Send + Sync {
     /// Generates a new P-256 signing key under `alias`: usable only after a strong biometric
     /// authentication for each use, invalidated when biometric enrollment changes, with
     /// `attestation_challenge` as its attestation challenge. `require_strong_box`: fail unless
     /// a discrete secure element holds the key (otherwise use one when present).
-    fn generate_key(
+    async fn generate_key(
         &self,
         alias: String,
         attestation_challenge: Vec<u8>,
@@ -29,7 +37,7 @@ pub trait PlatformKeystore: Send + Sync {
     ) -> Result<GeneratedKey, BiopayError>;
     /// Shows the biometric prompt with `prompt_text` and, once the user authenticated, signs
     /// `data` with ECDSA P-256/SHA-256. Returns ASN.1 DER (as java.security.Signature does) or r||s.
-    fn sign(
+    async fn sign(
         &self,
         alias: String,
         data: Vec<u8>,
@@ -77,7 +85,7 @@ pub(crate) fn to_device_error(e: BiopayError) -> DeviceError {
             until: until_epoch_seconds.map(|t| u64::try_from(t).unwrap_or(0)),
         },
         BiopayError::SpoofDetected => DeviceError::SpoofDetected,
-        BiopayError::UserCanceled => DeviceError::UserCanceled,
+        BiopayError::UserCanceled | BiopayError::Cancelled => DeviceError::UserCanceled,
         BiopayError::KeyInvalidated => DeviceError::KeyInvalidated,
         BiopayError::TransactionDeclined => DeviceError::TransactionDeclined,
         BiopayError::NotEnrolled => DeviceError::NotEnrolled,
@@ -94,8 +102,9 @@ pub(crate) struct SimulatedKeystore {
     pub(crate) app: KeymintApplication,
 }
 
+#[async_trait::async_trait]
 impl PlatformKeystore for SimulatedKeystore {
-    fn generate_key(
+    async fn generate_key(
         &self,
         alias: String,
         attestation_challenge: Vec<u8>,
@@ -114,7 +123,7 @@ impl PlatformKeystore for SimulatedKeystore {
         })
     }
 
-    fn sign(
+    async fn sign(
         &self,
         alias: String,
         data: Vec<u8>,

@@ -17,15 +17,15 @@ use crate::{
 };
 use biopay_core::{
     crypto::{is_valid_p256_point, p256_point_from_spki, sha256_parts},
-    CredentialId, DeviceError, Message, PaymentChallenge, PlatformCredentialState,
-    PlatformKeystoreClient, PlatformKeystoreSigner, Random, RegistrationChallenge, SystemClock,
-    SystemRandom,
+    CredentialId, DeviceError, Message, PaymentChallenge, PendingStatement,
+    PlatformCredentialState, PlatformKeystoreClient, PlatformKeystoreSigner, Random,
+    RegistrationChallenge, SystemClock, SystemRandom,
 };
 use serde::{Deserialize, Serialize};
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
 /// The state file's format version.
@@ -185,33 +185,74 @@ impl StateStore {
     }
 }
 
-/// One key of the platform keystore, as core's signer.
-struct AliasSigner {
-    keystore: Arc<dyn PlatformKeystore>,
-    alias: String,
-    chain: Vec<Vec<u8>>,
-}
+/// Core's signer for the async path: it only knows the attestation chain;
+/// the statements are signed by awaiting [`PlatformKeystore::sign`] on a
+/// [`PendingStatement`].
+struct ChainOnly(Vec<Vec<u8>>);
 
-impl PlatformKeystoreSigner for AliasSigner {
+impl PlatformKeystoreSigner for ChainOnly {
     fn attestation_chain(&self) -> Result<Vec<Vec<u8>>, DeviceError> {
-        Ok(self.chain.clone())
+        Ok(self.0.clone())
     }
-    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DeviceError> {
-        self.sign_with_prompt(data, "")
-    }
-    fn sign_with_prompt(&self, data: &[u8], prompt: &str) -> Result<Vec<u8>, DeviceError> {
-        self.keystore
-            .sign(self.alias.clone(), data.to_vec(), prompt.to_owned())
-            .map_err(to_device_error)
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, DeviceError> {
+        Err(DeviceError::Keystore(
+            "internal: platform keys sign asynchronously".into(),
+        ))
     }
 }
 
 /// The keystore backend of a [`crate::BiopayClient`].
+///
+/// Two locks, so that no thread ever waits on the prompt: `ops` serialises
+/// register / authorize / deregister and is held across the prompt, but it
+/// is an async lock (a second call suspends, it does not block a thread);
+/// `credentials` is held only for short synchronous sections, never across
+/// an await or a call into the keystore, so [`Self::credentials`] answers
+/// while a prompt is up (on Android, from the main thread that must deliver
+/// the prompt's result).
 pub(crate) struct KeystoreBackend {
     rp_id: String,
     keystore: Arc<dyn PlatformKeystore>,
     store: StateStore,
-    credentials: Vec<Credential>,
+    credentials: Mutex<Vec<Credential>>,
+    ops: futures_util::lock::Mutex<()>,
+}
+
+/// Undoes a used-up counter when the call is cancelled (its future dropped)
+/// while the prompt is up: nothing was signed, so the counter can be
+/// reused. Disarmed once the keystore answered (a failed signature keeps
+/// its counter used up, as core's `authorize_durably` says).
+struct CounterRollback<'a> {
+    backend: &'a KeystoreBackend,
+    before: PlatformCredentialState,
+    armed: bool,
+}
+
+impl Drop for CounterRollback<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // If the state file cannot be rewritten, it and the memory keep
+            // the used-up counter: a gap in counters is harmless.
+            let _ = self.backend.replace_state(&self.before);
+        }
+    }
+}
+
+/// Deletes a generated key unless its registration completed (an error,
+/// or the call cancelled during the prompt).
+struct DeleteKeyUnlessKept<'a> {
+    keystore: &'a dyn PlatformKeystore,
+    alias: String,
+    keep: bool,
+}
+
+impl Drop for DeleteKeyUnlessKept<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Best effort: the key is of no use without its credential.
+            let _ = self.keystore.delete_key(std::mem::take(&mut self.alias));
+        }
+    }
 }
 
 impl KeystoreBackend {
@@ -227,61 +268,76 @@ impl KeystoreBackend {
             rp_id: rp_id.to_owned(),
             keystore,
             store,
-            credentials,
+            credentials: Mutex::new(credentials),
+            ops: futures_util::lock::Mutex::new(()),
         })
+    }
+
+    /// The credentials in memory (a short lock: never held across an
+    /// await or a foreign call).
+    fn creds(&self) -> MutexGuard<'_, Vec<Credential>> {
+        self.credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn client(
         &self,
         c: &Credential,
         chain: Vec<Vec<u8>>,
-    ) -> PlatformKeystoreClient<AliasSigner, SystemClock> {
-        PlatformKeystoreClient::resume(
-            &self.rp_id,
-            AliasSigner {
-                keystore: self.keystore.clone(),
-                alias: c.alias.clone(),
-                chain,
-            },
-            SystemClock,
-            c.state.clone(),
-        )
+    ) -> PlatformKeystoreClient<ChainOnly, SystemClock> {
+        PlatformKeystoreClient::resume(&self.rp_id, ChainOnly(chain), SystemClock, c.state.clone())
     }
 
     /// The credential with this id, if its key is usable.
-    fn usable(&self, id: &CredentialId) -> Result<usize, BiopayError> {
-        let idx = self
-            .credentials
+    fn usable(&self, id: &CredentialId) -> Result<Credential, BiopayError> {
+        let cred = self
+            .creds()
             .iter()
-            .position(|c| &c.state.credential_id == id)
+            .find(|c| &c.state.credential_id == id)
+            .cloned()
             .ok_or(BiopayError::KeyInvalidated)?;
-        match self
-            .keystore
-            .key_state(self.credentials[idx].alias.clone())?
-        {
-            KeyState::Valid => Ok(idx),
+        match self.keystore.key_state(cred.alias.clone())? {
+            KeyState::Valid => Ok(cred),
             KeyState::Invalidated | KeyState::Missing => Err(BiopayError::KeyInvalidated),
         }
     }
 
-    /// Persists the credentials with `idx`'s state replaced by `state`.
-    fn persist_state(
-        &self,
-        idx: usize,
-        state: &PlatformCredentialState,
-    ) -> Result<(), DeviceError> {
-        let mut next = self.credentials.clone();
-        if let Some(c) = next.get_mut(idx) {
+    /// Writes the credentials with the state of `state.credential_id`
+    /// replaced (file first, then memory). Only called under `ops`.
+    fn replace_state(&self, state: &PlatformCredentialState) -> Result<(), BiopayError> {
+        let mut next = self.creds().clone();
+        if let Some(c) = next
+            .iter_mut()
+            .find(|c| c.state.credential_id == state.credential_id)
+        {
             c.state = state.clone();
         }
-        self.store.save(&next).map_err(to_device_error)
+        self.store.save(&next)?;
+        *self.creds() = next;
+        Ok(())
     }
 
-    pub(crate) fn register(
-        &mut self,
+    /// Shows the prompt and signs `pending` with the key `alias`.
+    async fn sign(&self, alias: &str, pending: PendingStatement) -> Result<Vec<u8>, BiopayError> {
+        let signature = self
+            .keystore
+            .sign(
+                alias.to_owned(),
+                pending.to_be_signed(),
+                pending.prompt().to_owned(),
+            )
+            .await
+            .map_err(to_device_error)?;
+        Ok(pending.finish(signature))
+    }
+
+    pub(crate) async fn register(
+        &self,
         challenge: &[u8],
         modalities: &[biopay_core::Modality],
     ) -> Result<Vec<u8>, BiopayError> {
+        let _serialised = self.ops.lock().await;
         let c = RegistrationChallenge::from_cbor(challenge).map_err(DeviceError::from)?;
         if c.rp_id != self.rp_id {
             return Err(BiopayError::InvalidChallenge {
@@ -310,38 +366,17 @@ impl KeystoreBackend {
         })?;
         let alias = format!("biopay.{}", hex::encode(id));
         let require_strong_box = c.required_assurance == biopay_core::SecurityLevel::StrongBox;
-        let key =
-            self.keystore
-                .generate_key(alias.clone(), c.challenge.to_vec(), require_strong_box)?;
-        match self.register_key(
-            challenge,
-            &c,
-            credential_id,
-            &alias,
-            modalities,
-            key,
-            require_strong_box,
-        ) {
-            Ok(statement) => Ok(statement),
-            Err(e) => {
-                // Best effort: the key is of no use without its credential.
-                let _ = self.keystore.delete_key(alias);
-                Err(e)
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn register_key(
-        &mut self,
-        challenge: &[u8],
-        c: &RegistrationChallenge,
-        credential_id: CredentialId,
-        alias: &str,
-        modalities: Vec<biopay_core::Modality>,
-        key: crate::keystore::GeneratedKey,
-        require_strong_box: bool,
-    ) -> Result<Vec<u8>, BiopayError> {
+        // Armed before the platform is asked: a call cancelled while the key is being
+        // generated may leave a key whose answer never arrived.
+        let mut generated = DeleteKeyUnlessKept {
+            keystore: self.keystore.as_ref(),
+            alias: alias.clone(),
+            keep: false,
+        };
+        let key = self
+            .keystore
+            .generate_key(alias.clone(), c.challenge.to_vec(), require_strong_box)
+            .await?;
         check_generated_key(&key)?;
         if require_strong_box && !key.strong_box {
             return Err(BiopayError::Keystore {
@@ -350,7 +385,7 @@ impl KeystoreBackend {
         }
         let enrollment_epoch = sha256_parts(&[EPOCH_DOMAIN, alias.as_bytes()]);
         let credential = Credential {
-            alias: alias.to_owned(),
+            alias: alias.clone(),
             account_handle: c.account_handle.clone(),
             state: PlatformCredentialState {
                 credential_id,
@@ -360,16 +395,20 @@ impl KeystoreBackend {
             },
             strong_box: key.strong_box,
         };
-        let mut client = self.client(&credential, key.attestation_chain);
-        let statement = client.register(challenge)?;
-        let mut next = self.credentials.clone();
+        let pending = self
+            .client(&credential, key.attestation_chain)
+            .begin_register(challenge)?;
+        let statement = self.sign(&alias, pending).await?;
+        let mut next = self.creds().clone();
         next.push(credential);
         self.store.save(&next)?;
-        self.credentials = next;
+        *self.creds() = next;
+        generated.keep = true;
         Ok(statement)
     }
 
-    pub(crate) fn authorize(&mut self, challenge: &[u8]) -> Result<Vec<u8>, BiopayError> {
+    pub(crate) async fn authorize(&self, challenge: &[u8]) -> Result<Vec<u8>, BiopayError> {
+        let _serialised = self.ops.lock().await;
         let c = PaymentChallenge::from_cbor(challenge).map_err(DeviceError::from)?;
         if c.rp_id != self.rp_id {
             return Err(BiopayError::InvalidChallenge {
@@ -379,8 +418,7 @@ impl KeystoreBackend {
                 ),
             });
         }
-        let idx = self.usable(&c.credential_id)?;
-        let cred = self.credentials[idx].clone();
+        let cred = self.usable(&c.credential_id)?;
         // Android does not say which biometric matched: the first of the
         // credential's modalities the challenge accepts is reported.
         let modality = cred
@@ -391,42 +429,45 @@ impl KeystoreBackend {
             .find(|m| c.accepted_modalities.contains(m))
             .ok_or(BiopayError::NotEnrolled)?;
         let mut client = self.client(&cred, Vec::new());
-        let mut persisted = false;
-        let result = client.authorize_durably(challenge, modality, |s| {
-            self.persist_state(idx, s)?;
-            persisted = true;
-            Ok(())
-        });
-        if persisted {
-            self.credentials[idx].state = client.state().clone();
-        }
-        Ok(result?)
+        let pending = client.begin_authorize(challenge, modality, |s| {
+            self.replace_state(s).map_err(to_device_error)
+        })?;
+        let mut rollback = CounterRollback {
+            backend: self,
+            before: cred.state.clone(),
+            armed: true,
+        };
+        let signed = self.sign(&cred.alias, pending).await;
+        rollback.armed = false;
+        signed
     }
 
-    pub(crate) fn deregister(&mut self, id: &CredentialId) -> Result<Vec<u8>, BiopayError> {
-        let idx = self.usable(id)?;
-        let cred = self.credentials[idx].clone();
+    pub(crate) async fn deregister(&self, id: &CredentialId) -> Result<Vec<u8>, BiopayError> {
+        let _serialised = self.ops.lock().await;
+        let cred = self.usable(id)?;
         let mut client = self.client(&cred, Vec::new());
-        let mut persisted = false;
-        let result = client.deregister_durably(|s| {
-            self.persist_state(idx, s)?;
-            persisted = true;
-            Ok(())
-        });
-        if persisted {
-            self.credentials[idx].state = client.state().clone();
-        }
-        let statement = result?;
+        let pending =
+            client.begin_deregister(|s| self.replace_state(s).map_err(to_device_error))?;
+        let mut rollback = CounterRollback {
+            backend: self,
+            before: cred.state.clone(),
+            armed: true,
+        };
+        let signed = self.sign(&cred.alias, pending).await;
+        rollback.armed = false;
+        let statement = signed?;
         self.keystore.delete_key(cred.alias.clone())?;
-        let mut next = self.credentials.clone();
-        next.remove(idx);
+        let mut next = self.creds().clone();
+        next.retain(|c| c.state.credential_id != cred.state.credential_id);
         self.store.save(&next)?;
-        self.credentials = next;
+        *self.creds() = next;
         Ok(statement)
     }
 
+    /// Lists the credentials; never waits for a call in progress.
     pub(crate) fn credentials(&self) -> Result<Vec<LocalCredential>, BiopayError> {
-        self.credentials
+        let snapshot = self.creds().clone();
+        snapshot
             .iter()
             .map(|c| {
                 Ok(LocalCredential {

@@ -9,9 +9,35 @@ use biopay_bindings::{
     VerificationError,
 };
 use std::{
+    future::Future,
     path::Path,
+    pin::pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll, Wake, Waker},
 };
+
+/// Wakes the test thread.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on this thread (what the foreign executor
+/// does for an async call).
+fn block_on<F: Future>(f: F) -> F::Output {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
 
 const RP: &str = "pay.example.com";
 const MODEL: &str = "acme-phone-x1";
@@ -72,7 +98,7 @@ impl World {
             )
             .unwrap();
         self.tee.present_finger("right-thumb".into());
-        let statement = client.register(c, modalities).unwrap();
+        let statement = block_on(client.register(c, modalities)).unwrap();
         self.verifier
             .verify_platform_registration(statement)
             .unwrap()
@@ -90,7 +116,7 @@ impl World {
             )
             .unwrap();
         self.tee.present_finger("right-thumb".into());
-        client.register(c, vec![Modality::Fingerprint]).unwrap()
+        block_on(client.register(c, vec![Modality::Fingerprint])).unwrap()
     }
 
     fn pay_challenge(&self, id: &[u8], order: &str) -> Vec<u8> {
@@ -145,7 +171,7 @@ fn full_link_on_the_simulated_keymint() {
     w.tee.present_finger("right-thumb".into());
     let approved = w
         .verifier
-        .verify_payment(client.authorize(w.pay_challenge(&id, "o1")).unwrap())
+        .verify_payment(block_on(client.authorize(w.pay_challenge(&id, "o1"))).unwrap())
         .unwrap();
     assert_eq!(approved.counter, 1);
     // Android does not say which biometric matched: the first accepted one.
@@ -158,7 +184,7 @@ fn full_link_on_the_simulated_keymint() {
     );
 
     w.tee.present_face();
-    let d = client.deregister(id.clone()).unwrap();
+    let d = block_on(client.deregister(id.clone())).unwrap();
     assert_eq!(
         w.tee.last_display().as_deref(),
         Some("Remove this device's payment credential for pay.example.com")
@@ -194,12 +220,12 @@ fn state_is_reloaded_and_counters_never_go_back() {
     let client = w.client();
     let id = w.register(&client, vec![Modality::Fingerprint]);
     w.tee.present_finger("right-thumb".into());
-    let first = client.authorize(w.pay_challenge(&id, "o1")).unwrap();
+    let first = block_on(client.authorize(w.pay_challenge(&id, "o1"))).unwrap();
     assert_eq!(w.verifier.verify_payment(first).unwrap().counter, 1);
     // A failed prompt uses up a counter value, and it is on disk.
     w.tee.present_cancel();
     assert_eq!(
-        client.authorize(w.pay_challenge(&id, "o2")),
+        block_on(client.authorize(w.pay_challenge(&id, "o2"))),
         Err(BiopayError::UserCanceled)
     );
     let on_disk: serde_json::Value =
@@ -222,7 +248,7 @@ fn state_is_reloaded_and_counters_never_go_back() {
     let client = w.client();
     assert_eq!(client.credentials().unwrap()[0].credential_id, id);
     w.tee.present_finger("right-thumb".into());
-    let third = client.authorize(w.pay_challenge(&id, "o3")).unwrap();
+    let third = block_on(client.authorize(w.pay_challenge(&id, "o3"))).unwrap();
     assert_eq!(w.verifier.verify_payment(third).unwrap().counter, 3);
 }
 
@@ -237,7 +263,7 @@ fn several_credentials_per_rp() {
     w.tee.present_face();
     let approved = w
         .verifier
-        .verify_payment(client.authorize(w.pay_challenge(&b, "o1")).unwrap())
+        .verify_payment(block_on(client.authorize(w.pay_challenge(&b, "o1"))).unwrap())
         .unwrap();
     assert_eq!(
         (approved.credential_id, approved.modality),
@@ -245,7 +271,7 @@ fn several_credentials_per_rp() {
     );
     w.tee.present_finger("right-thumb".into());
     w.verifier
-        .verify_payment(client.authorize(w.pay_challenge(&a, "o2")).unwrap())
+        .verify_payment(block_on(client.authorize(w.pay_challenge(&a, "o2"))).unwrap())
         .unwrap();
     drop(client);
     let ids: Vec<_> = w
@@ -301,16 +327,16 @@ fn an_invalidated_or_deleted_key_is_key_invalidated() {
     assert!(!client.credentials().unwrap()[0].valid);
     w.tee.present_finger("right-thumb".into());
     assert_eq!(
-        client.authorize(w.pay_challenge(&id, "o1")),
+        block_on(client.authorize(w.pay_challenge(&id, "o1"))),
         Err(BiopayError::KeyInvalidated)
     );
     assert_eq!(
-        client.deregister(id.clone()),
+        block_on(client.deregister(id.clone())),
         Err(BiopayError::KeyInvalidated)
     );
     // An unknown credential too.
     assert_eq!(
-        client.deregister(vec![7; 32]),
+        block_on(client.deregister(vec![7; 32])),
         Err(BiopayError::KeyInvalidated)
     );
     // The counter did not move for a refused key.
@@ -327,11 +353,14 @@ fn lockouts_arrive_typed() {
     let c = w.pay_challenge(&id, "o1");
     for _ in 0..5 {
         w.tee.present_finger("stranger".into());
-        assert_eq!(client.authorize(c.clone()), Err(BiopayError::NoMatch));
+        assert_eq!(
+            block_on(client.authorize(c.clone())),
+            Err(BiopayError::NoMatch)
+        );
     }
     w.tee.present_finger("right-thumb".into());
     assert!(matches!(
-        client.authorize(c.clone()),
+        block_on(client.authorize(c.clone())),
         Err(BiopayError::LockedOut {
             until_epoch_seconds: Some(_)
         })
@@ -340,7 +369,7 @@ fn lockouts_arrive_typed() {
     w.tee.present_finger("right-thumb".into());
     let approved = w
         .verifier
-        .verify_payment(client.authorize(c).unwrap())
+        .verify_payment(block_on(client.authorize(c)).unwrap())
         .unwrap();
     assert_eq!(approved.counter, 7);
 }
@@ -355,8 +384,9 @@ struct Scripted {
     deleted: Mutex<Vec<String>>,
 }
 
+#[async_trait::async_trait]
 impl PlatformKeystore for Scripted {
-    fn generate_key(
+    async fn generate_key(
         &self,
         _alias: String,
         _challenge: Vec<u8>,
@@ -370,7 +400,7 @@ impl PlatformKeystore for Scripted {
                 reason: "no key".into(),
             })
     }
-    fn sign(&self, _: String, _: Vec<u8>, _: String) -> Result<Vec<u8>, BiopayError> {
+    async fn sign(&self, _: String, _: Vec<u8>, _: String) -> Result<Vec<u8>, BiopayError> {
         Err(self
             .sign_error
             .lock()
@@ -402,14 +432,12 @@ fn what_the_platform_returns_is_checked() {
             .unwrap()
     };
     // A real key and its simulated attestation, to mix and match.
-    let real = w
-        .keystore
-        .generate_key("real".into(), b"c".to_vec(), false)
-        .unwrap();
-    let other = w
-        .keystore
-        .generate_key("other".into(), b"c".to_vec(), false)
-        .unwrap();
+    let real = block_on(w.keystore.generate_key("real".into(), b"c".to_vec(), false)).unwrap();
+    let other = block_on(
+        w.keystore
+            .generate_key("other".into(), b"c".to_vec(), false),
+    )
+    .unwrap();
     let cases = [
         (
             GeneratedKey {
@@ -448,7 +476,7 @@ fn what_the_platform_returns_is_checked() {
     ];
     for (n, (key, why)) in cases.into_iter().enumerate() {
         *scripted.generated.lock().unwrap() = Some(key);
-        match client.register(challenge(), vec![Modality::Fingerprint]) {
+        match block_on(client.register(challenge(), vec![Modality::Fingerprint])) {
             Err(BiopayError::Keystore { reason }) => assert!(reason.contains(why), "{reason}"),
             other => panic!("expected Keystore({why}), got {other:?}"),
         }
@@ -461,14 +489,14 @@ fn what_the_platform_returns_is_checked() {
         until_epoch_seconds: None,
     });
     assert_eq!(
-        client.register(challenge(), vec![Modality::Fingerprint]),
+        block_on(client.register(challenge(), vec![Modality::Fingerprint])),
         Err(BiopayError::LockedOut {
             until_epoch_seconds: None
         })
     );
     *scripted.generated.lock().unwrap() = None;
     assert!(matches!(
-        client.register(challenge(), vec![Modality::Fingerprint]),
+        block_on(client.register(challenge(), vec![Modality::Fingerprint])),
         Err(BiopayError::Keystore { .. })
     ));
     assert!(client.credentials().unwrap().is_empty());
@@ -487,7 +515,7 @@ fn strong_box_is_required_when_the_challenge_asks() {
             SecurityLevel::StrongBox,
         )
         .unwrap();
-    match client.register(c, vec![Modality::Fingerprint]) {
+    match block_on(client.register(c, vec![Modality::Fingerprint])) {
         Err(BiopayError::Keystore { reason }) => assert!(reason.contains("StrongBox"), "{reason}"),
         other => panic!("expected Keystore, got {other:?}"),
     }
@@ -501,8 +529,9 @@ struct SoftKeystore {
     prompts: Mutex<Vec<String>>,
 }
 
+#[async_trait::async_trait]
 impl PlatformKeystore for SoftKeystore {
-    fn generate_key(
+    async fn generate_key(
         &self,
         alias: String,
         challenge: Vec<u8>,
@@ -530,7 +559,12 @@ impl PlatformKeystore for SoftKeystore {
             strong_box,
         })
     }
-    fn sign(&self, alias: String, data: Vec<u8>, prompt: String) -> Result<Vec<u8>, BiopayError> {
+    async fn sign(
+        &self,
+        alias: String,
+        data: Vec<u8>,
+        prompt: String,
+    ) -> Result<Vec<u8>, BiopayError> {
         use p256::ecdsa::{signature::Signer, Signature};
         self.prompts.lock().unwrap().push(prompt);
         let keys = self.keys.lock().unwrap();
@@ -574,14 +608,16 @@ fn the_test_double_attestation_carries_a_foreign_key_through_the_link() {
         .unwrap();
     let reg = w
         .verifier
-        .verify_platform_registration(client.register(c, vec![Modality::Fingerprint]).unwrap())
+        .verify_platform_registration(
+            block_on(client.register(c, vec![Modality::Fingerprint])).unwrap(),
+        )
         .unwrap();
     assert_eq!(reg.kind, "platform_keystore");
     assert_eq!(reg.device_model, "android-keystore");
     let id = reg.credential_id;
     let approved = w
         .verifier
-        .verify_payment(client.authorize(w.pay_challenge(&id, "o1")).unwrap())
+        .verify_payment(block_on(client.authorize(w.pay_challenge(&id, "o1"))).unwrap())
         .unwrap();
     assert_eq!(approved.counter, 1);
     assert!(soft.prompts.lock().unwrap()[1].contains("Coffee Corner"));
@@ -589,7 +625,7 @@ fn the_test_double_attestation_carries_a_foreign_key_through_the_link() {
     let alias = soft.keys.lock().unwrap()[0].0.clone();
     soft.delete_key(alias).unwrap();
     assert_eq!(
-        client.authorize(w.pay_challenge(&id, "o2")),
+        block_on(client.authorize(w.pay_challenge(&id, "o2"))),
         Err(BiopayError::KeyInvalidated)
     );
     assert_eq!(soft.prompts.lock().unwrap().len(), 2);
@@ -629,10 +665,7 @@ fn some_public_key() -> Vec<u8> {
 fn a_status_list_that_revokes_the_attestation_ca_refuses_registration() {
     let w = World::new();
     // The device's KeyMint CA certificate (second on every key's chain).
-    let probe = w
-        .keystore
-        .generate_key("probe".into(), vec![7; 32], false)
-        .unwrap();
+    let probe = block_on(w.keystore.generate_key("probe".into(), vec![7; 32], false)).unwrap();
     let serial = biopay_core::x509::serial_hex(&probe.attestation_chain[1]).unwrap();
     w.keystore.delete_key("probe".into()).unwrap();
     assert!(matches!(
@@ -664,4 +697,208 @@ fn a_status_list_needs_android_trust_first() {
         verifier.set_android_status_list(br#"{"entries": {}}"#.to_vec()),
         Err(VerificationError::InvalidRequest { .. })
     ));
+}
+
+/// The simulated KeyMint keystore whose prompt stays up (its `sign` never
+/// answers) while `hold` is set: a user looking at the prompt.
+struct PromptHeld {
+    inner: Arc<dyn PlatformKeystore>,
+    hold: std::sync::atomic::AtomicBool,
+    /// While set, `generate_key` never answers either (a slow StrongBox).
+    hold_generate: std::sync::atomic::AtomicBool,
+    prompts_shown: std::sync::atomic::AtomicUsize,
+    deleted: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl PlatformKeystore for PromptHeld {
+    async fn generate_key(
+        &self,
+        alias: String,
+        challenge: Vec<u8>,
+        strong_box: bool,
+    ) -> Result<GeneratedKey, BiopayError> {
+        if self.hold_generate.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.generate_key(alias, challenge, strong_box).await
+    }
+    async fn sign(
+        &self,
+        alias: String,
+        data: Vec<u8>,
+        prompt: String,
+    ) -> Result<Vec<u8>, BiopayError> {
+        use std::sync::atomic::Ordering;
+        self.prompts_shown.fetch_add(1, Ordering::SeqCst);
+        if self.hold.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.sign(alias, data, prompt).await
+    }
+    fn delete_key(&self, alias: String) -> Result<(), BiopayError> {
+        self.deleted.lock().unwrap().push(alias.clone());
+        self.inner.delete_key(alias)
+    }
+    fn key_state(&self, alias: String) -> Result<KeyState, BiopayError> {
+        self.inner.key_state(alias)
+    }
+}
+
+/// Polls `f` once (the prompt is then up) and hands it back.
+fn start<F: Future>(f: F) -> std::pin::Pin<Box<F>> {
+    let mut f = Box::pin(f);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    assert!(f
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    f
+}
+
+fn stored_counter(w: &World) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.state_file()).unwrap()).unwrap();
+    v["credentials"][0]["counter"].as_u64().unwrap()
+}
+
+fn held_world() -> (World, Arc<PromptHeld>, Arc<BiopayClient>, Vec<u8>) {
+    let w = World::new();
+    let held = Arc::new(PromptHeld {
+        inner: w.keystore.clone(),
+        hold: false.into(),
+        hold_generate: false.into(),
+        prompts_shown: 0.into(),
+        deleted: Mutex::new(Vec::new()),
+    });
+    let client = BiopayClient::with_keystore(RP.into(), held.clone(), w.app_dir()).unwrap();
+    let id = w.register(&client, vec![Modality::Fingerprint]);
+    held.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    (w, held, client, id)
+}
+
+#[test]
+fn a_payment_dropped_during_the_prompt_uses_no_counter_and_the_next_one_works() {
+    let (w, held, client, id) = held_world();
+    let pending = start(client.authorize(w.pay_challenge(&id, "o1")));
+    assert_eq!(
+        held.prompts_shown.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    // The counter is on disk before the prompt ...
+    assert_eq!(stored_counter(&w), 1);
+    // ... and the app cancels (the coroutine / task is cancelled: its future dropped).
+    drop(pending);
+    assert_eq!(stored_counter(&w), 0, "the counter was given back");
+    // A restart sees the same state, and the next payment is counter 1.
+    drop(client);
+    let client = BiopayClient::with_keystore(RP.into(), held.clone(), w.app_dir()).unwrap();
+    held.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    w.tee.present_finger("right-thumb".into());
+    let ok = w
+        .verifier
+        .verify_payment(block_on(client.authorize(w.pay_challenge(&id, "o2"))).unwrap())
+        .unwrap();
+    assert_eq!(ok.counter, 1);
+}
+
+#[test]
+fn cancel_ends_the_calls_in_progress_with_cancelled_and_stores_nothing() {
+    let (w, held, client, id) = held_world();
+    let mut paying = start(client.authorize(w.pay_challenge(&id, "o1")));
+    // A second call waits for the first (calls are serialised).
+    let mut waiting = start(client.deregister(id.clone()));
+    assert_eq!(
+        held.prompts_shown.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    client.cancel();
+    assert_eq!(block_on(paying.as_mut()), Err(BiopayError::Cancelled));
+    assert_eq!(block_on(waiting.as_mut()), Err(BiopayError::Cancelled));
+    assert_eq!(stored_counter(&w), 0);
+    assert_eq!(client.credentials().unwrap().len(), 1, "not deregistered");
+    // Calls started after the cancel are not affected by it.
+    held.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    w.tee.present_finger("right-thumb".into());
+    let a = block_on(client.authorize(w.pay_challenge(&id, "o2"))).unwrap();
+    assert_eq!(w.verifier.verify_payment(a).unwrap().counter, 1);
+}
+
+#[test]
+fn a_registration_cancelled_during_the_prompt_leaves_no_key_and_no_credential() {
+    let w = World::new();
+    let held = Arc::new(PromptHeld {
+        inner: w.keystore.clone(),
+        hold: true.into(),
+        hold_generate: false.into(),
+        prompts_shown: 0.into(),
+        deleted: Mutex::new(Vec::new()),
+    });
+    let client = BiopayClient::with_keystore(RP.into(), held.clone(), w.app_dir()).unwrap();
+    let c = w
+        .verifier
+        .registration_challenge(
+            b"a".to_vec(),
+            vec![Modality::Fingerprint],
+            SecurityLevel::Tee,
+        )
+        .unwrap();
+    let pending = start(client.register(c, vec![Modality::Fingerprint]));
+    drop(pending);
+    assert!(client.credentials().unwrap().is_empty());
+    assert!(!w.state_file().exists(), "nothing stored");
+    // The generated key was deleted.
+    let deleted = held.deleted.lock().unwrap().clone();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(
+        w.keystore.key_state(deleted[0].clone()),
+        Ok(KeyState::Missing)
+    );
+    held.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(w.register(&client, vec![Modality::Fingerprint]).len(), 32);
+}
+
+#[test]
+fn credentials_answer_on_the_calling_thread_while_a_prompt_is_up() {
+    // The Android deadlock: the main thread asks for the credentials while
+    // a payment's prompt (whose result the main thread must deliver) is up.
+    // With a lock held across the prompt this would never return.
+    let (w, _held, client, id) = held_world();
+    let pending = start(client.authorize(w.pay_challenge(&id, "o1")));
+    let creds = client.credentials().unwrap();
+    assert_eq!(creds.len(), 1);
+    assert!(creds[0].valid);
+    drop(pending);
+}
+
+#[test]
+fn a_registration_cancelled_while_the_key_is_generated_deletes_its_alias() {
+    // The platform may finish generating after the call is gone: the alias is
+    // deleted anyway, so no orphan key is left behind.
+    let w = World::new();
+    let held = Arc::new(PromptHeld {
+        inner: w.keystore.clone(),
+        hold: false.into(),
+        hold_generate: true.into(),
+        prompts_shown: 0.into(),
+        deleted: Mutex::new(Vec::new()),
+    });
+    let client = BiopayClient::with_keystore(RP.into(), held.clone(), w.app_dir()).unwrap();
+    let c = w
+        .verifier
+        .registration_challenge(
+            b"a".to_vec(),
+            vec![Modality::Fingerprint],
+            SecurityLevel::Tee,
+        )
+        .unwrap();
+    drop(start(client.register(c, vec![Modality::Fingerprint])));
+    let deleted = held.deleted.lock().unwrap().clone();
+    assert_eq!(deleted.len(), 1);
+    assert!(deleted[0].starts_with("biopay."), "{deleted:?}");
+    assert_eq!(
+        held.prompts_shown.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert!(client.credentials().unwrap().is_empty());
 }

@@ -63,29 +63,58 @@ pub fn sign1<E>(
     x5chain: &[Vec<u8>],
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
 ) -> Result<Vec<u8>, E> {
-    let mut header = HeaderBuilder::new().algorithm(iana::Algorithm::ES256);
-    match x5chain {
-        [] => {}
-        [one] => {
-            header = header.value(
-                iana::HeaderParameter::X5Chain as i64,
-                Value::Bytes(one.clone()),
-            )
+    let unsigned = UnsignedSign1::new(payload, x5chain);
+    let signature = sign(&unsigned.to_be_signed())?;
+    Ok(unsigned.finish(signature))
+}
+
+/// A COSE_Sign1 waiting for its signature, for a signer that answers later
+/// (a biometric prompt awaited asynchronously): [`Self::to_be_signed`] is
+/// what the key signs, [`Self::finish`] attaches the signature. Same
+/// encoding as [`sign1`], which is built on it.
+#[derive(Debug, Clone)]
+pub struct UnsignedSign1 {
+    sign1: CoseSign1,
+}
+
+impl UnsignedSign1 {
+    /// The statement over `payload`, with `x5chain` (leaf first) in the
+    /// protected header when not empty.
+    pub fn new(payload: Vec<u8>, x5chain: &[Vec<u8>]) -> Self {
+        let mut header = HeaderBuilder::new().algorithm(iana::Algorithm::ES256);
+        match x5chain {
+            [] => {}
+            [one] => {
+                header = header.value(
+                    iana::HeaderParameter::X5Chain as i64,
+                    Value::Bytes(one.clone()),
+                )
+            }
+            many => {
+                header = header.value(
+                    iana::HeaderParameter::X5Chain as i64,
+                    Value::Array(many.iter().map(|c| Value::Bytes(c.clone())).collect()),
+                )
+            }
         }
-        many => {
-            header = header.value(
-                iana::HeaderParameter::X5Chain as i64,
-                Value::Array(many.iter().map(|c| Value::Bytes(c.clone())).collect()),
-            )
-        }
+        let sign1 = CoseSign1Builder::new()
+            .protected(header.build())
+            .payload(payload)
+            .build();
+        Self { sign1 }
     }
-    let sign1 = CoseSign1Builder::new()
-        .protected(header.build())
-        .payload(payload)
-        .try_create_signature(b"", sign)?
-        .build();
-    // Serialising a structure built above cannot fail.
-    Ok(sign1.to_tagged_vec().unwrap_or_default())
+
+    /// The Sig_structure (RFC 9052 §4.4, empty external AAD) the key signs.
+    pub fn to_be_signed(&self) -> Vec<u8> {
+        self.sign1.tbs_data(b"")
+    }
+
+    /// The tagged statement with `signature` (64-byte ES256, r || s).
+    pub fn finish(mut self, signature: Vec<u8>) -> Vec<u8> {
+        self.sign1.signature = signature;
+        // Serialising a structure built above cannot fail.
+        self.sign1.to_tagged_vec().unwrap_or_default()
+    }
 }
 
 /// Parses a statement. `x5chain_required` says whether the statement kind

@@ -61,6 +61,49 @@ pub fn deregistration_prompt(rp_id: &str) -> String {
     format!("Remove this device's payment credential for {rp_id}")
 }
 
+/// A statement built and checked, waiting for the platform's signature: for
+/// a platform whose prompt answers asynchronously (the `begin_*` methods of
+/// [`PlatformKeystoreClient`]). Show [`Self::prompt`], have the key sign
+/// [`Self::to_be_signed`], then [`Self::finish`]. Dropping it signs nothing.
+#[derive(Debug, Clone)]
+pub struct PendingStatement {
+    unsigned: cose::UnsignedSign1,
+    prompt: String,
+}
+
+impl PendingStatement {
+    fn new(payload: Vec<u8>, x5chain: &[Vec<u8>], prompt: String) -> Self {
+        Self {
+            unsigned: cose::UnsignedSign1::new(payload, x5chain),
+            prompt,
+        }
+    }
+
+    /// What the key signs (the COSE Sig_structure).
+    pub fn to_be_signed(&self) -> Vec<u8> {
+        self.unsigned.to_be_signed()
+    }
+
+    /// The text of the biometric prompt.
+    pub fn prompt(&self) -> &str {
+        &self.prompt
+    }
+
+    /// The signed statement, with the platform's signature (r || s or ASN.1
+    /// DER, converted to COSE's fixed form).
+    pub fn finish(self, signature: Vec<u8>) -> Vec<u8> {
+        // A DER signature that happens to be 64 bytes would be read as the
+        // fixed form: send it converted.
+        let sig = match crypto::es256_signature_format(&signature) {
+            crypto::SignatureFormat::Fixed => {
+                crypto::es256_der_to_fixed(&signature).unwrap_or(signature)
+            }
+            crypto::SignatureFormat::Der => signature,
+        };
+        self.unsigned.finish(sig)
+    }
+}
+
 /// What the app persists about its credential between statements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformCredentialState {
@@ -144,27 +187,24 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
         Ok(())
     }
 
-    fn sign_statement(
-        &self,
-        payload: Vec<u8>,
-        x5chain: &[Vec<u8>],
-        prompt: &str,
-    ) -> Result<Vec<u8>, DeviceError> {
-        cose::sign1(payload, x5chain, |tbs| {
-            let sig = self.signer.sign_with_prompt(tbs, prompt)?;
-            // A DER signature that happens to be 64 bytes would be read as
-            // the fixed form: send it converted.
-            Ok(match crypto::es256_signature_format(&sig) {
-                crypto::SignatureFormat::Fixed => crypto::es256_der_to_fixed(&sig).unwrap_or(sig),
-                crypto::SignatureFormat::Der => sig,
-            })
-        })
+    fn sign_statement(&self, pending: PendingStatement) -> Result<Vec<u8>, DeviceError> {
+        let sig = self
+            .signer
+            .sign_with_prompt(&pending.to_be_signed(), pending.prompt())?;
+        Ok(pending.finish(sig))
     }
 
     /// Builds the signed [`PlatformKeyRegistration`] for the server's encoded
     /// [`RegistrationChallenge`]. The key must have been generated with this
     /// challenge as its attestation challenge.
     pub fn register(&mut self, challenge: &[u8]) -> Result<Vec<u8>, DeviceError> {
+        let pending = self.begin_register(challenge)?;
+        self.sign_statement(pending)
+    }
+
+    /// [`Self::register`] up to the signature: the statement for a signer
+    /// that answers later (see [`PendingStatement`]).
+    pub fn begin_register(&self, challenge: &[u8]) -> Result<PendingStatement, DeviceError> {
         let c = RegistrationChallenge::from_cbor(challenge)?;
         self.check(&c.rp_id, c.expires_at)?;
         if !self
@@ -188,7 +228,11 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
             enrollment_epoch: self.state.enrollment_epoch,
         };
         let chain = self.signer.attestation_chain()?;
-        self.sign_statement(reg.to_cbor(), &chain, &registration_prompt(&c.rp_id))
+        Ok(PendingStatement::new(
+            reg.to_cbor(),
+            &chain,
+            registration_prompt(&c.rp_id),
+        ))
     }
 
     fn check_registration(&self, challenge: &[u8]) -> Result<RegistrationChallenge, DeviceError> {
@@ -258,7 +302,11 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
             app_attest_key_id,
             attestation_object,
         };
-        self.sign_statement(reg.to_cbor(), &[], &registration_prompt(&c.rp_id))
+        self.sign_statement(PendingStatement::new(
+            reg.to_cbor(),
+            &[],
+            registration_prompt(&c.rp_id),
+        ))
     }
 
     /// Builds the signed [`PaymentAssertion`] for the server's encoded
@@ -284,6 +332,19 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
         modality: Modality,
         persist: impl FnOnce(&PlatformCredentialState) -> Result<(), DeviceError>,
     ) -> Result<Vec<u8>, DeviceError> {
+        let pending = self.begin_authorize(challenge, modality, persist)?;
+        self.sign_statement(pending)
+    }
+
+    /// [`Self::authorize_durably`] up to the signature: `persist` has seen
+    /// the new counter when this returns the statement to sign (see
+    /// [`PendingStatement`]).
+    pub fn begin_authorize(
+        &mut self,
+        challenge: &[u8],
+        modality: Modality,
+        persist: impl FnOnce(&PlatformCredentialState) -> Result<(), DeviceError>,
+    ) -> Result<PendingStatement, DeviceError> {
         let c = PaymentChallenge::from_cbor(challenge)?;
         self.check(&c.rp_id, c.expires_at)?;
         c.transaction.validate()?;
@@ -311,7 +372,7 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
             user_confirmed: true,
             enrollment_epoch: self.state.enrollment_epoch,
         };
-        self.sign_statement(assertion.to_cbor(), &[], &text)
+        Ok(PendingStatement::new(assertion.to_cbor(), &[], text))
     }
 
     /// Builds the signed [`Deregistration`] of this credential (counter + 1;
@@ -322,6 +383,15 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
         &mut self,
         persist: impl FnOnce(&PlatformCredentialState) -> Result<(), DeviceError>,
     ) -> Result<Vec<u8>, DeviceError> {
+        let pending = self.begin_deregister(persist)?;
+        self.sign_statement(pending)
+    }
+
+    /// [`Self::deregister_durably`] up to the signature (see [`PendingStatement`]).
+    pub fn begin_deregister(
+        &mut self,
+        persist: impl FnOnce(&PlatformCredentialState) -> Result<(), DeviceError>,
+    ) -> Result<PendingStatement, DeviceError> {
         let counter = self.next_counter(persist)?;
         let statement = Deregistration {
             rp_id_hash: sha256(self.rp_id.as_bytes()),
@@ -329,8 +399,11 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
             counter,
             tee_time: self.clock.now(),
         };
-        let prompt = deregistration_prompt(&self.rp_id);
-        self.sign_statement(statement.to_cbor(), &[], &prompt)
+        Ok(PendingStatement::new(
+            statement.to_cbor(),
+            &[],
+            deregistration_prompt(&self.rp_id),
+        ))
     }
 
     /// Uses up the next counter value: the state holds it before `persist`

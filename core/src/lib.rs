@@ -51,8 +51,8 @@ pub use display::render_transaction;
 pub use env::{Clock, DangerDeterministicRandom, ManualClock, Random, SystemClock, SystemRandom};
 pub use error::{Reason, Rejection, Step};
 pub use keystore::{
-    deregistration_prompt, registration_prompt, PlatformCredentialState, PlatformKeystoreClient,
-    PlatformKeystoreSigner,
+    deregistration_prompt, registration_prompt, PendingStatement, PlatformCredentialState,
+    PlatformKeystoreClient, PlatformKeystoreSigner,
 };
 pub use messages::{
     AppleKeyRegistration, Challenge, CredentialId, DecodeError, Deregistration, EnrollmentChange,

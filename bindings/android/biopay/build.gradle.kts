@@ -7,7 +7,8 @@ android {
     namespace = "org.biopay"
     compileSdk = 35
     defaultConfig {
-        // BiometricPrompt: 28; setUserAuthenticationParameters(0, AUTH_BIOMETRIC_STRONG): 30.
+        // StrongBox: 28 (androidx BiometricPrompt itself works from 23);
+        // setUserAuthenticationParameters(0, AUTH_BIOMETRIC_STRONG): 30.
         minSdk = 28
         consumerProguardFiles("consumer-rules.pro")
     }
@@ -29,8 +30,11 @@ android {
 
 dependencies {
     // uniffi's Kotlin bindings call the native library through JNA; the @aar
-    // artifact carries JNA's own native libraries for every Android ABI.
-    implementation("net.java.dev.jna:jna:5.14.0@aar")
+    // artifact carries JNA's own native libraries for every Android ABI. 5.17.0
+    // or newer: older libjnidispatch.so crash on 16 KB-page devices.
+    implementation("net.java.dev.jna:jna:5.17.0@aar")
+    // The async API (suspend functions) runs on kotlinx.coroutines.
+    implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.9.0")
     implementation("androidx.biometric:biometric:1.1.0")
     implementation("androidx.fragment:fragment-ktx:1.8.5")
 }

@@ -1,10 +1,11 @@
 // Overhead of the Kotlin bindings: authorize and verify through Kotlin versus
 // the same calls in Rust (native_flow_timings), interleaved in one process.
 // Run by scripts/bench-bindings.sh; prints the ratios for docs/PERFORMANCE.md.
+import kotlinx.coroutines.runBlocking
 import org.biopay.*
 import java.nio.file.Files
 
-fun kotlinFlow(iterations: Int): Pair<Long, Long> {
+fun kotlinFlow(iterations: Int): Pair<Long, Long> = runBlocking {
     val dir = Files.createTempDirectory("biopay-bench-kt")
     val vendor = SimulatedVendor("Bench Devices", "bench vendor".toByteArray())
     val verifier = PaymentVerifier("pay.example.com", listOf(vendor.deviceModel("bench-x1", listOf(Modality.FINGERPRINT), SecurityLevel.TEE)))
@@ -29,7 +30,7 @@ fun kotlinFlow(iterations: Int): Pair<Long, Long> {
     }
     client.close(); tee.close(); verifier.close(); vendor.close()
     dir.toFile().deleteRecursively()
-    return Pair(authorize, verify)
+    Pair(authorize, verify)
 }
 
 fun main(args: Array<String>) {

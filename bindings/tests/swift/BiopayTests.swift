@@ -19,7 +19,7 @@ final class World {
     let client: BiopayClient
     let credentialId: Data
 
-    init() throws {
+    init() async throws {
         vendor = try SimulatedVendor(name: "Acme Devices", seed: Data("swift vendor".utf8))
         verifier = try PaymentVerifier(
             rpId: rp,
@@ -33,7 +33,7 @@ final class World {
         let challenge = try verifier.registrationChallenge(
             accountHandle: Data("account-7".utf8), modalities: [.fingerprint, .face], required: .tee)
         tee.presentFinger(label: "right-thumb")
-        let attestation = try client.register(challenge: challenge, modalities: [.fingerprint, .face])
+        let attestation = try await client.register(challenge: challenge, modalities: [.fingerprint, .face])
         credentialId = try verifier.verifyRegistration(statement: attestation).credentialId
     }
 
@@ -50,11 +50,11 @@ final class World {
 }
 
 final class BiopayTests: XCTestCase {
-    func testFullLink() throws {
-        let w = try World()
+    func testFullLink() async throws {
+        let w = try await World()
         let c = try w.payChallenge("o1")
         w.tee.presentFinger(label: "right-thumb")
-        let approved = try w.verifier.verifyPayment(statement: try w.client.authorize(challenge: c))
+        let approved = try w.verifier.verifyPayment(statement: try await w.client.authorize(challenge: c))
         XCTAssertEqual(approved.transaction.amountMinor, 8800)
         XCTAssertEqual(approved.modality, .fingerprint)
         XCTAssertEqual(approved.counter, 1)
@@ -64,11 +64,11 @@ final class BiopayTests: XCTestCase {
         XCTAssertTrue(creds[0].valid)
     }
 
-    func testReplayRejectedAtP9() throws {
-        let w = try World()
+    func testReplayRejectedAtP9() async throws {
+        let w = try await World()
         let c = try w.payChallenge("o1")
         w.tee.presentFinger(label: "right-thumb")
-        let a = try w.client.authorize(challenge: c)
+        let a = try await w.client.authorize(challenge: c)
         _ = try w.verifier.verifyPayment(statement: a)
         XCTAssertThrowsError(try w.verifier.verifyPayment(statement: a)) { error in
             guard case VerificationError.Rejected(let code, let name, _) = error else { return XCTFail("\(error)") }
@@ -77,11 +77,11 @@ final class BiopayTests: XCTestCase {
         }
     }
 
-    func testTamperedSignatureRejectedAtP5() throws {
-        let w = try World()
+    func testTamperedSignatureRejectedAtP5() async throws {
+        let w = try await World()
         let c = try w.payChallenge("o1")
         w.tee.presentFinger(label: "right-thumb")
-        var a = try w.client.authorize(challenge: c)
+        var a = try await w.client.authorize(challenge: c)
         a[a.count - 1] ^= 1
         XCTAssertThrowsError(try w.verifier.verifyPayment(statement: a)) { error in
             guard case VerificationError.Rejected(let code, _, _) = error else { return XCTFail("\(error)") }
@@ -89,69 +89,69 @@ final class BiopayTests: XCTestCase {
         }
     }
 
-    func testHighValueNeedsALiveFace() throws {
-        let w = try World()
+    func testHighValueNeedsALiveFace() async throws {
+        let w = try await World()
         let c = try w.payChallenge("big", 500_000)
         w.tee.presentFinger(label: "right-thumb")
-        XCTAssertThrowsError(try w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .UserCanceled) }
+        await assertThrowsAsync(try await w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .UserCanceled) }
         w.tee.presentFace()
-        let ok = try w.verifier.verifyPayment(statement: try w.client.authorize(challenge: c))
+        let ok = try w.verifier.verifyPayment(statement: try await w.client.authorize(challenge: c))
         XCTAssertEqual(ok.modality, .face)
         XCTAssertTrue(ok.livenessPassed)
     }
 
-    func testErrorMapping() throws {
-        let w = try World()
+    func testErrorMapping() async throws {
+        let w = try await World()
         let c = try w.payChallenge("o1")
         w.tee.presentFinger(label: "stranger")
-        XCTAssertThrowsError(try w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .NoMatch) }
+        await assertThrowsAsync(try await w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .NoMatch) }
         w.tee.presentSpoof(modality: .face)
-        XCTAssertThrowsError(try w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .SpoofDetected) }
+        await assertThrowsAsync(try await w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .SpoofDetected) }
         w.tee.presentCancel()
-        XCTAssertThrowsError(try w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .UserCanceled) }
+        await assertThrowsAsync(try await w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .UserCanceled) }
         w.tee.willConfirm(confirm: false)
-        XCTAssertThrowsError(try w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .TransactionDeclined) }
-        XCTAssertThrowsError(try w.client.authorize(challenge: Data([1, 2]))) { error in
+        await assertThrowsAsync(try await w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .TransactionDeclined) }
+        await assertThrowsAsync(try await w.client.authorize(challenge: Data([1, 2]))) { error in
             guard case BiopayError.InvalidChallenge(let reason) = error else { return XCTFail("\(error)") }
             XCTAssertFalse(reason.isEmpty)
         }
     }
 
-    func testLockoutSaysUntilWhen() throws {
-        let w = try World()
+    func testLockoutSaysUntilWhen() async throws {
+        let w = try await World()
         let c = try w.payChallenge("o1")
         for _ in 0..<5 {
             w.tee.presentFinger(label: "stranger")
-            XCTAssertThrowsError(try w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .NoMatch) }
+            await assertThrowsAsync(try await w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .NoMatch) }
         }
         w.tee.presentFinger(label: "right-thumb")
-        XCTAssertThrowsError(try w.client.authorize(challenge: c)) { error in
+        await assertThrowsAsync(try await w.client.authorize(challenge: c)) { error in
             guard case BiopayError.LockedOut(let until) = error, let until else { return XCTFail("\(error)") }
             let now = Int64(Date().timeIntervalSince1970)
             XCTAssertTrue(until > now && until <= now + 31)
         }
         try w.tee.passcodeReset()
-        _ = try w.verifier.verifyPayment(statement: try w.client.authorize(challenge: c))
+        _ = try w.verifier.verifyPayment(statement: try await w.client.authorize(challenge: c))
     }
 
-    func testDeletedKeyAndNotEnrolled() throws {
-        let w = try World()
+    func testDeletedKeyAndNotEnrolled() async throws {
+        let w = try await World()
         let c = try w.payChallenge("o1")
-        let d = try w.client.deregister(credentialId: w.credentialId)
+        let d = try await w.client.deregister(credentialId: w.credentialId)
         XCTAssertEqual(try w.verifier.verifyDeregistration(statement: d), w.credentialId)
         w.tee.presentFinger(label: "right-thumb")
-        XCTAssertThrowsError(try w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
+        await assertThrowsAsync(try await w.client.authorize(challenge: c)) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
         let bare = try SimulatedTee.provision(vendor: w.vendor, modelId: model, stateDir: w.dir.appendingPathComponent("bare").path)
         let client = try BiopayClient.withSimulatedTee(rpId: rp, tee: bare)
         let reg = try w.verifier.registrationChallenge(accountHandle: Data("a".utf8), modalities: [.face], required: .tee)
-        XCTAssertThrowsError(try client.register(challenge: reg, modalities: [.face])) { XCTAssertEqual($0 as? BiopayError, .NotEnrolled) }
+        await assertThrowsAsync(try await client.register(challenge: reg, modalities: [.face])) { XCTAssertEqual($0 as? BiopayError, .NotEnrolled) }
     }
 
-    func testRevokedModelRefusedAtP7() throws {
-        let w = try World()
+    func testRevokedModelRefusedAtP7() async throws {
+        let w = try await World()
         let c = try w.payChallenge("o1")
         w.tee.presentFinger(label: "right-thumb")
-        let a = try w.client.authorize(challenge: c)
+        let a = try await w.client.authorize(challenge: c)
         XCTAssertTrue(w.verifier.revokeModel(modelId: model))
         XCTAssertThrowsError(try w.verifier.verifyPayment(statement: a)) { error in
             guard case VerificationError.Rejected(let code, _, _) = error else { return XCTFail("\(error)") }
@@ -159,21 +159,22 @@ final class BiopayTests: XCTestCase {
         }
     }
 
-    func testObjectsAreReleased() throws {
-        var w: World? = try World()
+    func testObjectsAreReleased() async throws {
+        var w: World? = try await World()
         weak var client = w?.client
         w = nil
         XCTAssertNil(client, "the client object was not released")
     }
 
-    func testDeviceSurvivesRestart() throws {
-        let w = try World()
+    func testDeviceSurvivesRestart() async throws {
+        let w = try await World()
         let path = w.dir.appendingPathComponent("phone").path
         let tee = try SimulatedTee.open(stateDir: path)
         let client = try BiopayClient.withSimulatedTee(rpId: rp, tee: tee)
         let c = try w.payChallenge("o2")
         tee.presentFinger(label: "right-thumb")
-        XCTAssertEqual(try w.verifier.verifyPayment(statement: try client.authorize(challenge: c)).counter, 1)
+        let s1 = try await client.authorize(challenge: c)
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: s1).counter, 1)
     }
 }
 
@@ -184,10 +185,26 @@ let digest = Data(repeating: 0xAB, count: 32)
 
 struct SensorFailure: Error {}
 
+/// Opens once; until then `wait` suspends (the user looking at the prompt).
+actor Gate {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+    func open() {
+        isOpen = true
+        waiters.forEach { $0.resume() }
+        waiters = []
+    }
+}
+
 /// A test double of the Secure Enclave / Android Keystore on CryptoKit:
 /// P256.Signing keys in memory by alias, DER signatures, and an attestation
 /// chain from the simulated vendor's KeyMint test-double CA. `signError` is
-/// thrown by the next `sign`, as a LocalAuthentication failure would be.
+/// thrown by the next `sign` (after `signDelayNanos`), as a LocalAuthentication
+/// failure would be; while `gate` is set, `sign` waits for it.
 final class CryptoKitKeystore: PlatformKeystore, @unchecked Sendable {
     let vendor: SimulatedVendor
     private let lock = NSLock()
@@ -195,42 +212,99 @@ final class CryptoKitKeystore: PlatformKeystore, @unchecked Sendable {
     var invalidated: Set<String> = []
     var prompts: [String] = []
     var signError: Error?
+    var signDelayNanos: UInt64 = 0
+    var gate: Gate?
+    var promptsUp = 0
+    var mostPromptsUp = 0
+    var promptsCancelled = 0
 
     init(vendor: SimulatedVendor) { self.vendor = vendor }
 
-    func generateKey(alias: String, attestationChallenge: Data, requireStrongBox: Bool) throws -> GeneratedKey {
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        return try body()
+    }
+
+    func generateKey(alias: String, attestationChallenge: Data, requireStrongBox: Bool) async throws -> GeneratedKey {
         if requireStrongBox { throw BiopayError.Keystore(reason: "no StrongBox here") }
         let key = P256.Signing.PrivateKey()
         let publicKey = key.publicKey.x963Representation
         let chain = try vendor.certifyKeystoreKey(
             publicKey: publicKey, attestationChallenge: attestationChallenge,
             packageName: appPackage, signingCertDigest: digest, strongBox: false)
-        lock.lock(); defer { lock.unlock() }
-        keys[alias] = key
+        locked { keys[alias] = key }
         return GeneratedKey(publicKey: publicKey, attestationChain: chain, strongBox: false)
     }
 
-    func sign(alias: String, data: Data, promptText: String) throws -> Data {
-        lock.lock(); defer { lock.unlock() }
-        prompts.append(promptText)
-        if let error = signError {
-            signError = nil
-            throw error
+    func sign(alias: String, data: Data, promptText: String) async throws -> Data {
+        let gate: Gate? = locked {
+            prompts.append(promptText)
+            promptsUp += 1
+            mostPromptsUp = max(mostPromptsUp, promptsUp)
+            return self.gate
         }
-        guard let key = keys[alias], !invalidated.contains(alias) else { throw BiopayError.KeyInvalidated }
-        return try key.signature(for: data).derRepresentation
+        defer { locked { promptsUp -= 1 } }
+        do {
+            // The SDK call was cancelled: uniffi cancels this task; a real
+            // keystore invalidates its LAContext here (the prompt closes).
+            try await withTaskCancellationHandler {
+                if let gate { await gate.wait() }
+                try Task.checkCancellation()
+                if signDelayNanos > 0 { try await Task.sleep(nanoseconds: signDelayNanos) }
+            } onCancel: {
+                if let gate { Task { await gate.open() } }
+            }
+        } catch is CancellationError {
+            locked { promptsCancelled += 1 }
+            throw BiopayError.Cancelled
+        }
+        return try locked {
+            if let error = signError {
+                signError = nil
+                throw error
+            }
+            guard let key = keys[alias], !invalidated.contains(alias) else { throw BiopayError.KeyInvalidated }
+            return try key.signature(for: data).derRepresentation
+        }
     }
 
     func deleteKey(alias: String) throws {
-        lock.lock(); defer { lock.unlock() }
-        keys[alias] = nil
-        invalidated.remove(alias)
+        locked {
+            keys[alias] = nil
+            _ = invalidated.remove(alias)
+        }
     }
 
     func keyState(alias: String) throws -> KeyState {
-        lock.lock(); defer { lock.unlock() }
-        if keys[alias] == nil { return .missing }
-        return invalidated.contains(alias) ? .invalidated : .valid
+        try locked {
+            if keys[alias] == nil { return .missing }
+            return invalidated.contains(alias) ? .invalidated : .valid
+        }
+    }
+}
+
+/// XCTAssertThrowsError for an async expression.
+func assertThrowsAsync<T>(
+    _ body: @autoclosure () async throws -> T,
+    file: StaticString = #filePath, line: UInt = #line,
+    _ handler: (Error) -> Void = { _ in }
+) async {
+    do {
+        _ = try await body()
+        XCTFail("nothing thrown", file: file, line: line)
+    } catch {
+        handler(error)
+    }
+}
+
+struct TimedOut: Error { let what: String }
+
+/// Waits (bounded) until `cond` holds; fails the test otherwise.
+func eventually(_ what: String, _ cond: () -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(10)
+    while !cond() {
+        if Date() > deadline { throw TimedOut(what: what) }
+        try await Task.sleep(nanoseconds: 5_000_000)
     }
 }
 
@@ -253,10 +327,10 @@ final class KeystoreWorld {
         appDir = dir.appendingPathComponent("app").path
     }
 
-    func register(_ client: BiopayClient, beforeSign: () -> Void = {}) throws -> Data {
+    func register(_ client: BiopayClient, beforeSign: () -> Void = {}) async throws -> Data {
         let c = try verifier.registrationChallenge(accountHandle: Data("account-7".utf8), modalities: [.fingerprint], required: .tee)
         beforeSign()
-        let reg = try verifier.verifyPlatformRegistration(statement: try client.register(challenge: c, modalities: [.fingerprint]))
+        let reg = try verifier.verifyPlatformRegistration(statement: try await client.register(challenge: c, modalities: [.fingerprint]))
         XCTAssertEqual(reg.kind, "platform_keystore")
         return reg.credentialId
     }
@@ -271,97 +345,101 @@ final class KeystoreWorld {
 }
 
 final class KeystoreTests: XCTestCase {
-    func testFullLinkOnSimulatedTeeAsKeystore() throws {
+    func testFullLinkOnSimulatedTeeAsKeystore() async throws {
         let w = try KeystoreWorld()
         let ks = try w.tee.asKeystore(packageName: appPackage, signingCertDigest: digest)
         let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
-        let id = try w.register(client) { w.tee.presentFinger(label: "right-thumb") }
+        let id = try await w.register(client) { w.tee.presentFinger(label: "right-thumb") }
         XCTAssertEqual(w.tee.lastDisplay(), "Register this device for payments at \(rp)")
         w.tee.presentFinger(label: "right-thumb")
-        let ok = try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o1")))
+        let ok = try w.verifier.verifyPayment(statement: try await client.authorize(challenge: try w.payChallenge(id, "o1")))
         XCTAssertEqual(ok.counter, 1)
         XCTAssertEqual(ok.modality, .fingerprint)
         XCTAssertFalse(ok.livenessPassed)
         XCTAssertTrue(w.tee.lastDisplay()?.contains("\nPay 88.00 CNY\n") ?? false)
         w.tee.presentFinger(label: "right-thumb")
-        XCTAssertEqual(try w.verifier.verifyDeregistration(statement: try client.deregister(credentialId: id)), id)
+        let s2 = try await client.deregister(credentialId: id)
+        XCTAssertEqual(try w.verifier.verifyDeregistration(statement: s2), id)
         XCTAssertTrue(try client.credentials().isEmpty)
     }
 
-    func testFullLinkWithACryptoKitKeystore() throws {
+    func testFullLinkWithACryptoKitKeystore() async throws {
         let w = try KeystoreWorld()
         let ks = CryptoKitKeystore(vendor: w.vendor)
         let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
-        let id = try w.register(client)
-        let ok = try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o1")))
+        let id = try await w.register(client)
+        let ok = try w.verifier.verifyPayment(statement: try await client.authorize(challenge: try w.payChallenge(id, "o1")))
         XCTAssertEqual(ok.counter, 1)
         XCTAssertEqual(ks.prompts.count, 2)
         XCTAssertTrue(ks.prompts[1].hasPrefix("\(rp)\nPay 88.00 CNY\nTo: Coffee Corner"))
         let creds = try client.credentials()
         XCTAssertEqual(creds.map { $0.credentialId }, [id])
         XCTAssertTrue(creds[0].valid)
-        XCTAssertEqual(try w.verifier.verifyDeregistration(statement: try client.deregister(credentialId: id)), id)
+        let s3 = try await client.deregister(credentialId: id)
+        XCTAssertEqual(try w.verifier.verifyDeregistration(statement: s3), id)
         XCTAssertTrue(ks.keys.isEmpty)
     }
 
-    func testBiopayErrorsThrownInSwiftKeepTheirVariant() throws {
+    func testBiopayErrorsThrownInSwiftKeepTheirVariant() async throws {
         let w = try KeystoreWorld()
         let ks = CryptoKitKeystore(vendor: w.vendor)
         let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
-        let id = try w.register(client)
+        let id = try await w.register(client)
         ks.signError = BiopayError.UserCanceled
-        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o1"))) { XCTAssertEqual($0 as? BiopayError, .UserCanceled) }
+        await assertThrowsAsync(try await client.authorize(challenge: try w.payChallenge(id, "o1"))) { XCTAssertEqual($0 as? BiopayError, .UserCanceled) }
         ks.signError = BiopayError.LockedOut(untilEpochSeconds: 1_900_000_000)
-        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o2"))) {
+        await assertThrowsAsync(try await client.authorize(challenge: try w.payChallenge(id, "o2"))) {
             XCTAssertEqual($0 as? BiopayError, .LockedOut(untilEpochSeconds: 1_900_000_000))
         }
         ks.signError = BiopayError.NoMatch
-        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o3"))) { XCTAssertEqual($0 as? BiopayError, .NoMatch) }
+        await assertThrowsAsync(try await client.authorize(challenge: try w.payChallenge(id, "o3"))) { XCTAssertEqual($0 as? BiopayError, .NoMatch) }
         // Three failed prompts used up three counter values.
-        XCTAssertEqual(try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o4"))).counter, 4)
+        let s4 = try await client.authorize(challenge: try w.payChallenge(id, "o4"))
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: s4).counter, 4)
     }
 
-    func testAnyOtherErrorArrivesAsKeystore() throws {
+    func testAnyOtherErrorArrivesAsKeystore() async throws {
         let w = try KeystoreWorld()
         let ks = CryptoKitKeystore(vendor: w.vendor)
         let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
-        let id = try w.register(client)
+        let id = try await w.register(client)
         ks.signError = SensorFailure()
-        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o1"))) { error in
+        await assertThrowsAsync(try await client.authorize(challenge: try w.payChallenge(id, "o1"))) { error in
             guard case BiopayError.Keystore(let reason) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(reason.contains("SensorFailure"), reason)
         }
     }
 
-    func testInvalidatedKeyIsKeyInvalidated() throws {
+    func testInvalidatedKeyIsKeyInvalidated() async throws {
         let w = try KeystoreWorld()
         let ks = try w.tee.asKeystore(packageName: appPackage, signingCertDigest: digest)
         let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
-        let id = try w.register(client) { w.tee.presentFinger(label: "right-thumb") }
+        let id = try await w.register(client) { w.tee.presentFinger(label: "right-thumb") }
         try w.tee.enrollFingerprint(label: "left-thumb")
         XCTAssertFalse(try client.credentials()[0].valid)
         w.tee.presentFinger(label: "right-thumb")
-        XCTAssertThrowsError(try client.authorize(challenge: try w.payChallenge(id, "o1"))) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
+        await assertThrowsAsync(try await client.authorize(challenge: try w.payChallenge(id, "o1"))) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
         let ck = CryptoKitKeystore(vendor: w.vendor)
         let other = try BiopayClient.withKeystore(rpId: rp, keystore: ck, stateDir: w.dir.appendingPathComponent("app2").path)
-        let id2 = try w.register(other)
+        let id2 = try await w.register(other)
         ck.invalidated = Set(ck.keys.keys)
-        XCTAssertThrowsError(try other.authorize(challenge: try w.payChallenge(id2, "o2"))) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
+        await assertThrowsAsync(try await other.authorize(challenge: try w.payChallenge(id2, "o2"))) { XCTAssertEqual($0 as? BiopayError, .KeyInvalidated) }
         XCTAssertEqual(ck.prompts.count, 1, "no prompt for an invalidated key")
     }
 
-    func testStateSurvivesARestartAndCorruptionIsReported() throws {
+    func testStateSurvivesARestartAndCorruptionIsReported() async throws {
         let w = try KeystoreWorld()
         let ks = CryptoKitKeystore(vendor: w.vendor)
         var id = Data()
         do {
             let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
-            id = try w.register(client)
-            _ = try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o1")))
+            id = try await w.register(client)
+            _ = try w.verifier.verifyPayment(statement: try await client.authorize(challenge: try w.payChallenge(id, "o1")))
         }
         let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
         XCTAssertEqual(try client.credentials().map { $0.credentialId }, [id])
-        XCTAssertEqual(try w.verifier.verifyPayment(statement: try client.authorize(challenge: try w.payChallenge(id, "o2"))).counter, 2)
+        let s5 = try await client.authorize(challenge: try w.payChallenge(id, "o2"))
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: s5).counter, 2)
         let file = URL(fileURLWithPath: w.appDir).appendingPathComponent("biopay-keystore-\(rp).json")
         try Data("{ not json".utf8).write(to: file)
         XCTAssertThrowsError(try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)) { error in
@@ -370,7 +448,7 @@ final class KeystoreTests: XCTestCase {
         }
     }
 
-    func testKeystoreObjectsAreReleased() throws {
+    func testKeystoreObjectsAreReleased() async throws {
         let w = try KeystoreWorld()
         var ks: PlatformKeystore? = try w.tee.asKeystore(packageName: appPackage, signingCertDigest: digest)
         var client: BiopayClient? = try BiopayClient.withKeystore(rpId: rp, keystore: ks!, stateDir: w.appDir)
@@ -380,5 +458,101 @@ final class KeystoreTests: XCTestCase {
         ks = nil
         XCTAssertNil(weakClient)
         XCTAssertNil(weakKeystore)
+    }
+}
+
+/// The async API: completion, cancellation during the prompt (Swift tasks do
+/// not propagate cancellation across the FFI: `client.cancel()` from a
+/// cancellation handler), two concurrent calls, an error after a delay.
+final class AsyncTests: XCTestCase {
+    func storedCounter(_ w: KeystoreWorld) throws -> Int {
+        let file = URL(fileURLWithPath: w.appDir).appendingPathComponent("biopay-keystore-\(rp).json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any]
+        let creds = json?["credentials"] as? [[String: Any]] ?? []
+        XCTAssertEqual(creds.count, 1)
+        return creds.first?["counter"] as? Int ?? -1
+    }
+
+    func testAPaymentCompletesWhileTheCallerIsFree() async throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try await w.register(client)
+        let gate = Gate()
+        ks.gate = gate
+        let c = try w.payChallenge(id, "o1")
+        let paying = Task { try await client.authorize(challenge: c) }
+        try await eventually("the prompt is up") { ks.locked { ks.promptsUp == 1 } }
+        // The main-thread deadlock of #15 item 4: credentials answer during the prompt.
+        XCTAssertEqual(try client.credentials().count, 1)
+        await gate.open()
+        let statement = try await paying.value
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: statement).counter, 1)
+    }
+
+    func testCancellingTheTaskDuringThePromptUsesNoCounter() async throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try await w.register(client)
+        ks.gate = Gate()
+        let c = try w.payChallenge(id, "o1")
+        let paying = Task {
+            try await withTaskCancellationHandler {
+                try await client.authorize(challenge: c)
+            } onCancel: {
+                client.cancel()
+            }
+        }
+        try await eventually("the prompt is up") { ks.locked { ks.promptsUp == 1 } }
+        XCTAssertEqual(try storedCounter(w), 1)
+        paying.cancel()
+        let result = await paying.result
+        guard case .failure(let error) = result else { return XCTFail("completed: \(result)") }
+        XCTAssertEqual(error as? BiopayError, .Cancelled)
+        try await eventually("the keystore's sign was cancelled") { ks.locked { ks.promptsCancelled == 1 } }
+        XCTAssertEqual(try storedCounter(w), 0)
+        ks.gate = nil
+        let next = try await client.authorize(challenge: try w.payChallenge(id, "o2"))
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: next).counter, 1)
+    }
+
+    func testTwoConcurrentCallsAreSerialisedAndBothComplete() async throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try await w.register(client)
+        let gate = Gate()
+        ks.gate = gate
+        let c1 = try w.payChallenge(id, "o1")
+        let c2 = try w.payChallenge(id, "o2")
+        let a = Task { try await client.authorize(challenge: c1) }
+        let b = Task { try await client.authorize(challenge: c2) }
+        try await eventually("a prompt is up") { ks.locked { ks.promptsUp == 1 } }
+        await gate.open()
+        let counters = [try await a.value, try await b.value]
+            .map { try? w.verifier.verifyPayment(statement: $0).counter }
+        XCTAssertEqual(Set(counters.compactMap { $0 }), [1, 2])
+        XCTAssertEqual(ks.locked { ks.mostPromptsUp }, 1, "never two prompts at once")
+    }
+
+    func testAnErrorThrownAfterADelayArrivesTyped() async throws {
+        let w = try KeystoreWorld()
+        let ks = CryptoKitKeystore(vendor: w.vendor)
+        let client = try BiopayClient.withKeystore(rpId: rp, keystore: ks, stateDir: w.appDir)
+        let id = try await w.register(client)
+        ks.signDelayNanos = 50_000_000
+        ks.signError = BiopayError.NoMatch
+        await assertThrowsAsync(try await client.authorize(challenge: try w.payChallenge(id, "o1"))) {
+            XCTAssertEqual($0 as? BiopayError, .NoMatch)
+        }
+        ks.signError = SensorFailure()
+        await assertThrowsAsync(try await client.authorize(challenge: try w.payChallenge(id, "o2"))) { error in
+            guard case BiopayError.Keystore(let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("SensorFailure"), reason)
+        }
+        ks.signDelayNanos = 0
+        let ok = try await client.authorize(challenge: try w.payChallenge(id, "o3"))
+        XCTAssertEqual(try w.verifier.verifyPayment(statement: ok).counter, 3)
     }
 }

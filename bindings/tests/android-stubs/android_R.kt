@@ -1,0 +1,7 @@
+package android
+
+object R {
+    object string {
+        const val cancel = 0x01040000
+    }
+}
