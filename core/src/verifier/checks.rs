@@ -1,0 +1,141 @@
+//! The checks several procedures share, written once: opening a signed
+//! statement and mapping COSE errors to the procedure's step, the challenge
+//! lookup, expiry and binding, the rp id, the TEE clock, decisions, flags
+//! and the mapping of a failed commit.
+
+use super::*;
+
+impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
+    pub(super) fn check_tee_clock(
+        &self,
+        step: Step,
+        tee_time: u64,
+        now: u64,
+    ) -> Result<(), Rejection> {
+        if tee_time.abs_diff(now) > self.policy.max_clock_skew_secs {
+            return reject(step, Reason::ClockSkew { tee_time, now });
+        }
+        Ok(())
+    }
+
+    pub(super) fn model_status(&self, model: &str) -> Option<ModelStatus> {
+        self.trust
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .model(model)
+            .map(|m| m.status)
+    }
+
+    pub(super) fn challenge_entry(
+        &self,
+        step: Step,
+        challenge: &Challenge,
+    ) -> Result<ChallengeEntry, Rejection> {
+        match self.store.challenge(challenge).at(step)? {
+            None => reject(step, Reason::UnknownChallenge),
+            Some(e) if e.consumed => reject(step, Reason::ChallengeAlreadyUsed),
+            Some(e) => Ok(e),
+        }
+    }
+
+    pub(super) fn decision(
+        &self,
+        kind: DecisionKind,
+        id: &CredentialId,
+        statement: &[u8],
+        now: u64,
+    ) -> Decision {
+        Decision {
+            kind,
+            credential_id: id.clone(),
+            statement_hash: crypto::sha256(statement),
+            at: now,
+        }
+    }
+
+    /// Parses a credential-signed statement (steps 1–5 of §6.4–6.6): COSE,
+    /// header, payload, credential lookup and signature.
+    pub(super) fn open_signed<M: Message>(
+        &self,
+        statement: &[u8],
+        steps: [Step; 5],
+        credential_of: impl Fn(&M) -> &CredentialId,
+    ) -> Result<(M, CredentialRecord), Rejection> {
+        let [s_statement, s_header, s_payload, s_credential, s_signature] = steps;
+        let sign1 = cose::parse_sign1_any_form(statement, false).map_err(|e| {
+            let step = if matches!(
+                e,
+                cose::CoseError::Cbor(_)
+                    | cose::CoseError::NotCoseSign1
+                    | cose::CoseError::MissingPayload
+            ) {
+                s_statement
+            } else {
+                s_header
+            };
+            Rejection::new(step, e)
+        })?;
+        let msg = M::from_cbor(&sign1.payload).at(s_payload)?;
+        let Some(cred) = self
+            .store
+            .credential(credential_of(&msg))
+            .at(s_credential)?
+        else {
+            return reject(s_credential, Reason::UnknownCredential);
+        };
+        if cred.rp_id != self.rp_id {
+            return reject(s_credential, Reason::UnknownCredential);
+        }
+        // A TEE signs in COSE's fixed form only; a platform keystore may
+        // return DER (Android's `Signature`), admitted for its credentials only.
+        let format = match cred.kind {
+            CredentialKind::TeeAttested if sign1.signature.len() != cose::ES256_SIG_LEN => {
+                return reject(s_header, cose::CoseError::SignatureLength);
+            }
+            CredentialKind::TeeAttested => SignatureFormat::Fixed,
+            CredentialKind::PlatformKeystore | CredentialKind::AppleAppAttest => {
+                crypto::es256_signature_format(&sign1.signature)
+            }
+        };
+        if !crypto::verify_es256(
+            &cred.public_key,
+            &sign1.to_be_signed,
+            &sign1.signature,
+            format,
+        ) {
+            return reject(s_signature, Reason::BadSignature);
+        }
+        Ok((msg, cred))
+    }
+}
+
+/// The rejection for a failed commit at `step` (docs/PROTOCOL.md §7.3). A
+/// device model found not active by the commit is reported at the step that
+/// checks the model (`R4`, `A4`, `P7`): the check failed there, only later.
+pub(super) fn commit_rejection(step: Step, e: CommitError) -> Rejection {
+    let reason = match e {
+        CommitError::ChallengeUsed => Reason::ChallengeAlreadyUsed,
+        CommitError::CredentialExists => Reason::DuplicateCredential,
+        CommitError::UnknownCredential => Reason::UnknownCredential,
+        CommitError::CounterConflict => Reason::ConcurrentUpdate,
+        // Only `commit_payment` reports it, and `verify_payment` maps it to
+        // `P19 CounterSuperseded` itself.
+        CommitError::CounterSuperseded { .. } => Reason::ConcurrentUpdate,
+        // Only `commit_payment` reports it, and `verify_payment` maps it to
+        // `J4 CounterSuperseded` itself.
+        CommitError::AppAttestCounterSuperseded { .. } => Reason::ConcurrentUpdate,
+        CommitError::CredentialNotActive(s) => Reason::CredentialNotActive(s),
+        CommitError::DeviceModelNotActive(s) => {
+            let model_step = match step {
+                Step::R16Commit => Step::R4DeviceModel,
+                Step::A17Commit => Step::A4Platform,
+                Step::K13Commit => Step::K4Platform,
+                Step::P20Commit => Step::P7DeviceModel,
+                other => other,
+            };
+            return Rejection::new(model_step, Reason::DeviceModelNotActive(s));
+        }
+        CommitError::Backend(e) => Reason::Store(e),
+    };
+    Rejection::new(step, reason)
+}

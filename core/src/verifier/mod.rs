@@ -1,0 +1,386 @@
+//! The relying party's verifier (docs/PROTOCOL.md §6): issues challenges and
+//! verifies key attestations, payment assertions, deregistrations and
+//! enrollment changes against a [`Store`], a [`TrustConfig`] and a [`Policy`].
+//!
+//! Nothing in a statement is trusted before its signature verifies, and the
+//! state change that accepts a statement (consuming the challenge, advancing
+//! the counter) happens in one atomic store operation. Rejected statements
+//! change no stored state, with two deliberate exceptions that are security
+//! events on a correctly signed statement: a counter that did not increase
+//! marks the credential [`CredentialStatus::SuspectedClone`] (P19) and a changed
+//! enrollment epoch marks it [`CredentialStatus::EnrollmentChanged`] (P15).
+
+mod app_attest;
+mod checks;
+mod deregistration;
+mod enrollment;
+mod issuance;
+mod payment;
+mod platform;
+mod registration;
+
+use crate::serde_hex::ser_hex;
+use crate::{
+    android::{self, AndroidTrust, StatusList},
+    apple::{self, AppleTrust},
+    cose,
+    crypto::{self, SignatureFormat},
+    display::render_transaction,
+    env::{Clock, Random},
+    error::{reject, AtStep, Reason, Rejection, Step},
+    messages::{
+        AppleKeyRegistration, Challenge, CredentialId, Deregistration, EnrollmentChange,
+        KeyAttestation, Liveness, Message, Modality, PaymentAssertion, PaymentChallenge, Platform,
+        PlatformKeyRegistration, RegistrationChallenge, SecurityLevel, Transaction,
+        VerifiedBootState, CHALLENGE_LEN,
+    },
+    store::{
+        AppAttestKey, ChallengeEntry, ChallengeLimit, CommitError, CredentialKind,
+        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
+        StoreError,
+    },
+    x509::{self, TrustAnchor},
+};
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    sync::{PoisonError, RwLock},
+};
+
+/// The `device_model` recorded for Android Keystore credentials.
+pub const ANDROID_KEYSTORE_MODEL: &str = "android-keystore";
+
+/// The `device_model` recorded for Apple App Attest credentials (§13.8).
+pub const APPLE_APP_ATTEST_MODEL: &str = "apple-app-attest";
+
+/// Status of a device model in the trust configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// Registrations and payments accepted.
+    Active,
+    /// Withdrawn by the vendor or the relying party: nothing accepted.
+    Revoked,
+    /// Known to be broken (e.g. an extracted attestation key): nothing accepted.
+    Compromised,
+}
+
+/// What the relying party trusts about one device model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceModel {
+    /// The model id (the attestation leaf's subject OU).
+    pub id: String,
+    /// Root keys the model's attestation chains must end at.
+    pub trust_anchors: Vec<TrustAnchor>,
+    /// Modalities the model's TEE can attest.
+    pub modalities: Vec<Modality>,
+    /// The strongest key storage the model has.
+    pub security_level: SecurityLevel,
+    /// Status.
+    pub status: ModelStatus,
+}
+
+/// Device-model metadata, keyed by model id.
+#[derive(Debug, Clone, Default)]
+pub struct TrustConfig {
+    models: BTreeMap<String, DeviceModel>,
+}
+
+impl TrustConfig {
+    /// An empty configuration (trusts nothing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds or replaces a model.
+    pub fn with_model(mut self, model: DeviceModel) -> Self {
+        self.models.insert(model.id.clone(), model);
+        self
+    }
+    /// Looks a model up.
+    pub fn model(&self, id: &str) -> Option<&DeviceModel> {
+        self.models.get(id)
+    }
+    /// All models.
+    pub fn models(&self) -> impl Iterator<Item = &DeviceModel> {
+        self.models.values()
+    }
+}
+
+/// What the policy requires of a high-value payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HighValueRequirement {
+    /// A face match with a passed liveness check.
+    FaceWithLiveness,
+    /// A credential key in StrongBox.
+    StrongBox,
+    /// Either of the above.
+    FaceWithLivenessOrStrongBox,
+}
+
+/// The relying party's acceptance policy. docs/PROTOCOL.md §6.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Lifetime of issued challenges, seconds.
+    pub challenge_ttl_secs: u64,
+    /// Weakest key storage accepted at registration.
+    pub min_security_level: SecurityLevel,
+    /// Accept only devices whose verified-boot state is `Verified`.
+    pub require_verified_boot: bool,
+    /// Largest accepted difference between TEE time and verifier time, seconds.
+    pub max_clock_skew_secs: u64,
+    /// Largest accepted number of failed match attempts before a successful one.
+    pub max_failed_attempts: u32,
+    /// Per currency, the amount (minor units) from which [`Self::high_value_requirement`] applies.
+    pub high_value_thresholds: BTreeMap<String, u64>,
+    /// What a high-value payment requires.
+    pub high_value_requirement: HighValueRequirement,
+    /// Per currency, the largest amount (minor units) a
+    /// [`CredentialKind::PlatformKeystore`] credential may approve (P17); a
+    /// currency without an entry cannot be approved by such credentials.
+    /// docs/PROTOCOL.md §12.6.
+    pub platform_keystore_max_amount: BTreeMap<String, u64>,
+    /// Per currency, the largest amount (minor units) a
+    /// [`CredentialKind::AppleAppAttest`] credential may approve (P17); a
+    /// currency without an entry cannot be approved by such credentials.
+    /// docs/PROTOCOL.md §13.9.
+    pub apple_max_amount: BTreeMap<String, u64>,
+    /// Per currency, the amount (minor units) above which a payment of a
+    /// [`CredentialKind::AppleAppAttest`] credential must also carry an App
+    /// Attest assertion over the statement (P17, J1–J4); in a currency
+    /// without an entry every payment must. docs/PROTOCOL.md §13.9.
+    pub apple_assertion_above: BTreeMap<String, u64>,
+    /// At most this many outstanding (unconsumed, unexpired) challenges,
+    /// registration and payment, per account; `0` means no limit.
+    /// docs/PROTOCOL.md §6.1.3: the account is refused further challenges
+    /// until one is used or expires.
+    pub max_challenges_per_account: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            challenge_ttl_secs: 120,
+            max_challenges_per_account: 32,
+            min_security_level: SecurityLevel::Tee,
+            require_verified_boot: true,
+            max_clock_skew_secs: 300,
+            max_failed_attempts: 4,
+            high_value_thresholds: BTreeMap::from([
+                ("CNY".to_owned(), 200_000),
+                ("USD".to_owned(), 30_000),
+                ("EUR".to_owned(), 30_000),
+            ]),
+            high_value_requirement: HighValueRequirement::FaceWithLivenessOrStrongBox,
+            platform_keystore_max_amount: BTreeMap::from([
+                ("CNY".to_owned(), 50_000),
+                ("USD".to_owned(), 10_000),
+                ("EUR".to_owned(), 10_000),
+            ]),
+            apple_max_amount: BTreeMap::from([
+                ("CNY".to_owned(), 50_000),
+                ("USD".to_owned(), 10_000),
+                ("EUR".to_owned(), 10_000),
+            ]),
+            apple_assertion_above: BTreeMap::from([
+                ("CNY".to_owned(), 10_000),
+                ("USD".to_owned(), 2_000),
+                ("EUR".to_owned(), 2_000),
+            ]),
+        }
+    }
+}
+
+/// A credential accepted at registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegisteredCredential {
+    /// The stored record.
+    pub record: CredentialRecord,
+}
+
+/// A payment accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovedPayment {
+    /// The credential that signed.
+    pub credential_id: CredentialId,
+    /// The account.
+    #[serde(serialize_with = "ser_hex")]
+    pub account_handle: Vec<u8>,
+    /// The approved transaction (as issued with the challenge).
+    pub transaction: Transaction,
+    /// The modality that matched.
+    pub modality: Modality,
+    /// The liveness result.
+    pub liveness: Liveness,
+    /// The new counter.
+    pub counter: u64,
+    /// The matched template's id as the device reported it (salted per rp,
+    /// so it identifies a finger or face only within this rp; zeros from a
+    /// platform keystore, which does not say). For fraud analysis: a new
+    /// finger paying on an account shows here.
+    #[serde(serialize_with = "ser_hex")]
+    pub template_id: [u8; 16],
+    /// SHA-256 of the statement.
+    #[serde(serialize_with = "ser_hex")]
+    pub statement_hash: [u8; 32],
+}
+
+/// Why a challenge could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// An argument is invalid (bad transaction, empty modality list, ...).
+    #[error("invalid request: {0}")]
+    Invalid(#[from] crate::messages::DecodeError),
+    /// The credential is unknown or not active.
+    #[error("credential unknown or not active")]
+    CredentialNotUsable,
+    /// The policy for this amount needs a modality or key storage the credential lacks.
+    #[error("the credential cannot satisfy the policy for this amount")]
+    PolicyUnsatisfiable,
+    /// The account has [`Policy::max_challenges_per_account`] outstanding
+    /// challenges already (§6.1.3).
+    #[error("the account has {max} outstanding challenges already")]
+    TooManyChallenges {
+        /// The limit.
+        max: u32,
+    },
+    /// Randomness failed.
+    #[error("{0}")]
+    Random(#[from] crate::env::RandomError),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// The verifier. Generic over its store, clock and randomness.
+pub struct Verifier<S, C, R> {
+    rp_id: String,
+    rp_id_hash: [u8; 32],
+    trust: RwLock<TrustConfig>,
+    android: RwLock<Option<AndroidTrust>>,
+    apple: RwLock<Option<AppleTrust>>,
+    policy: Policy,
+    store: S,
+    clock: C,
+    random: R,
+}
+
+impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
+    /// A verifier for relying party `rp_id`.
+    pub fn new(
+        rp_id: &str,
+        trust: TrustConfig,
+        policy: Policy,
+        store: S,
+        clock: C,
+        random: R,
+    ) -> Result<Self, IssueError> {
+        crate::messages::validate_rp_id(rp_id)?;
+        Ok(Self {
+            rp_id: rp_id.to_owned(),
+            rp_id_hash: crypto::sha256(rp_id.as_bytes()),
+            trust: RwLock::new(trust),
+            android: RwLock::new(None),
+            apple: RwLock::new(None),
+            policy,
+            store,
+            clock,
+            random,
+        })
+    }
+
+    /// Accepts Android Keystore credentials (docs/PROTOCOL.md §12) under
+    /// `android`: its roots, revocation status list and registration policy.
+    pub fn with_android(self, android: AndroidTrust) -> Self {
+        *self.android.write().unwrap_or_else(PoisonError::into_inner) = Some(android);
+        self
+    }
+
+    /// Sets (or, with `None`, removes) the Android trust configuration of a
+    /// verifier already in use; [`Self::with_android`] at construction.
+    pub fn set_android(&self, android: Option<AndroidTrust>) {
+        *self.android.write().unwrap_or_else(PoisonError::into_inner) = android;
+    }
+
+    /// Replaces the Android attestation status list (fetched by the caller,
+    /// e.g. daily). Returns false when Android trust is not configured.
+    pub fn set_android_status_list(&self, status_list: StatusList) -> bool {
+        match self
+            .android
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(a) => {
+                a.status_list = status_list;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A copy of the Android trust configuration, if any.
+    pub fn android(&self) -> Option<AndroidTrust> {
+        self.android
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Accepts Apple App Attest credentials (docs/PROTOCOL.md §13) under
+    /// `apple`: allowed app ids, environment and roots.
+    pub fn with_apple(self, apple: AppleTrust) -> Self {
+        *self.apple.write().unwrap_or_else(PoisonError::into_inner) = Some(apple);
+        self
+    }
+
+    /// Sets (or, with `None`, removes) the Apple trust configuration of a
+    /// verifier already in use; [`Self::with_apple`] at construction.
+    pub fn set_apple(&self, apple: Option<AppleTrust>) {
+        *self.apple.write().unwrap_or_else(PoisonError::into_inner) = apple;
+    }
+
+    /// A copy of the Apple trust configuration, if any.
+    pub fn apple(&self) -> Option<AppleTrust> {
+        self.apple
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The relying party id.
+    pub fn rp_id(&self) -> &str {
+        &self.rp_id
+    }
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// A copy of the trust configuration.
+    pub fn trust(&self) -> TrustConfig {
+        self.trust
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets a device model's status (e.g. revokes it) in this verifier's
+    /// trust configuration, read at `R4` / `P7`. Returns false when the model
+    /// is unknown. Verifiers in several processes on one store must also
+    /// persist the status in the store, whose commits check it (§6.1.1).
+    pub fn set_model_status(&self, model: &str, status: ModelStatus) -> bool {
+        let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
+        match trust.models.get_mut(model) {
+            Some(m) => {
+                m.status = status;
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Payment assertion (docs/PROTOCOL.md §6.4, P1–P20, with J1–J4 of §13.9).
+
+use super::checks::commit_rejection;
+use super::*;
+
+impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
+    /// Verifies a payment assertion (docs/PROTOCOL.md §6.4, steps P1–P20) and
+    /// records the approval.
+    pub fn verify_payment(&self, statement: &[u8]) -> Result<ApprovedPayment, Rejection> {
+        self.verify_payment_with_app_attest(statement, None)
+    }
+
+    /// Verifies a payment assertion (§6.4) together with an optional Apple
+    /// App Attest assertion over it (docs/PROTOCOL.md §13.9: clientDataHash
+    /// = SHA-256 of `statement`, J1–J4 between P19 and P20, its counter
+    /// committed with P20). An Apple credential's payment above
+    /// [`Policy::apple_assertion_above`] without one is refused at P17.
+    pub fn verify_payment_with_app_attest(
+        &self,
+        statement: &[u8],
+        app_attest_assertion: Option<&[u8]>,
+    ) -> Result<ApprovedPayment, Rejection> {
+        let now = self.clock.now();
+        // P1–P5
+        let (a, cred): (PaymentAssertion, _) = self.open_signed(
+            statement,
+            [
+                Step::P1Statement,
+                Step::P2Header,
+                Step::P3Payload,
+                Step::P4Credential,
+                Step::P5Signature,
+            ],
+            |a: &PaymentAssertion| &a.credential_id,
+        )?;
+        // P6
+        if cred.status != CredentialStatus::Active {
+            return reject(
+                Step::P6CredentialStatus,
+                Reason::CredentialNotActive(cred.status),
+            );
+        }
+        // P7: a TEE credential's device model, or for a platform-keystore
+        // credential its platform, is still trusted.
+        if cred.kind == CredentialKind::AppleAppAttest {
+            if !self.apple_key_trusted(cred.app_attest.as_ref()) {
+                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
+            }
+        } else if cred.kind == CredentialKind::PlatformKeystore {
+            let trusted = self
+                .android
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some();
+            if !trusted {
+                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
+            }
+        } else {
+            match self.model_status(&cred.device_model) {
+                Some(ModelStatus::Active) => {}
+                Some(s) => return reject(Step::P7DeviceModel, Reason::DeviceModelNotActive(s)),
+                None => return reject(Step::P7DeviceModel, Reason::UnknownDeviceModel),
+            }
+        }
+        // P8
+        if !crypto::ct_eq(&a.rp_id_hash, &self.rp_id_hash) {
+            return reject(Step::P8RpId, Reason::WrongRp);
+        }
+        // P9
+        let (issued, counter_at_issue) =
+            match self.challenge_entry(Step::P9Challenge, &a.challenge)? {
+                ChallengeEntry {
+                    issued:
+                        IssuedChallenge::Payment {
+                            challenge,
+                            counter_at_issue,
+                        },
+                    ..
+                } => (challenge, counter_at_issue),
+                _ => return reject(Step::P9Challenge, Reason::WrongChallengeKind),
+            };
+        if issued.rp_id != self.rp_id {
+            return reject(Step::P9Challenge, Reason::WrongRp);
+        }
+        // P10
+        if now > issued.expires_at {
+            return reject(
+                Step::P10ChallengeExpiry,
+                Reason::ChallengeExpired {
+                    expires_at: issued.expires_at,
+                    now,
+                },
+            );
+        }
+        // P11
+        if issued.credential_id != a.credential_id {
+            return reject(Step::P11ChallengeBinding, Reason::CredentialMismatch);
+        }
+        if !crypto::ct_eq(&issued.account_handle, &cred.account_handle) {
+            return reject(Step::P11ChallengeBinding, Reason::AccountMismatch);
+        }
+        // P12
+        let tx_hash = issued.transaction.transaction_hash();
+        if !crypto::ct_eq(&tx_hash, &a.transaction_hash) {
+            return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
+        }
+        // P13
+        let display_hash =
+            crypto::sha256(render_transaction(&self.rp_id, &issued.transaction).as_bytes());
+        if !crypto::ct_eq(&display_hash, &a.display_hash) {
+            return reject(Step::P13DisplayHash, Reason::DisplayMismatch);
+        }
+        // P14
+        if !a.user_confirmed {
+            return reject(Step::P14UserConfirmed, Reason::NotConfirmed);
+        }
+        // P15: a correctly signed statement from a changed enrollment blocks the credential.
+        if !crypto::ct_eq(&a.enrollment_epoch, &cred.enrollment_epoch) {
+            let reason = Reason::EnrollmentChanged;
+            self.store
+                .flag_credential(&Flag {
+                    credential_id: cred.credential_id.clone(),
+                    status: CredentialStatus::EnrollmentChanged,
+                    step: Step::P15EnrollmentEpoch,
+                    reason: reason.to_string(),
+                    statement_hash: crypto::sha256(statement),
+                    at: now,
+                })
+                .map_err(|e| commit_rejection(Step::P15EnrollmentEpoch, e))?;
+            return reject(Step::P15EnrollmentEpoch, reason);
+        }
+        // P16
+        if !cred.modalities.contains(&a.modality)
+            || !issued.accepted_modalities.contains(&a.modality)
+        {
+            return reject(Step::P16Modality, Reason::ModalityNotAccepted);
+        }
+        if issued.require_liveness && a.liveness != Liveness::Passed {
+            return reject(Step::P16Modality, Reason::LivenessRequired);
+        }
+        // P17
+        let tx = &issued.transaction;
+        let cap = match cred.kind {
+            CredentialKind::PlatformKeystore => Some(&self.policy.platform_keystore_max_amount),
+            CredentialKind::AppleAppAttest => Some(&self.policy.apple_max_amount),
+            _ => None,
+        };
+        if let Some(cap) = cap {
+            let max = cap.get(&tx.currency).copied();
+            if max.is_none_or(|m| tx.amount_minor > m) {
+                return reject(
+                    Step::P17Policy,
+                    Reason::PlatformKeystoreLimit {
+                        currency: tx.currency.clone(),
+                        max,
+                        amount: tx.amount_minor,
+                    },
+                );
+            }
+        }
+        if cred.kind == CredentialKind::AppleAppAttest && app_attest_assertion.is_none() {
+            let above = self.policy.apple_assertion_above.get(&tx.currency).copied();
+            if above.is_none_or(|a| tx.amount_minor > a) {
+                return reject(
+                    Step::P17Policy,
+                    Reason::AppAttestAssertionRequired {
+                        currency: tx.currency.clone(),
+                        above,
+                        amount: tx.amount_minor,
+                    },
+                );
+            }
+        }
+        if self.is_high_value(&issued.transaction) {
+            // The app asserts modality and liveness for platform-keystore
+            // credentials: only a TEE's liveness claim counts.
+            let face = a.modality == Modality::Face
+                && a.liveness == Liveness::Passed
+                && cred.kind == CredentialKind::TeeAttested;
+            let strongbox = cred.security_level >= SecurityLevel::StrongBox;
+            let req = self.policy.high_value_requirement;
+            let ok = match req {
+                HighValueRequirement::FaceWithLiveness => face,
+                HighValueRequirement::StrongBox => strongbox,
+                HighValueRequirement::FaceWithLivenessOrStrongBox => face || strongbox,
+            };
+            if !ok {
+                return reject(Step::P17Policy, Reason::PolicyRequires(req));
+            }
+        }
+        if a.failed_attempts > self.policy.max_failed_attempts {
+            return reject(
+                Step::P17Policy,
+                Reason::TooManyFailedAttempts(a.failed_attempts),
+            );
+        }
+        // P18
+        self.check_tee_clock(Step::P18TeeClock, a.tee_time, now)?;
+        // P19: the counter must exceed the stored one. A genuine device signs
+        // this challenge after it was issued, so its counter exceeds the stored
+        // counter at issue time; a correctly signed statement at or below that
+        // comes from a clone or a rolled-back device. Above it, a later
+        // statement from the same device was simply accepted first.
+        if a.counter <= cred.counter {
+            if a.counter > counter_at_issue {
+                return reject(
+                    Step::P19Counter,
+                    Reason::CounterSuperseded {
+                        stored: cred.counter,
+                        received: a.counter,
+                    },
+                );
+            }
+            let reason = Reason::CounterNotIncreased {
+                stored: cred.counter,
+                received: a.counter,
+            };
+            self.store
+                .flag_credential(&Flag {
+                    credential_id: cred.credential_id.clone(),
+                    status: CredentialStatus::SuspectedClone,
+                    step: Step::P19Counter,
+                    reason: reason.to_string(),
+                    statement_hash: crypto::sha256(statement),
+                    at: now,
+                })
+                .map_err(|e| commit_rejection(Step::P19Counter, e))?;
+            return reject(Step::P19Counter, reason);
+        }
+        // J1–J4: the App Attest assertion, when sent, over SHA-256 of the
+        // statement bytes, with the credential's App Attest key (§13.9).
+        let app_attest_counter = match app_attest_assertion {
+            None => None,
+            Some(object) => {
+                let Some(key) = cred.app_attest.as_ref() else {
+                    return reject(
+                        Step::J1AssertionObject,
+                        apple::AppAttestError::Malformed {
+                            field: "assertion",
+                            reason: "the credential has no App Attest key",
+                        },
+                    );
+                };
+                let verified = apple::verify_assertion(
+                    object,
+                    &crypto::sha256(statement),
+                    &key.public_key,
+                    &key.app_id,
+                    key.counter,
+                )?;
+                Some(verified.counter)
+            }
+        };
+        // P20: the commit checks again, where no other process can change
+        // them meanwhile, what P6, P7, P19 and J4 read before (§7.3).
+        let decision = self.decision(DecisionKind::Payment, &cred.credential_id, statement, now);
+        self.store
+            .commit_payment(
+                &a.challenge,
+                &cred.credential_id,
+                a.counter,
+                app_attest_counter,
+                &decision,
+            )
+            .map_err(|e| match e {
+                CommitError::AppAttestCounterSuperseded { stored } => Rejection::new(
+                    Step::J4Counter,
+                    Reason::CounterSuperseded {
+                        stored: u64::from(stored),
+                        received: app_attest_counter.map_or(0, u64::from),
+                    },
+                ),
+                // P19 passed, so the counter exceeds `counter_at_issue`: a
+                // later statement was accepted since P4, as P19 would say.
+                CommitError::CounterSuperseded { stored } => Rejection::new(
+                    Step::P19Counter,
+                    Reason::CounterSuperseded {
+                        stored,
+                        received: a.counter,
+                    },
+                ),
+                e => commit_rejection(Step::P20Commit, e),
+            })?;
+        Ok(ApprovedPayment {
+            credential_id: cred.credential_id,
+            account_handle: cred.account_handle,
+            transaction: issued.transaction,
+            modality: a.modality,
+            liveness: a.liveness,
+            counter: a.counter,
+            template_id: a.template_id,
+            statement_hash: decision.statement_hash,
+        })
+    }
+}
