@@ -1,7 +1,7 @@
 //! Apple App Attest registration (docs/PROTOCOL.md §13.8, K1–K13 with I1–I10)
 //! and the App Attest trust read at P7.
 
-use super::checks::commit_rejection;
+use super::checks::{check_account, check_expiry, commit_rejection, open_cose};
 use super::*;
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -17,19 +17,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     ) -> Result<RegisteredCredential, Rejection> {
         let now = self.clock.now();
         // K1, K2
-        let sign1 = cose::parse_sign1_any_form(statement, false).map_err(|e| {
-            let step = if matches!(
-                e,
-                cose::CoseError::Cbor(_)
-                    | cose::CoseError::NotCoseSign1
-                    | cose::CoseError::MissingPayload
-            ) {
-                Step::K1Statement
-            } else {
-                Step::K2Header
-            };
-            Rejection::new(step, e)
-        })?;
+        let sign1 = open_cose(
+            cose::parse_sign1_any_form(statement, false),
+            Step::K1Statement,
+            Step::K2Header,
+        )?;
         // K3
         let reg = AppleKeyRegistration::from_cbor(&sign1.payload).at(Step::K3Payload)?;
         // K4
@@ -49,34 +41,13 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::K5Signature, Reason::BadSignature);
         }
         // K6
-        if !crypto::ct_eq(&reg.rp_id_hash, &self.rp_id_hash) {
-            return reject(Step::K6RpId, Reason::WrongRp);
-        }
+        self.check_rp_id(Step::K6RpId, &reg.rp_id_hash)?;
         // K7
-        let issued = match self.challenge_entry(Step::K7Challenge, &reg.challenge)? {
-            ChallengeEntry {
-                issued: IssuedChallenge::Registration(c),
-                ..
-            } => c,
-            _ => return reject(Step::K7Challenge, Reason::WrongChallengeKind),
-        };
-        if issued.rp_id != self.rp_id {
-            return reject(Step::K7Challenge, Reason::WrongRp);
-        }
+        let issued = self.registration_entry(Step::K7Challenge, &reg.challenge)?;
         // K8
-        if now > issued.expires_at {
-            return reject(
-                Step::K8ChallengeExpiry,
-                Reason::ChallengeExpired {
-                    expires_at: issued.expires_at,
-                    now,
-                },
-            );
-        }
+        check_expiry(Step::K8ChallengeExpiry, issued.expires_at, now)?;
         // K9
-        if !crypto::ct_eq(&reg.account_handle, &issued.account_handle) {
-            return reject(Step::K9Account, Reason::AccountMismatch);
-        }
+        check_account(Step::K9Account, &reg.account_handle, &issued.account_handle)?;
         // K10
         if !reg
             .modalities
@@ -109,14 +80,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             now,
         )?;
         // K12
-        if self
-            .store
-            .credential(&reg.credential_id)
-            .at(Step::K12CredentialId)?
-            .is_some()
-        {
-            return reject(Step::K12CredentialId, Reason::DuplicateCredential);
-        }
+        self.check_new_credential(Step::K12CredentialId, &reg.credential_id)?;
         // K13
         let record = CredentialRecord {
             credential_id: reg.credential_id.clone(),

@@ -6,6 +6,71 @@
 use super::*;
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
+    /// The rp id hash in a statement is this verifier's (`R7`, `A10`, `K6`,
+    /// `P8`, `D6`, `E6`).
+    pub(super) fn check_rp_id(&self, step: Step, rp_id_hash: &[u8; 32]) -> Result<(), Rejection> {
+        if !crypto::ct_eq(rp_id_hash, &self.rp_id_hash) {
+            return reject(step, Reason::WrongRp);
+        }
+        Ok(())
+    }
+
+    /// The outstanding registration challenge of this rp a registration
+    /// answers (`R8`, `A11`, `K7`).
+    pub(super) fn registration_entry(
+        &self,
+        step: Step,
+        challenge: &Challenge,
+    ) -> Result<RegistrationChallenge, Rejection> {
+        let issued = match self.challenge_entry(step, challenge)? {
+            ChallengeEntry {
+                issued: IssuedChallenge::Registration(c),
+                ..
+            } => c,
+            _ => return reject(step, Reason::WrongChallengeKind),
+        };
+        if issued.rp_id != self.rp_id {
+            return reject(step, Reason::WrongRp);
+        }
+        Ok(issued)
+    }
+
+    /// No credential with this id is registered yet (`R15`, `A16`, `K12`).
+    pub(super) fn check_new_credential(
+        &self,
+        step: Step,
+        credential_id: &CredentialId,
+    ) -> Result<(), Rejection> {
+        if self.store.credential(credential_id).at(step)?.is_some() {
+            return reject(step, Reason::DuplicateCredential);
+        }
+        Ok(())
+    }
+
+    /// Marks a credential whose correctly signed statement is a security
+    /// event (`P15`, `P19`) with `status`, then rejects at `step` for `reason`.
+    pub(super) fn flag_and_reject<T>(
+        &self,
+        step: Step,
+        status: CredentialStatus,
+        reason: Reason,
+        credential_id: &CredentialId,
+        statement: &[u8],
+        now: u64,
+    ) -> Result<T, Rejection> {
+        self.store
+            .flag_credential(&Flag {
+                credential_id: credential_id.clone(),
+                status,
+                step,
+                reason: reason.to_string(),
+                statement_hash: crypto::sha256(statement),
+                at: now,
+            })
+            .map_err(|e| commit_rejection(step, e))?;
+        reject(step, reason)
+    }
+
     pub(super) fn check_tee_clock(
         &self,
         step: Step,
@@ -62,19 +127,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         credential_of: impl Fn(&M) -> &CredentialId,
     ) -> Result<(M, CredentialRecord), Rejection> {
         let [s_statement, s_header, s_payload, s_credential, s_signature] = steps;
-        let sign1 = cose::parse_sign1_any_form(statement, false).map_err(|e| {
-            let step = if matches!(
-                e,
-                cose::CoseError::Cbor(_)
-                    | cose::CoseError::NotCoseSign1
-                    | cose::CoseError::MissingPayload
-            ) {
-                s_statement
-            } else {
-                s_header
-            };
-            Rejection::new(step, e)
-        })?;
+        let sign1 = open_cose(
+            cose::parse_sign1_any_form(statement, false),
+            s_statement,
+            s_header,
+        )?;
         let msg = M::from_cbor(&sign1.payload).at(s_payload)?;
         let Some(cred) = self
             .store
@@ -138,4 +195,56 @@ pub(super) fn commit_rejection(step: Step, e: CommitError) -> Rejection {
         CommitError::Backend(e) => Reason::Store(e),
     };
     Rejection::new(step, reason)
+}
+
+/// Maps a COSE_Sign1 parse result to the procedure's steps: an undecodable
+/// statement, not a COSE_Sign1 or without a payload fails at `s_statement`
+/// (step 1), anything else in the envelope at `s_header` (step 2).
+pub(super) fn open_cose(
+    parsed: Result<cose::Sign1, cose::CoseError>,
+    s_statement: Step,
+    s_header: Step,
+) -> Result<cose::Sign1, Rejection> {
+    parsed.map_err(|e| {
+        let step = if matches!(
+            e,
+            cose::CoseError::Cbor(_)
+                | cose::CoseError::NotCoseSign1
+                | cose::CoseError::MissingPayload
+        ) {
+            s_statement
+        } else {
+            s_header
+        };
+        Rejection::new(step, e)
+    })
+}
+
+/// The challenge has not expired at `now` (`R9`, `A12`, `K8`, `P10`).
+pub(super) fn check_expiry(step: Step, expires_at: u64, now: u64) -> Result<(), Rejection> {
+    if now > expires_at {
+        return reject(step, Reason::ChallengeExpired { expires_at, now });
+    }
+    Ok(())
+}
+
+/// The account a registration names is the one its challenge was issued
+/// to (`R10`, `A13`, `K9`).
+pub(super) fn check_account(step: Step, signed: &[u8], issued: &[u8]) -> Result<(), Rejection> {
+    if !crypto::ct_eq(signed, issued) {
+        return reject(step, Reason::AccountMismatch);
+    }
+    Ok(())
+}
+
+/// The signed counter exceeds the stored one (`D8`, `E9`).
+pub(super) fn check_counter_increased(
+    step: Step,
+    stored: u64,
+    received: u64,
+) -> Result<(), Rejection> {
+    if received <= stored {
+        return reject(step, Reason::CounterNotIncreased { stored, received });
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Deregistration (docs/PROTOCOL.md §6.5, D1–D9).
 
-use super::checks::commit_rejection;
+use super::checks::{check_counter_increased, commit_rejection};
 use super::*;
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -8,6 +8,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// marks the credential deregistered.
     pub fn verify_deregistration(&self, statement: &[u8]) -> Result<CredentialId, Rejection> {
         let now = self.clock.now();
+        // D1–D5
         let (d, cred): (Deregistration, _) = self.open_signed(
             statement,
             [
@@ -19,24 +20,18 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             ],
             |d: &Deregistration| &d.credential_id,
         )?;
-        if !crypto::ct_eq(&d.rp_id_hash, &self.rp_id_hash) {
-            return reject(Step::D6RpId, Reason::WrongRp);
-        }
+        // D6
+        self.check_rp_id(Step::D6RpId, &d.rp_id_hash)?;
+        // D7
         if cred.status == CredentialStatus::Deregistered {
             return reject(
                 Step::D7CredentialStatus,
                 Reason::CredentialNotActive(cred.status),
             );
         }
-        if d.counter <= cred.counter {
-            return reject(
-                Step::D8Counter,
-                Reason::CounterNotIncreased {
-                    stored: cred.counter,
-                    received: d.counter,
-                },
-            );
-        }
+        // D8
+        check_counter_increased(Step::D8Counter, cred.counter, d.counter)?;
+        // D9
         let decision = self.decision(
             DecisionKind::Deregistration,
             &cred.credential_id,

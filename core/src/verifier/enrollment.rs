@@ -1,6 +1,6 @@
 //! Enrollment change (docs/PROTOCOL.md §6.6, E1–E10).
 
-use super::checks::commit_rejection;
+use super::checks::{check_counter_increased, commit_rejection};
 use super::*;
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -8,6 +8,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// and blocks the credential until re-registration.
     pub fn verify_enrollment_change(&self, statement: &[u8]) -> Result<CredentialId, Rejection> {
         let now = self.clock.now();
+        // E1–E5
         let (e, cred): (EnrollmentChange, _) = self.open_signed(
             statement,
             [
@@ -19,10 +20,9 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             ],
             |e: &EnrollmentChange| &e.credential_id,
         )?;
-        if !crypto::ct_eq(&e.rp_id_hash, &self.rp_id_hash) {
-            return reject(Step::E6RpId, Reason::WrongRp);
-        }
-        // Only an active (or already blocked by P15) credential can be moved
+        // E6
+        self.check_rp_id(Step::E6RpId, &e.rp_id_hash)?;
+        // E7: only an active (or already blocked by P15) credential can be moved
         // to enrollment_changed: a clone must not be able to overwrite
         // `suspected_clone` or `suspended`.
         if !matches!(
@@ -34,20 +34,15 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 Reason::CredentialNotActive(cred.status),
             );
         }
+        // E8
         if !crypto::ct_eq(&e.previous_epoch, &cred.enrollment_epoch)
             || crypto::ct_eq(&e.current_epoch, &e.previous_epoch)
         {
             return reject(Step::E8Epoch, Reason::EpochMismatch);
         }
-        if e.counter <= cred.counter {
-            return reject(
-                Step::E9Counter,
-                Reason::CounterNotIncreased {
-                    stored: cred.counter,
-                    received: e.counter,
-                },
-            );
-        }
+        // E9
+        check_counter_increased(Step::E9Counter, cred.counter, e.counter)?;
+        // E10
         let decision = self.decision(
             DecisionKind::EnrollmentChange,
             &cred.credential_id,

@@ -1,6 +1,6 @@
 //! Payment assertion (docs/PROTOCOL.md §6.4, P1–P20, with J1–J4 of §13.9).
 
-use super::checks::commit_rejection;
+use super::checks::{check_expiry, commit_rejection};
 use super::*;
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -63,9 +63,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             }
         }
         // P8
-        if !crypto::ct_eq(&a.rp_id_hash, &self.rp_id_hash) {
-            return reject(Step::P8RpId, Reason::WrongRp);
-        }
+        self.check_rp_id(Step::P8RpId, &a.rp_id_hash)?;
         // P9
         let (issued, counter_at_issue) =
             match self.challenge_entry(Step::P9Challenge, &a.challenge)? {
@@ -83,15 +81,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P9Challenge, Reason::WrongRp);
         }
         // P10
-        if now > issued.expires_at {
-            return reject(
-                Step::P10ChallengeExpiry,
-                Reason::ChallengeExpired {
-                    expires_at: issued.expires_at,
-                    now,
-                },
-            );
-        }
+        check_expiry(Step::P10ChallengeExpiry, issued.expires_at, now)?;
         // P11
         if issued.credential_id != a.credential_id {
             return reject(Step::P11ChallengeBinding, Reason::CredentialMismatch);
@@ -116,18 +106,14 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         }
         // P15: a correctly signed statement from a changed enrollment blocks the credential.
         if !crypto::ct_eq(&a.enrollment_epoch, &cred.enrollment_epoch) {
-            let reason = Reason::EnrollmentChanged;
-            self.store
-                .flag_credential(&Flag {
-                    credential_id: cred.credential_id.clone(),
-                    status: CredentialStatus::EnrollmentChanged,
-                    step: Step::P15EnrollmentEpoch,
-                    reason: reason.to_string(),
-                    statement_hash: crypto::sha256(statement),
-                    at: now,
-                })
-                .map_err(|e| commit_rejection(Step::P15EnrollmentEpoch, e))?;
-            return reject(Step::P15EnrollmentEpoch, reason);
+            return self.flag_and_reject(
+                Step::P15EnrollmentEpoch,
+                CredentialStatus::EnrollmentChanged,
+                Reason::EnrollmentChanged,
+                &cred.credential_id,
+                statement,
+                now,
+            );
         }
         // P16
         if !cred.modalities.contains(&a.modality)
@@ -211,21 +197,17 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                     },
                 );
             }
-            let reason = Reason::CounterNotIncreased {
-                stored: cred.counter,
-                received: a.counter,
-            };
-            self.store
-                .flag_credential(&Flag {
-                    credential_id: cred.credential_id.clone(),
-                    status: CredentialStatus::SuspectedClone,
-                    step: Step::P19Counter,
-                    reason: reason.to_string(),
-                    statement_hash: crypto::sha256(statement),
-                    at: now,
-                })
-                .map_err(|e| commit_rejection(Step::P19Counter, e))?;
-            return reject(Step::P19Counter, reason);
+            return self.flag_and_reject(
+                Step::P19Counter,
+                CredentialStatus::SuspectedClone,
+                Reason::CounterNotIncreased {
+                    stored: cred.counter,
+                    received: a.counter,
+                },
+                &cred.credential_id,
+                statement,
+                now,
+            );
         }
         // J1–J4: the App Attest assertion, when sent, over SHA-256 of the
         // statement bytes, with the credential's App Attest key (§13.9).

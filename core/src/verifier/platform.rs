@@ -1,6 +1,6 @@
 //! Platform-keystore registration (docs/PROTOCOL.md §12.5, A1–A17).
 
-use super::checks::commit_rejection;
+use super::checks::{check_account, check_expiry, commit_rejection, open_cose};
 use super::*;
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -15,19 +15,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     ) -> Result<RegisteredCredential, Rejection> {
         let now = self.clock.now();
         // A1, A2
-        let sign1 = cose::parse_sign1_any_form(statement, true).map_err(|e| {
-            let step = if matches!(
-                e,
-                cose::CoseError::Cbor(_)
-                    | cose::CoseError::NotCoseSign1
-                    | cose::CoseError::MissingPayload
-            ) {
-                Step::A1Statement
-            } else {
-                Step::A2Header
-            };
-            Rejection::new(step, e)
-        })?;
+        let sign1 = open_cose(
+            cose::parse_sign1_any_form(statement, true),
+            Step::A1Statement,
+            Step::A2Header,
+        )?;
         // A3
         let reg = PlatformKeyRegistration::from_cbor(&sign1.payload).at(Step::A3Payload)?;
         // A4
@@ -68,34 +60,17 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::A9Signature, Reason::BadSignature);
         }
         // A10
-        if !crypto::ct_eq(&reg.rp_id_hash, &self.rp_id_hash) {
-            return reject(Step::A10RpId, Reason::WrongRp);
-        }
+        self.check_rp_id(Step::A10RpId, &reg.rp_id_hash)?;
         // A11
-        let issued = match self.challenge_entry(Step::A11Challenge, &reg.challenge)? {
-            ChallengeEntry {
-                issued: IssuedChallenge::Registration(c),
-                ..
-            } => c,
-            _ => return reject(Step::A11Challenge, Reason::WrongChallengeKind),
-        };
-        if issued.rp_id != self.rp_id {
-            return reject(Step::A11Challenge, Reason::WrongRp);
-        }
+        let issued = self.registration_entry(Step::A11Challenge, &reg.challenge)?;
         // A12
-        if now > issued.expires_at {
-            return reject(
-                Step::A12ChallengeExpiry,
-                Reason::ChallengeExpired {
-                    expires_at: issued.expires_at,
-                    now,
-                },
-            );
-        }
+        check_expiry(Step::A12ChallengeExpiry, issued.expires_at, now)?;
         // A13
-        if !crypto::ct_eq(&reg.account_handle, &issued.account_handle) {
-            return reject(Step::A13Account, Reason::AccountMismatch);
-        }
+        check_account(
+            Step::A13Account,
+            &reg.account_handle,
+            &issued.account_handle,
+        )?;
         // A14
         if !reg
             .modalities
@@ -116,14 +91,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::A15AndroidPolicy, Reason::AndroidPolicy(failures));
         }
         // A16
-        if self
-            .store
-            .credential(&reg.credential_id)
-            .at(Step::A16CredentialId)?
-            .is_some()
-        {
-            return reject(Step::A16CredentialId, Reason::DuplicateCredential);
-        }
+        self.check_new_credential(Step::A16CredentialId, &reg.credential_id)?;
         // A17
         let level = description
             .attestation_security_level

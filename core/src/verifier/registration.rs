@@ -1,6 +1,6 @@
 //! Key attestation of a TEE credential (docs/PROTOCOL.md §6.3, R1–R16).
 
-use super::checks::commit_rejection;
+use super::checks::{check_account, check_expiry, commit_rejection, open_cose};
 use super::*;
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -9,19 +9,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     pub fn verify_registration(&self, statement: &[u8]) -> Result<RegisteredCredential, Rejection> {
         let now = self.clock.now();
         // R1, R2
-        let sign1 = cose::parse_sign1(statement, true).map_err(|e| {
-            let step = if matches!(
-                e,
-                cose::CoseError::Cbor(_)
-                    | cose::CoseError::NotCoseSign1
-                    | cose::CoseError::MissingPayload
-            ) {
-                Step::R1Statement
-            } else {
-                Step::R2Header
-            };
-            Rejection::new(step, e)
-        })?;
+        let sign1 = open_cose(
+            cose::parse_sign1(statement, true),
+            Step::R1Statement,
+            Step::R2Header,
+        )?;
         // R3
         let att = KeyAttestation::from_cbor(&sign1.payload).at(Step::R3Payload)?;
         // R4
@@ -57,34 +49,17 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::R6Signature, Reason::BadSignature);
         }
         // R7
-        if !crypto::ct_eq(&att.rp_id_hash, &self.rp_id_hash) {
-            return reject(Step::R7RpId, Reason::WrongRp);
-        }
+        self.check_rp_id(Step::R7RpId, &att.rp_id_hash)?;
         // R8
-        let issued = match self.challenge_entry(Step::R8Challenge, &att.challenge)? {
-            ChallengeEntry {
-                issued: IssuedChallenge::Registration(c),
-                ..
-            } => c,
-            _ => return reject(Step::R8Challenge, Reason::WrongChallengeKind),
-        };
-        if issued.rp_id != self.rp_id {
-            return reject(Step::R8Challenge, Reason::WrongRp);
-        }
+        let issued = self.registration_entry(Step::R8Challenge, &att.challenge)?;
         // R9
-        if now > issued.expires_at {
-            return reject(
-                Step::R9ChallengeExpiry,
-                Reason::ChallengeExpired {
-                    expires_at: issued.expires_at,
-                    now,
-                },
-            );
-        }
+        check_expiry(Step::R9ChallengeExpiry, issued.expires_at, now)?;
         // R10
-        if !crypto::ct_eq(&att.account_handle, &issued.account_handle) {
-            return reject(Step::R10Account, Reason::AccountMismatch);
-        }
+        check_account(
+            Step::R10Account,
+            &att.account_handle,
+            &issued.account_handle,
+        )?;
         // R11
         if !att
             .modalities
@@ -114,14 +89,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // R14
         self.check_tee_clock(Step::R14TeeClock, att.tee_time, now)?;
         // R15
-        if self
-            .store
-            .credential(&att.credential_id)
-            .at(Step::R15CredentialId)?
-            .is_some()
-        {
-            return reject(Step::R15CredentialId, Reason::DuplicateCredential);
-        }
+        self.check_new_credential(Step::R15CredentialId, &att.credential_id)?;
         // R16
         let record = CredentialRecord {
             credential_id: att.credential_id.clone(),
