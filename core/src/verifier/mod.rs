@@ -9,6 +9,11 @@
 //! events on a correctly signed statement: a counter that did not increase
 //! marks the credential [`CredentialStatus::SuspectedClone`] (P19) and a changed
 //! enrollment epoch marks it [`CredentialStatus::EnrollmentChanged`] (P15).
+//!
+//! One file per procedure: `registration` (R1–R16), `platform` (A1–A17),
+//! `app_attest` (K1–K13), `payment` (P1–P20, J1–J4), `deregistration`
+//! (D1–D9), `enrollment` (E1–E10), `issuance` (challenges); the checks they
+//! share are written once in `checks`.
 
 mod app_attest;
 mod checks;

@@ -40,28 +40,8 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 Reason::CredentialNotActive(cred.status),
             );
         }
-        // P7: a TEE credential's device model, or for a platform-keystore
-        // credential its platform, is still trusted.
-        if cred.kind == CredentialKind::AppleAppAttest {
-            if !self.apple_key_trusted(cred.app_attest.as_ref()) {
-                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
-            }
-        } else if cred.kind == CredentialKind::PlatformKeystore {
-            let trusted = self
-                .android
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some();
-            if !trusted {
-                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
-            }
-        } else {
-            match self.model_status(&cred.device_model) {
-                Some(ModelStatus::Active) => {}
-                Some(s) => return reject(Step::P7DeviceModel, Reason::DeviceModelNotActive(s)),
-                None => return reject(Step::P7DeviceModel, Reason::UnknownDeviceModel),
-            }
-        }
+        // P7
+        self.check_still_trusted(&cred)?;
         // P8
         self.check_rp_id(Step::P8RpId, &a.rp_id_hash)?;
         // P9
@@ -125,61 +105,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::P16Modality, Reason::LivenessRequired);
         }
         // P17
-        let tx = &issued.transaction;
-        let cap = match cred.kind {
-            CredentialKind::PlatformKeystore => Some(&self.policy.platform_keystore_max_amount),
-            CredentialKind::AppleAppAttest => Some(&self.policy.apple_max_amount),
-            _ => None,
-        };
-        if let Some(cap) = cap {
-            let max = cap.get(&tx.currency).copied();
-            if max.is_none_or(|m| tx.amount_minor > m) {
-                return reject(
-                    Step::P17Policy,
-                    Reason::PlatformKeystoreLimit {
-                        currency: tx.currency.clone(),
-                        max,
-                        amount: tx.amount_minor,
-                    },
-                );
-            }
-        }
-        if cred.kind == CredentialKind::AppleAppAttest && app_attest_assertion.is_none() {
-            let above = self.policy.apple_assertion_above.get(&tx.currency).copied();
-            if above.is_none_or(|a| tx.amount_minor > a) {
-                return reject(
-                    Step::P17Policy,
-                    Reason::AppAttestAssertionRequired {
-                        currency: tx.currency.clone(),
-                        above,
-                        amount: tx.amount_minor,
-                    },
-                );
-            }
-        }
-        if self.is_high_value(&issued.transaction) {
-            // The app asserts modality and liveness for platform-keystore
-            // credentials: only a TEE's liveness claim counts.
-            let face = a.modality == Modality::Face
-                && a.liveness == Liveness::Passed
-                && cred.kind == CredentialKind::TeeAttested;
-            let strongbox = cred.security_level >= SecurityLevel::StrongBox;
-            let req = self.policy.high_value_requirement;
-            let ok = match req {
-                HighValueRequirement::FaceWithLiveness => face,
-                HighValueRequirement::StrongBox => strongbox,
-                HighValueRequirement::FaceWithLivenessOrStrongBox => face || strongbox,
-            };
-            if !ok {
-                return reject(Step::P17Policy, Reason::PolicyRequires(req));
-            }
-        }
-        if a.failed_attempts > self.policy.max_failed_attempts {
-            return reject(
-                Step::P17Policy,
-                Reason::TooManyFailedAttempts(a.failed_attempts),
-            );
-        }
+        self.check_payment_policy(&a, &cred, &issued, app_attest_assertion.is_some())?;
         // P18
         self.check_tee_clock(Step::P18TeeClock, a.tee_time, now)?;
         // P19: the counter must exceed the stored one. A genuine device signs
@@ -273,5 +199,98 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             template_id: a.template_id,
             statement_hash: decision.statement_hash,
         })
+    }
+
+    /// P7: a TEE credential's device model, or for a platform-keystore or
+    /// Apple credential its platform, is still trusted.
+    fn check_still_trusted(&self, cred: &CredentialRecord) -> Result<(), Rejection> {
+        if cred.kind == CredentialKind::AppleAppAttest {
+            if !self.apple_key_trusted(cred.app_attest.as_ref()) {
+                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
+            }
+        } else if cred.kind == CredentialKind::PlatformKeystore {
+            let trusted = self
+                .android
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some();
+            if !trusted {
+                return reject(Step::P7DeviceModel, Reason::PlatformNotTrusted);
+            }
+        } else {
+            match self.model_status(&cred.device_model) {
+                Some(ModelStatus::Active) => {}
+                Some(s) => return reject(Step::P7DeviceModel, Reason::DeviceModelNotActive(s)),
+                None => return reject(Step::P7DeviceModel, Reason::UnknownDeviceModel),
+            }
+        }
+        Ok(())
+    }
+
+    /// P17: the policy for the amount, the credential's kind, the App Attest
+    /// assertion and the failed attempts.
+    fn check_payment_policy(
+        &self,
+        a: &PaymentAssertion,
+        cred: &CredentialRecord,
+        issued: &PaymentChallenge,
+        has_app_attest_assertion: bool,
+    ) -> Result<(), Rejection> {
+        let tx = &issued.transaction;
+        let cap = match cred.kind {
+            CredentialKind::PlatformKeystore => Some(&self.policy.platform_keystore_max_amount),
+            CredentialKind::AppleAppAttest => Some(&self.policy.apple_max_amount),
+            _ => None,
+        };
+        if let Some(cap) = cap {
+            let max = cap.get(&tx.currency).copied();
+            if max.is_none_or(|m| tx.amount_minor > m) {
+                return reject(
+                    Step::P17Policy,
+                    Reason::PlatformKeystoreLimit {
+                        currency: tx.currency.clone(),
+                        max,
+                        amount: tx.amount_minor,
+                    },
+                );
+            }
+        }
+        if cred.kind == CredentialKind::AppleAppAttest && !has_app_attest_assertion {
+            let above = self.policy.apple_assertion_above.get(&tx.currency).copied();
+            if above.is_none_or(|a| tx.amount_minor > a) {
+                return reject(
+                    Step::P17Policy,
+                    Reason::AppAttestAssertionRequired {
+                        currency: tx.currency.clone(),
+                        above,
+                        amount: tx.amount_minor,
+                    },
+                );
+            }
+        }
+        if self.is_high_value(&issued.transaction) {
+            // The app asserts modality and liveness for platform-keystore
+            // credentials: only a TEE's liveness claim counts.
+            let face = a.modality == Modality::Face
+                && a.liveness == Liveness::Passed
+                && cred.kind == CredentialKind::TeeAttested;
+            let strongbox = cred.security_level >= SecurityLevel::StrongBox;
+            let req = self.policy.high_value_requirement;
+            let ok = match req {
+                HighValueRequirement::FaceWithLiveness => face,
+                HighValueRequirement::StrongBox => strongbox,
+                HighValueRequirement::FaceWithLivenessOrStrongBox => face || strongbox,
+            };
+            if !ok {
+                return reject(Step::P17Policy, Reason::PolicyRequires(req));
+            }
+        }
+        if a.failed_attempts > self.policy.max_failed_attempts {
+            return reject(
+                Step::P17Policy,
+                Reason::TooManyFailedAttempts(a.failed_attempts),
+            );
+        }
+        Ok(())
     }
 }
