@@ -101,6 +101,32 @@ impl PaymentVerifier {
         Ok(self.verifier.verify_payment(&statement)?.into())
     }
 
+    /// Verifies several PaymentAssertions in one call, for a back end that
+    /// verifies at volume: each statement is decided on its own, in order,
+    /// exactly as [`Self::verify_payment`] would decide it (one's rejection
+    /// does not affect the others), and the outcomes come back in the same
+    /// order. One crossing of the FFI for the whole list instead of one per
+    /// statement (docs/PERFORMANCE.md, "Bindings").
+    pub fn verify_payments(&self, statements: Vec<Vec<u8>>) -> Vec<PaymentOutcome> {
+        statements
+            .iter()
+            .map(|s| match self.verifier.verify_payment(s) {
+                Ok(p) => PaymentOutcome {
+                    approved: Some(p.into()),
+                    rejection: None,
+                },
+                Err(r) => PaymentOutcome {
+                    approved: None,
+                    rejection: Some(StepRejection {
+                        step_code: r.step.code().to_owned(),
+                        step_name: r.step.name().to_owned(),
+                        reason: r.reason.to_string(),
+                    }),
+                },
+            })
+            .collect()
+    }
+
     /// Verifies a Deregistration; returns the credential id.
     pub fn verify_deregistration(&self, statement: Vec<u8>) -> Result<Vec<u8>, VerificationError> {
         Ok(self
@@ -202,4 +228,26 @@ impl From<biopay_core::DecodeError> for VerificationError {
             reason: e.to_string(),
         }
     }
+}
+
+/// The outcome of one statement of [`PaymentVerifier::verify_payments`]:
+/// exactly one of `approved` and `rejection` is set.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PaymentOutcome {
+    /// The approved payment, when the statement was accepted.
+    pub approved: Option<ApprovedPayment>,
+    /// Why it was refused, naming the step of docs/PROTOCOL.md §6.
+    pub rejection: Option<StepRejection>,
+}
+
+/// A rejection at a numbered step, as `VerificationError.Rejected` carries
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StepRejection {
+    /// The step code, e.g. `P9`.
+    pub step_code: String,
+    /// The step's stable name, e.g. `challenge`.
+    pub step_name: String,
+    /// Why.
+    pub reason: String,
 }

@@ -5,7 +5,9 @@ import kotlinx.coroutines.runBlocking
 import org.biopay.*
 import java.nio.file.Files
 
-fun kotlinFlow(iterations: Int): Pair<Long, Long> = runBlocking {
+const val BATCH = 16
+
+fun kotlinFlow(iterations: Int): Triple<Long, Long, Long> = runBlocking {
     val dir = Files.createTempDirectory("biopay-bench-kt")
     val vendor = SimulatedVendor("Bench Devices", "bench vendor".toByteArray())
     val verifier = PaymentVerifier("pay.example.com", listOf(vendor.deviceModel("bench-x1", listOf(Modality.FINGERPRINT), SecurityLevel.TEE)))
@@ -28,9 +30,23 @@ fun kotlinFlow(iterations: Int): Pair<Long, Long> = runBlocking {
         authorize += t1 - t0
         verify += t2 - t1
     }
+    // The back-end path: the same number of payments verified BATCH at a
+    // time through verifyPayments (one FFI crossing per batch).
+    var verifyBatched = 0L
+    for (b in 0 until iterations / BATCH) {
+        val statements = (0 until BATCH).map { j ->
+            val c = verifier.paymentChallenge(id, Transaction(8800, "CNY", "merchant-0042", "Coffee Corner", "batch-$b-$j", null))
+            tee.presentFinger("right-thumb")
+            client.authorize(c)
+        }
+        val t0 = System.nanoTime()
+        val outcomes = verifier.verifyPayments(statements)
+        verifyBatched += System.nanoTime() - t0
+        check(outcomes.size == BATCH && outcomes.all { it.approved != null }) { "a batched payment was refused: $outcomes" }
+    }
     client.close(); tee.close(); verifier.close(); vendor.close()
     dir.toFile().deleteRecursively()
-    Pair(authorize, verify)
+    Triple(authorize, verify, verifyBatched)
 }
 
 fun main(args: Array<String>) {
@@ -38,9 +54,10 @@ fun main(args: Array<String>) {
     val rounds = args.getOrNull(1)?.toInt() ?: 5
     kotlinFlow(50) // JIT warm-up
     var (ka, kv, na, nv) = listOf(0L, 0L, 0L, 0L)
+    var kb = 0L
     repeat(rounds) {
-        val (a, v) = kotlinFlow(iterations)
-        ka += a; kv += v
+        val (a, v, b) = kotlinFlow(iterations)
+        ka += a; kv += v; kb += b
         val dir = Files.createTempDirectory("biopay-bench-native")
         val n = nativeFlowTimings(iterations.toUInt(), dir.resolve("d").toString())
         na += n.authorizeNanos; nv += n.verifyNanos
@@ -50,4 +67,7 @@ fun main(args: Array<String>) {
     println("payments per side: ${iterations * rounds} (rounds of $iterations, interleaved)")
     println("authorize: kotlin %.1f us, rust %.1f us, kotlin/rust time ratio %.3f".format(ka / total / 1000, na / total / 1000, ka.toDouble() / na))
     println("verify:    kotlin %.1f us, rust %.1f us, kotlin/rust time ratio %.3f".format(kv / total / 1000, nv / total / 1000, kv.toDouble() / nv))
+    val batched = ((iterations / BATCH) * BATCH * rounds).toDouble()
+    println("verify in batches of %d (verifyPayments): kotlin %.1f us per payment, rust %.1f us, kotlin/rust time ratio %.3f".format(
+        BATCH, kb / batched / 1000, nv / total / 1000, (kb / batched) / (nv / total)))
 }

@@ -296,6 +296,19 @@ val tests = linkedMapOf<String, suspend () -> Unit>(
             check(e.stepCode == "P9" && e.stepName == "challenge", "step: ${e.stepCode} ${e.stepName}")
         }
     },
+    "verifyPayments decides each statement as verifyPayment would, in order" to suspend {
+        World().use { w ->
+            val statements = listOf("b1", "b2").map { order ->
+                val c = w.payChallenge(order)
+                w.tee.presentFinger("right-thumb")
+                w.client.authorize(c)
+            }
+            val out = w.verifier.verifyPayments(listOf(statements[0], ByteArray(40) { 0x42 }, statements[1], statements[0]))
+            check(out.map { it.approved?.counter } == listOf(1L, null, 2L, null), "approved: $out")
+            check(out.map { it.rejection?.stepCode } == listOf(null, "P1", null, "P9"), "rejections: $out")
+            check(w.verifier.verifyPayments(listOf()).isEmpty(), "empty batch")
+        }
+    },
     "tampered statement is rejected at its step" to suspend {
         World().use { w ->
             val c = w.payChallenge("o1")

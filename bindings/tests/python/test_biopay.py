@@ -101,6 +101,21 @@ class BiopayTest(unittest.TestCase):
             w.verifier.verify_payment(a)
         self.assertEqual((e.exception.step_code, e.exception.step_name), ("P9", "challenge"))
 
+    def test_verify_payments_decides_each_statement_as_verify_payment_would(self):
+        w = self.w
+        statements = []
+        for order in ("b1", "b2"):
+            c = w.pay_challenge(order)
+            w.tee.present_finger("right-thumb")
+            statements.append(run(w.client.authorize(c)))
+        garbage = b"\x42" * 40
+        out = w.verifier.verify_payments([statements[0], garbage, statements[1], statements[0]])
+        self.assertEqual(len(out), 4)
+        self.assertEqual([o.approved.counter if o.approved else None for o in out], [1, None, 2, None])
+        self.assertEqual([(o.rejection.step_code, o.rejection.step_name) if o.rejection else None for o in out],
+                         [None, ("P1", "statement"), None, ("P9", "challenge")])
+        self.assertEqual(w.verifier.verify_payments([]), [])
+
     def test_tampered_signature_rejected_at_p5(self):
         w = self.w
         c = w.pay_challenge("o1")
