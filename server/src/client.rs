@@ -1,21 +1,10 @@
 //! A small blocking HTTP client for the API, used by the tests, the load
 //! generator and the `demo-device` helper.
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// base64url without padding.
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Decodes base64url without padding.
-pub fn unb64(s: &str) -> Result<Vec<u8>, String> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|e| format!("base64url: {e}"))
-}
+pub use crate::b64::{b64, unb64};
 
 /// A response: HTTP status and JSON body (`Value::Null` when the body is not JSON).
 #[derive(Debug, Clone)]

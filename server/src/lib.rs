@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod b64;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -1,0 +1,239 @@
+//! Handlers: deregistration, admin (suspension, model status, audit
+//! checkpoints) and operations (health, metrics).
+
+use crate::api::*;
+use crate::{
+    audit::AuditRecord,
+    b64::b64,
+    config::{model_status_name, parse_model_status},
+    store::ServerStore,
+    AppState,
+};
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, Query, State},
+    http::{header, StatusCode},
+    response::IntoResponse,
+    Json,
+};
+use biopay_core::{store::DecisionKind, CredentialStatus, Deregistration};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// Verifies a signed deregistration (D1–D9) of credential `id`.
+#[utoipa::path(post, path = "/v1/credentials/{id}/deregister", tag = "credentials",
+    params(("id" = String, Path, description = "credential id, base64url")),
+    request_body = DeregisterRequest,
+    responses((status = 200, body = StatusResponse), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn deregister(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let id = credential_id(&id)?;
+    let req: DeregisterRequest = parse_json(body)?;
+    let statement = bytes_field("statement", &req.statement)?;
+    if let Some(named) = peek(&statement, false, |d: &Deregistration| &d.credential_id) {
+        if named != id {
+            return Err(ApiError::bad_request(
+                "the statement names another credential",
+            ));
+        }
+    }
+    let st = state.clone();
+    blocking(
+        move || match st.verifier.verify_deregistration(&statement) {
+            Ok(done) => {
+                st.metrics.decision(
+                    "deregistration",
+                    "accepted",
+                    DecisionKind::Deregistration.commit_step().code(),
+                );
+                Ok(Json(StatusResponse {
+                    id: b64(done.as_bytes()),
+                    status: CredentialStatus::Deregistered.as_str().into(),
+                }))
+            }
+            Err(r) => {
+                st.record_rejection("deregistration", Some(&id), &statement, &r);
+                Err(ApiError::from(&r))
+            }
+        },
+    )
+    .await?
+}
+
+/// Admin: suspends a credential.
+#[utoipa::path(post, path = "/v1/admin/credentials/{id}/suspend", tag = "admin",
+    params(("id" = String, Path, description = "credential id, base64url")),
+    responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn suspend_credential(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let id = credential_id(&id)?;
+    let st = state.clone();
+    let shown = b64(id.as_bytes());
+    blocking(move || {
+        let record = AuditRecord {
+            at: crate::now(),
+            kind: "admin".into(),
+            outcome: "suspended".into(),
+            step: "ADMIN".into(),
+            credential: id.to_hex(),
+            statement_hash: String::new(),
+            reason: "suspended by an operator".into(),
+        };
+        // The status and its audit record commit together: a refused or
+        // failed request changes nothing, an applied one is always audited.
+        st.store()
+            .set_credential_status_audited(&id, CredentialStatus::Suspended, &record)
+            .map_err(|e| match e {
+                biopay_core::store::CommitError::UnknownCredential => {
+                    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "unknown credential")
+                }
+                biopay_core::store::CommitError::CredentialNotActive(s) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "CREDENTIAL_NOT_USABLE",
+                    format!("credential is {}", s.as_str()),
+                ),
+                other => ApiError::unavailable(other.to_string()),
+            })?;
+        tracing::info!(
+            credential = id.to_hex(),
+            "credential suspended by an operator"
+        );
+        Ok(Json(StatusResponse {
+            id: shown,
+            status: CredentialStatus::Suspended.as_str().into(),
+        }))
+    })
+    .await?
+}
+
+/// Admin: sets a device model's status (e.g. revokes it). Persisted; other
+/// server processes pick it up at their next refresh.
+#[utoipa::path(post, path = "/v1/admin/models/{model}/status", tag = "admin",
+    params(("model" = String, Path, description = "device model id")),
+    request_body = ModelStatusRequest,
+    responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn set_model_status(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let req: ModelStatusRequest = parse_json(body)?;
+    let status = parse_model_status(&req.status)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown model status {:?}", req.status)))?;
+    let st = state.clone();
+    blocking(move || {
+        if st.verifier.trust().model(&model).is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "unknown device model",
+            ));
+        }
+        let record = AuditRecord {
+            at: crate::now(),
+            kind: "admin".into(),
+            outcome: format!("model_{}", model_status_name(status)),
+            step: "ADMIN".into(),
+            credential: String::new(),
+            statement_hash: String::new(),
+            reason: format!("device model {model} set to {}", model_status_name(status)),
+        };
+        // The status and its audit record commit together (both or neither);
+        // only then does this process's own copy change.
+        st.store()
+            .set_model_status(&model, model_status_name(status), &record)
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        st.verifier.set_model_status(&model, status);
+        tracing::info!(
+            model,
+            status = model_status_name(status),
+            "device model status set"
+        );
+        Ok(Json(StatusResponse {
+            id: model,
+            status: model_status_name(status).into(),
+        }))
+    })
+    .await?
+}
+
+/// Query: which checkpoints to export.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointQuery {
+    /// Only checkpoints past this entry (the last `seq` the witness holds); 0 for all.
+    #[serde(default)]
+    pub since: u64,
+    /// At most this many (1 to 1000; default 1000): ask again with the last `seq`.
+    pub limit: Option<u64>,
+}
+
+/// The signed audit checkpoints past `since`, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointList {
+    /// Each one as a witness stores it (one JSON line per checkpoint):
+    /// verifiable alone with the server's public key.
+    pub checkpoints: Vec<crate::audit::Checkpoint>,
+}
+
+/// Admin: the signed audit checkpoints, for a witness that keeps them
+/// outside the database (`biopay-server audit verify --witness`; docs/PROTOCOL.md §9.4).
+#[utoipa::path(get, path = "/v1/admin/audit/checkpoints", tag = "admin", params(CheckpointQuery),
+    responses((status = 200, body = CheckpointList), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn audit_checkpoints(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<CheckpointQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CheckpointList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1 to 1000"));
+    }
+    if i64::try_from(q.since).is_err() {
+        return Err(ApiError::bad_request("since is past any entry"));
+    }
+    let st = state.clone();
+    let checkpoints = blocking(move || st.store().checkpoints(q.since, limit))
+        .await?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(CheckpointList { checkpoints }))
+}
+
+/// Liveness and store reachability.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    let st = state.clone();
+    let (seq, _) = blocking(move || st.store().audit_head())
+        .await?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        backend: state.store().backend_name().into(),
+        audit_entries: seq,
+    }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state
+            .metrics
+            .render(state.store().backend_name(), state.store().commit_stats()),
+    )
+}

@@ -1,0 +1,94 @@
+//! Decisions: the audit record and failure count of a rejection
+//! (`record_rejection`) and the lockout check (`check_limits`).
+
+use super::*;
+use crate::{audit::AuditRecord, store::ServerStore, AppState};
+use axum::http::StatusCode;
+use biopay_core::{
+    cbor, cose, crypto,
+    messages::{peek_kind, Message, MessageKind},
+    CredentialId, Rejection,
+};
+
+/// The credential a signed statement names, read without verifying it (for
+/// rate limiting and the audit record of a rejection only).
+pub(crate) fn peek<M: Message>(
+    statement: &[u8],
+    x5chain: bool,
+    id: impl Fn(&M) -> &CredentialId,
+) -> Option<CredentialId> {
+    // Any signature form: a platform-keystore credential may sign in DER.
+    let s = cose::parse_sign1_any_form(statement, x5chain).ok()?;
+    M::from_cbor(&s.payload).ok().map(|m| id(&m).clone())
+}
+
+/// The message kind a registration statement carries, if readable.
+pub(crate) fn registration_kind(statement: &[u8]) -> Option<MessageKind> {
+    cose::peek_payload(statement)
+        .and_then(|(payload, _)| cbor::from_deterministic_slice(&payload).ok())
+        .and_then(|value| peek_kind(&value))
+}
+
+impl AppState {
+    /// Audits a rejection (unless the store already did, P15/P19) and, when
+    /// core says it counts toward lockout ([`Rejection::counts_toward_lockout`]:
+    /// it needed the credential key and a live challenge, PROTOCOL.md §9.2),
+    /// counts a failure against `credential` and its account: one store
+    /// transaction for both.
+    pub(crate) fn record_rejection(
+        &self,
+        kind: &str,
+        credential: Option<&CredentialId>,
+        statement: &[u8],
+        r: &Rejection,
+    ) {
+        self.metrics.decision(kind, "rejected", r.step.code());
+        let record = AuditRecord {
+            at: crate::now(),
+            kind: kind.to_owned(),
+            outcome: "rejected".to_owned(),
+            step: r.step.code().to_owned(),
+            credential: credential.map(CredentialId::to_hex).unwrap_or_default(),
+            statement_hash: hex::encode(crypto::sha256(statement)),
+            reason: r.reason.to_string(),
+        };
+        let counted =
+            credential.filter(|_| self.lock_after_failures > 0 && r.counts_toward_lockout());
+        let audit = (!r.recorded_by_flag()).then_some(&record);
+        if audit.is_some() || counted.is_some() {
+            if let Err(e) = self.store().append_rejection(audit, counted, record.at) {
+                tracing::error!(error = %e, "recording a rejection failed");
+            }
+        }
+        tracing::info!(
+            kind,
+            step = r.step.code(),
+            credential = record.credential,
+            reason = record.reason,
+            "rejected"
+        );
+    }
+
+    /// Refuses statements for a locked credential or account: one that had
+    /// `lock_after_failures` counted failures within the window, in any
+    /// process on this store. Fails closed when the store cannot tell.
+    pub(crate) fn check_limits(&self, id: &CredentialId) -> Result<(), ApiError> {
+        if self.lock_after_failures == 0 {
+            return Ok(());
+        }
+        let since = crate::now().saturating_sub(self.failure_window_secs);
+        let failures = self
+            .store()
+            .recent_failures(id, since)
+            .map_err(|e| ApiError::unavailable(format!("rate limit state: {e}")))?;
+        if failures >= u64::from(self.lock_after_failures) {
+            self.metrics.decision("any", "refused", "RATE_LIMITED");
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many failed verifications for this credential or account; try later",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! The HTTP/JSON API (axum). Binary fields are base64url without padding.
+//! Every error is `{"error": {"code", "step", "reason"}}`: for a rejected
+//! statement `code` is the verification step of docs/PROTOCOL.md §6 (e.g.
+//! `"P12"`) and `step` its name (`"transaction-hash"`); other errors carry an
+//! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, `TIMEOUT`,
+//! ...) and a null step.
+//!
+//! Layout: `error` (the envelope), `auth` (API keys, middlewares), `dto`
+//! (bodies), `limits` (rejection audit and lockout), `handlers/` (one file
+//! per area), `openapi` (the document).
+
+mod auth;
+mod dto;
+mod error;
+mod handlers;
+mod limits;
+mod openapi;
+
+pub use auth::*;
+pub use dto::*;
+pub use error::*;
+pub use handlers::*;
+use limits::*;
+pub use openapi::*;
