@@ -1192,3 +1192,37 @@ fn a_counter_moved_between_p4_and_the_commit_is_superseded_not_a_clone() {
     assert_eq!(stale.verify_payment(&a3).unwrap().counter, 3);
     assert_eq!(w.stored().counter, 3);
 }
+
+#[test]
+fn a_flood_of_unanswered_challenges_stops_at_the_per_account_limit() {
+    let policy = Policy {
+        max_challenges_per_account: 3,
+        ..Policy::default()
+    };
+    let mut w = World::with(policy, DeviceConfig::new(MODEL));
+    let refused = |w: &World| {
+        matches!(
+            w.server
+                .payment_challenge(&w.cred.credential_id, tx("more", 100)),
+            Err(IssueError::TooManyChallenges { max: 3 })
+        )
+    };
+    // The consumed registration challenge does not count; three outstanding do.
+    let flood: Vec<_> = (0..3).map(|i| w.challenge(&format!("f{i}"), 100)).collect();
+    assert!(refused(&w));
+    // Answering one makes room for exactly one.
+    w.phone.authenticator_mut().user().present(thumb());
+    let a = w.phone.authorize(&flood[0].to_cbor()).unwrap();
+    w.server.verify_payment(&a).unwrap();
+    w.challenge("room", 100);
+    assert!(refused(&w));
+    // Expiry makes room again; a purge then forgets the expired ones (the
+    // registration challenge, the three of the flood and "room").
+    w.clock.set(flood[1].expires_at + 1);
+    for i in 0..3 {
+        w.challenge(&format!("after-{i}"), 100);
+    }
+    assert!(refused(&w));
+    assert_eq!(w.server.purge_expired_challenges().unwrap(), 5);
+    assert!(refused(&w));
+}

@@ -436,6 +436,11 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct MemoryInner {
     challenges: HashMap<Challenge, ChallengeEntry>,
+    /// Per account, the challenges that may still be outstanding (the
+    /// per-account limit's index). Entries found consumed, expired or purged
+    /// are dropped when the account's list is next counted, so a count costs
+    /// the account's outstanding challenges, not every challenge stored.
+    outstanding: HashMap<Vec<u8>, Vec<Challenge>>,
     credentials: HashMap<CredentialId, CredentialRecord>,
     decisions: Vec<Decision>,
     flags: Vec<Flag>,
@@ -508,21 +513,23 @@ impl Store for MemoryStore {
         if g.challenges.contains_key(issued.challenge()) {
             return Err(StoreError("challenge collision".into()));
         }
+        let g = &mut *g;
+        let listed = g
+            .outstanding
+            .entry(issued.account_handle().to_vec())
+            .or_default();
         if let Some(l) = limit {
-            let account = issued.account_handle();
-            let live = g
-                .challenges
-                .values()
-                .filter(|e| {
-                    !e.consumed
-                        && e.issued.expires_at() > l.now
-                        && e.issued.account_handle() == account
-                })
-                .count();
-            if live >= usize::try_from(l.max).unwrap_or(usize::MAX) {
+            let challenges = &g.challenges;
+            listed.retain(|c| {
+                challenges
+                    .get(c)
+                    .is_some_and(|e| !e.consumed && e.issued.expires_at() > l.now)
+            });
+            if listed.len() >= usize::try_from(l.max).unwrap_or(usize::MAX) {
                 return Ok(false);
             }
         }
+        listed.push(*issued.challenge());
         g.challenges.insert(
             *issued.challenge(),
             ChallengeEntry {
@@ -679,6 +686,12 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         let before = g.challenges.len();
         g.challenges.retain(|_, e| e.issued.expires_at() >= now);
+        let g = &mut *g;
+        let challenges = &g.challenges;
+        g.outstanding.retain(|_, listed| {
+            listed.retain(|c| challenges.contains_key(c));
+            !listed.is_empty()
+        });
         Ok(before - g.challenges.len())
     }
 }
