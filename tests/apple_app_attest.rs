@@ -965,6 +965,18 @@ fn every_attestation_fault_is_refused_at_its_step() {
             Step::I1AttestationObject,
             Some(AppAttestError::WrongFormat("packed".into()).into()),
         ),
+        // A sender-chosen fmt reaches logs and the audit log only as its
+        // first 32 characters (and Display escapes control characters).
+        (
+            AttestationFaults {
+                fmt: Some(format!("x\nforged log line{}", "A".repeat(20_000))),
+                ..Default::default()
+            },
+            Step::I1AttestationObject,
+            Some(
+                AppAttestError::WrongFormat(format!("x\nforged log line{}", "A".repeat(15))).into(),
+            ),
+        ),
         (
             AttestationFaults {
                 nonce: Some([0; 32]),

@@ -65,9 +65,12 @@ pub fn verify_attestation(
     let obj =
         object::parse_attestation(object, MAX_ATTESTATION_LEN).at(Step::I1AttestationObject)?;
     if obj.fmt != FORMAT {
+        // The sender chose this text: keep at most 32 characters of it for
+        // the rejection, which servers log and audit.
+        let shown = obj.fmt.chars().take(32).collect();
         return reject(
             Step::I1AttestationObject,
-            AppAttestError::WrongFormat(obj.fmt),
+            AppAttestError::WrongFormat(shown),
         );
     }
     // I2: x5c (leaf first) verifies to an Apple root key at `now`.

@@ -118,7 +118,8 @@ pub enum AppAttestError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// `fmt` is not `apple-appattest`.
+    /// `fmt` is not `apple-appattest` (it carries at most the first 32
+    /// characters of the sender's text: rejections are logged and audited).
     #[error("fmt is {0:?}, not \"apple-appattest\"")]
     WrongFormat(String),
     /// The leaf has no nonce extension (1.2.840.113635.100.8.2), or it is
