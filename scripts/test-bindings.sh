@@ -13,6 +13,15 @@ root="$PWD"
 mkdir -p "$out"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+# Debian packages, with the package lists refreshed once per run before the first install.
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
+}
 
 # --- toolchains -------------------------------------------------------------
 kotlin_home="$(npm root -g 2>/dev/null)/kotlin-compiler"
@@ -25,8 +34,7 @@ coroutines="$kotlin_home/lib/kotlinx-coroutines-core-jvm.jar"  # the async API (
 jna=/usr/share/java/jna.jar
 if [ ! -f "$jna" ]; then
   echo "installing JNA (Debian: libjna-java)"
-  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq libjna-java >/dev/null
+  apt_install libjna-java
 fi
 if ! python3 -c "import tree_sitter, tree_sitter_swift" 2>/dev/null; then
   echo "installing tree-sitter-swift (PyPI)"
@@ -93,7 +101,7 @@ pkg_tmp="$(mktemp -d)"
 trap 'rm -rf "$pkg_tmp"' EXIT
 if ! python3 -m venv "$pkg_tmp/venv" 2>/dev/null; then
   echo "installing python3-venv (Debian)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null
+  apt_install python3-venv
   rm -rf "$pkg_tmp/venv"
   python3 -m venv "$pkg_tmp/venv"
 fi
@@ -109,7 +117,7 @@ classpath="$(printf '%s:' "$PWD"/dist/biopay-*.jar "$PWD"/dist/jna-*.jar "$PWD"/
 # --- Packaging scripts (their toolchains are not here: lint what we can) ----
 echo "==> packaging scripts: shellcheck (the Android NDK, Gradle and Xcode builds are NOT RUN here)"
 if ! command -v shellcheck >/dev/null; then
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq shellcheck >/dev/null
+  apt_install shellcheck
 fi
 shellcheck bindings/android/build-aar.sh bindings/ios/build-xcframework.sh scripts/test-bindings.sh \
   scripts/package-python.sh scripts/package-jvm.sh
