@@ -14,6 +14,10 @@
 //! rpIdHash | 0x40 | counter}` (37 bytes: AT set, no attested data, as real
 //! devices do). The receipt is a placeholder, not a PKCS#7 receipt.
 //!
+//! [`SimulatedAppAttest::new`] makes random keys; [`SimulatedAppAttest::from_seed`]
+//! makes everything (root, intermediate, App Attest keys, leaf serials,
+//! signatures) reproducible from a seed, for the committed test vectors.
+//!
 //! Methods whose name starts with `danger_` build deliberately wrong objects
 //! for adversarial tests.
 //!
@@ -36,7 +40,7 @@
 //! ```
 
 use crate::{
-    crypto::{self, TeeRng},
+    crypto::{self, TeeRng, APP_ATTEST_SALT},
     error::TeeError,
     pki::P256Public,
 };
@@ -49,8 +53,9 @@ use ciborium::value::Value;
 use p256::ecdsa::SigningKey;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P384_SHA384,
+    KeyUsagePurpose, PublicKeyData, SignatureAlgorithm, PKCS_ECDSA_P384_SHA384,
 };
+use zeroize::Zeroizing;
 
 /// The placeholder receipt in simulated attestations.
 pub const SIMULATED_RECEIPT: &[u8] = b"biopay simulated App Attest receipt (not a PKCS#7 receipt)";
@@ -111,6 +116,42 @@ pub struct AttestationFaults {
     pub omit_nonce_extension: bool,
 }
 
+/// A P-384 CA key that rcgen signs with: DER ECDSA P-384 / SHA-384
+/// signatures with RFC 6979 (deterministic) nonces.
+#[derive(Clone)]
+struct RcgenP384 {
+    key: p384::ecdsa::SigningKey,
+    public: Vec<u8>,
+}
+
+impl RcgenP384 {
+    fn new(key: p384::ecdsa::SigningKey) -> Self {
+        let public = key
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        Self { key, public }
+    }
+}
+
+impl PublicKeyData for RcgenP384 {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_ECDSA_P384_SHA384
+    }
+}
+
+impl rcgen::SigningKey for RcgenP384 {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        use p384::ecdsa::signature::Signer;
+        let sig: p384::ecdsa::Signature = self.key.sign(msg);
+        Ok(sig.to_der().as_bytes().to_vec())
+    }
+}
+
 /// The simulated App Attest service of one app (`TEAMID.bundle`) in one
 /// environment, with its own root.
 pub struct SimulatedAppAttest {
@@ -118,7 +159,7 @@ pub struct SimulatedAppAttest {
     environment: AppAttestEnvironment,
     root_cert: Vec<u8>,
     root_pem: String,
-    inter_key: KeyPair,
+    inter_key: RcgenP384,
     inter_params: CertificateParams,
     inter_cert: Vec<u8>,
     rng: TeeRng,
@@ -177,14 +218,48 @@ fn text(s: &str) -> Value {
 
 impl SimulatedAppAttest {
     /// A new service for `app_id` in `environment`, with fresh random root
-    /// and intermediate keys (valid 2020-01-01..2045-01-01).
+    /// and intermediate keys (valid 2020-01-01..2045-01-01); App Attest keys
+    /// and leaf serial numbers come from the system generator.
     pub fn new(app_id: &str, environment: AppAttestEnvironment) -> Result<Self, TeeError> {
-        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
+        let rng = TeeRng::new(None, 0);
+        let seed = rng.secret32()?;
+        Self::build(app_id, environment, seed.as_ref(), rng)
+    }
+
+    /// A service deterministic from `seed`, for reproducible test vectors:
+    /// the P-384 root and intermediate keys are derived from it with HKDF,
+    /// every certificate is signed with RFC 6979 (deterministic) ECDSA, and
+    /// App Attest keys and leaf serial numbers are drawn from a deterministic
+    /// stream of the seed. Two services from the same seed make the same
+    /// bytes for the same calls in the same order. Not for production: whoever
+    /// knows the seed holds the root key.
+    pub fn from_seed(
+        app_id: &str,
+        environment: AppAttestEnvironment,
+        seed: &[u8],
+    ) -> Result<Self, TeeError> {
+        let stream = crypto::hkdf32(APP_ATTEST_SALT, seed, &[b"random stream"]);
+        let rng = TeeRng::new(Some(stream.as_ref()), 0);
+        Self::build(app_id, environment, seed, rng)
+    }
+
+    fn build(
+        app_id: &str,
+        environment: AppAttestEnvironment,
+        seed: &[u8],
+        rng: TeeRng,
+    ) -> Result<Self, TeeError> {
+        let seed = Zeroizing::new(seed.to_vec());
+        let root_key = RcgenP384::new(crypto::derive_p384(APP_ATTEST_SALT, &seed, &[b"root key"])?);
         let root_params = ca("Simulated App Attestation Root CA", 1, None);
         let root = root_params.self_signed(&root_key)?;
         let root_cert = root.der().to_vec();
         let root_pem = root.pem();
-        let inter_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
+        let inter_key = RcgenP384::new(crypto::derive_p384(
+            APP_ATTEST_SALT,
+            &seed,
+            &[b"intermediate key"],
+        )?);
         let inter_params = ca("Simulated App Attestation CA 1", 2, Some(0));
         let inter_cert = inter_params
             .signed_by(&inter_key, &Issuer::from_params(&root_params, &root_key))?
@@ -198,7 +273,7 @@ impl SimulatedAppAttest {
             inter_key,
             inter_params,
             inter_cert,
-            rng: TeeRng::new(None, 0),
+            rng,
         })
     }
 
@@ -443,6 +518,33 @@ mod tests {
             .with_anchors(vec![b.trust_anchor().unwrap()]);
         assert!(apple::verify_attestation(&object, &[0; 32], None, &trust_b, NOW).is_err());
         assert!(a.root_cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    /// A vector that cannot be regenerated cannot be checked: the same seed
+    /// gives the same root, keys, attestations and assertions, byte for
+    /// byte, and another seed gives another root.
+    #[test]
+    fn the_same_seed_makes_the_same_bytes_and_another_seed_another_root() {
+        let make = |seed: &[u8]| {
+            let sim =
+                SimulatedAppAttest::from_seed(APP, AppAttestEnvironment::Production, seed).unwrap();
+            let mut key = sim.generate_key().unwrap();
+            let object = sim.attest_key(&key, &sha256(b"c")).unwrap();
+            let assertion = sim.generate_assertion(&mut key, &sha256(b"p")).unwrap();
+            (sim.root_cert_der(), object, assertion, sim)
+        };
+        let (root_a, object_a, assertion_a, sim) = make(b"seed 1");
+        let (root_b, object_b, assertion_b, _) = make(b"seed 1");
+        assert_eq!(root_a, root_b);
+        assert_eq!(object_a, object_b);
+        assert_eq!(assertion_a, assertion_b);
+        let (root_c, object_c, _, _) = make(b"seed 2");
+        assert_ne!(root_a, root_c);
+        assert_ne!(object_a, object_c);
+        // And what it makes verifies under its own root.
+        let trust = AppleTrust::new(vec![APP.into()], AppAttestEnvironment::Production)
+            .with_anchors(vec![sim.trust_anchor().unwrap()]);
+        apple::verify_attestation(&object_a, &sha256(b"c"), None, &trust, NOW).unwrap();
     }
 
     #[test]

@@ -18,6 +18,10 @@ const RP_SALT_SALT: &[u8] = b"biopay-tee-stub rp salts v1";
 /// HKDF salt of the vendor PKI keys and serial numbers (ikm = the vendor seed).
 pub(crate) const PKI_SALT: &[u8] = b"biopay-tee-stub vendor pki v1";
 
+/// HKDF salt of the simulated App Attest PKI keys and randomness (ikm = the
+/// service seed).
+pub(crate) const APP_ATTEST_SALT: &[u8] = b"biopay-tee-stub app attest v1";
+
 /// A 32-byte secret, zeroized on drop.
 pub(crate) type Secret32 = Zeroizing<[u8; 32]>;
 
@@ -130,6 +134,28 @@ pub(crate) fn derive_p256(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Result<Sig
         }
     }
     Err(TeeError::Crypto("could not derive a P-256 key"))
+}
+
+/// A P-384 key derived deterministically: HKDF-SHA256(salt, ikm, info ||
+/// counter), 48 bytes, until the output is a valid scalar.
+pub(crate) fn derive_p384(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[&[u8]],
+) -> Result<p384::ecdsa::SigningKey, TeeError> {
+    let hkdf = Hkdf::<Sha256>::new(Some(salt), ikm);
+    for counter in 0u8..16 {
+        let mut parts = info.to_vec();
+        let c = [counter];
+        parts.push(&c);
+        let mut candidate = Zeroizing::new([0u8; 48]);
+        // Expanding to 48 bytes cannot fail: HKDF-SHA256 allows up to 255 * 32 bytes.
+        let _ = hkdf.expand_multi_info(&parts, candidate.as_mut());
+        if let Ok(key) = p384::ecdsa::SigningKey::from_slice(candidate.as_ref()) {
+            return Ok(key);
+        }
+    }
+    Err(TeeError::Crypto("could not derive a P-384 key"))
 }
 
 /// The 65-byte SEC1 uncompressed public key.
