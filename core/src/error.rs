@@ -408,7 +408,10 @@ pub enum Reason {
     },
     /// A payment of an Apple App Attest credential above the configured
     /// amount carries no App Attest assertion (P17, docs/PROTOCOL.md §13.9).
-    #[error("an App Attest assertion is required above {above:?} {currency}, amount {amount}")]
+    #[error(
+        "an App Attest assertion is required {}, amount {amount}",
+        assertion_threshold(*.above, .currency)
+    )]
     AppAttestAssertionRequired {
         /// The transaction currency.
         currency: String,
@@ -509,6 +512,15 @@ impl Rejection {
                 | Step::P17Policy
                 | Step::P18TeeClock
         )
+    }
+}
+
+/// The amounts of `currency` that need an App Attest assertion, in words
+/// (the `Display` of [`Reason::AppAttestAssertionRequired`]).
+fn assertion_threshold(above: Option<u64>, currency: &str) -> String {
+    match above {
+        Some(above) => format!("above {above} {currency}"),
+        None => format!("for every amount in {currency}"),
     }
 }
 
@@ -961,5 +973,24 @@ mod tests {
             let n: u32 = code[1..].parse().unwrap();
             assert!(code.starts_with('P') && (12..=18).contains(&n), "{code}");
         }
+    }
+
+    /// The reason is read by people (and shipped in docs/vectors): it says
+    /// the threshold as an amount, not as a Rust `Option`.
+    #[test]
+    fn the_assertion_threshold_reads_as_an_amount() {
+        let required = |above| Reason::AppAttestAssertionRequired {
+            currency: "CNY".into(),
+            above,
+            amount: 20_000,
+        };
+        assert_eq!(
+            required(Some(10_000)).to_string(),
+            "an App Attest assertion is required above 10000 CNY, amount 20000"
+        );
+        assert_eq!(
+            required(None).to_string(),
+            "an App Attest assertion is required for every amount in CNY, amount 20000"
+        );
     }
 }
