@@ -5,15 +5,20 @@
 //! `biopay vectors --out DIR` writes them; `tests/vectors.rs` regenerates
 //! them and compares with the committed `docs/vectors/` byte for byte.
 
-use crate::simulator::{DeviceConfig, Presentation, SoftwareTee, TamperingApp, VendorPki};
+use crate::simulator::{
+    AttestationFaults, DeviceConfig, Presentation, SimulatedAppAttest, SoftwareTee, TamperingApp,
+    VendorPki,
+};
 use biopay_core::{
     android::{AndroidPolicy, AndroidTrust},
+    apple::{AppAttestEnvironment, AppleTrust},
     cbor, crypto,
     store::{IssuedChallenge, Store},
-    Authenticator, Client, CredentialId, DangerDeterministicRandom, Deregistration, DeviceError,
-    EnrollmentChange, KeyAttestation, ManualClock, MemoryStore, Message, MessageKind, Modality,
-    PaymentAssertion, PlatformKeyRegistration, PlatformKeystoreClient, PlatformKeystoreSigner,
-    Policy, Rejection, SecurityLevel, Step, Transaction, TrustConfig, Verifier,
+    AppleKeyRegistration, Authenticator, Client, CredentialId, DangerDeterministicRandom,
+    Deregistration, DeviceError, EnrollmentChange, KeyAttestation, ManualClock, MemoryStore,
+    Message, MessageKind, Modality, PaymentAssertion, PlatformKeyRegistration,
+    PlatformKeystoreClient, PlatformKeystoreSigner, Policy, Rejection, SecurityLevel, Step,
+    Transaction, TrustConfig, Verifier,
 };
 use ciborium::value::Value;
 use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
@@ -43,6 +48,16 @@ pub const ROOT_CERT_FILE: &str = "vendor-root.pem";
 pub const INTERMEDIATE_CERT_FILE: &str = "vendor-intermediate.pem";
 /// The state every vector is verified against (docs/PROTOCOL.md §10).
 pub const SCENARIO_FILE: &str = "scenario.json";
+/// The iOS app (`TEAMID.bundle.id`) of the Apple App Attest vectors.
+pub const APPLE_APP_ID: &str = "TEAMID1234.com.example.pay";
+/// The App Attest environment of those vectors.
+pub const APPLE_ENVIRONMENT: AppAttestEnvironment = AppAttestEnvironment::Production;
+/// File holding the simulated App Attestation root key (SubjectPublicKeyInfo,
+/// PEM, ECDSA P-384): the Apple trust anchor of the vectors, standing in for
+/// Apple's App Attestation Root CA.
+pub const APPLE_ROOT_KEY_FILE: &str = "app-attest-root.pub.pem";
+/// The simulated App Attestation root certificate (PEM), for reference.
+pub const APPLE_ROOT_CERT_FILE: &str = "app-attest-root.pem";
 
 /// The verification procedure a statement is submitted to. The relying
 /// party's endpoint chooses it, never the bytes (docs/PROTOCOL.md §3.2,
@@ -53,6 +68,8 @@ pub enum Procedure {
     Registration,
     /// A1–A17 (§12.5), `Verifier::verify_platform_registration`.
     PlatformRegistration,
+    /// K1–K13 with I1–I10 (§13.8), `Verifier::verify_apple_registration`.
+    AppleRegistration,
     /// P1–P20 (§6.4), `Verifier::verify_payment`.
     Payment,
     /// D1–D9 (§6.5), `Verifier::verify_deregistration`.
@@ -67,6 +84,7 @@ impl Procedure {
         match self {
             Self::Registration => "registration",
             Self::PlatformRegistration => "platform_registration",
+            Self::AppleRegistration => "apple_registration",
             Self::Payment => "payment",
             Self::Deregistration => "deregistration",
             Self::EnrollmentChange => "enrollment_change",
@@ -77,6 +95,7 @@ impl Procedure {
         [
             Self::Registration,
             Self::PlatformRegistration,
+            Self::AppleRegistration,
             Self::Payment,
             Self::Deregistration,
             Self::EnrollmentChange,
@@ -89,6 +108,7 @@ impl Procedure {
         match self {
             Self::Registration => Step::R16Commit,
             Self::PlatformRegistration => Step::A17Commit,
+            Self::AppleRegistration => Step::K13Commit,
             Self::Payment => Step::P20Commit,
             Self::Deregistration => Step::D9Commit,
             Self::EnrollmentChange => Step::E10Commit,
@@ -100,12 +120,26 @@ impl Procedure {
         verifier: &Verifier<S, C, R>,
         statement: &[u8],
     ) -> Result<(), Rejection> {
+        self.run_with(verifier, statement, None)
+    }
+
+    /// Runs the procedure with the App Attest assertion sent beside a
+    /// payment (§13.9; ignored by the other procedures, which take none).
+    pub fn run_with<S: Store, C: biopay_core::Clock, R: biopay_core::Random>(
+        self,
+        verifier: &Verifier<S, C, R>,
+        statement: &[u8],
+        app_attest_assertion: Option<&[u8]>,
+    ) -> Result<(), Rejection> {
         match self {
             Self::Registration => verifier.verify_registration(statement).map(drop),
             Self::PlatformRegistration => {
                 verifier.verify_platform_registration(statement).map(drop)
             }
-            Self::Payment => verifier.verify_payment(statement).map(drop),
+            Self::AppleRegistration => verifier.verify_apple_registration(statement).map(drop),
+            Self::Payment => verifier
+                .verify_payment_with_app_attest(statement, app_attest_assertion)
+                .map(drop),
             Self::Deregistration => verifier.verify_deregistration(statement).map(drop),
             Self::EnrollmentChange => verifier.verify_enrollment_change(statement).map(drop),
         }
@@ -123,6 +157,8 @@ pub struct Vector {
     pub procedure: Procedure,
     /// The tagged COSE_Sign1 bytes.
     pub cose: Vec<u8>,
+    /// The App Attest assertion object sent beside a payment (§13.9), if any.
+    pub app_attest_assertion: Option<Vec<u8>>,
     /// DER SubjectPublicKeyInfo of the key that must verify the signature.
     pub public_key_spki: Vec<u8>,
     /// `"fixed"` (r || s, 64 bytes) or `"der"` (§12.3).
@@ -258,6 +294,9 @@ fn references(procedure: Procedure, cose: &[u8]) -> (Option<[u8; 32]>, Option<Cr
         Procedure::PlatformRegistration => PlatformKeyRegistration::from_cbor(&payload)
             .map(|a| (Some(a.challenge), None))
             .unwrap_or_default(),
+        Procedure::AppleRegistration => AppleKeyRegistration::from_cbor(&payload)
+            .map(|a| (Some(a.challenge), None))
+            .unwrap_or_default(),
         Procedure::Payment => PaymentAssertion::from_cbor(&payload)
             .map(|a| (Some(a.challenge), Some(a.credential_id)))
             .unwrap_or_default(),
@@ -344,13 +383,30 @@ impl Recorder {
         cose: &[u8],
         spki: &[u8],
     ) -> Result<(), BoxError> {
+        self.submit_with(verifier, clock, name, kind, procedure, cose, spki, None)
+    }
+
+    /// [`Self::submit`] with an App Attest assertion beside the statement.
+    #[allow(clippy::too_many_arguments)]
+    fn submit_with(
+        &mut self,
+        verifier: &VectorVerifier,
+        clock: &ManualClock,
+        name: &str,
+        kind: MessageKind,
+        procedure: Procedure,
+        cose: &[u8],
+        spki: &[u8],
+        app_attest_assertion: Option<&[u8]>,
+    ) -> Result<(), BoxError> {
         let state = snapshot(verifier, clock, procedure, cose)?;
-        let result = procedure.run(verifier, cose);
+        let result = procedure.run_with(verifier, cose, app_attest_assertion);
         self.vectors.push(Vector {
             name: name.into(),
             kind,
             procedure,
             cose: cose.to_vec(),
+            app_attest_assertion: app_attest_assertion.map(<[u8]>::to_vec),
             public_key_spki: spki.to_vec(),
             signature_form: signature_form(cose).0,
             signature_valid: signature_verifies(cose, spki),
@@ -437,6 +493,10 @@ pub struct Generated {
     pub root_cert: Vec<u8>,
     /// DER of the vendor intermediate certificate for [`MODEL`].
     pub intermediate_cert: Vec<u8>,
+    /// DER SubjectPublicKeyInfo of the simulated App Attestation root key.
+    pub apple_root_spki: Vec<u8>,
+    /// DER of the simulated App Attestation root certificate.
+    pub apple_root_cert: Vec<u8>,
 }
 
 /// Generates every vector from fixed seeds.
@@ -449,6 +509,11 @@ pub fn generate() -> Result<Generated, BoxError> {
         &[Modality::Fingerprint, Modality::Face],
         SecurityLevel::Tee,
     ));
+    let app_attest = SimulatedAppAttest::from_seed(
+        APPLE_APP_ID,
+        APPLE_ENVIRONMENT,
+        b"biopay vectors: app attest",
+    )?;
     let verifier = Verifier::new(
         RP_ID,
         trust,
@@ -457,7 +522,11 @@ pub fn generate() -> Result<Generated, BoxError> {
         clock.clone(),
         DangerDeterministicRandom::new(b"biopay vectors: verifier"),
     )?
-    .with_android(AndroidTrust::new(android_policy()).with_anchors(vec![pki.trust_anchor()]));
+    .with_android(AndroidTrust::new(android_policy()).with_anchors(vec![pki.trust_anchor()]))
+    .with_apple(
+        AppleTrust::new(vec![APPLE_APP_ID.into()], APPLE_ENVIRONMENT)
+            .with_anchors(vec![app_attest.trust_anchor()?]),
+    );
     let attacker = SigningKey::from_slice(&crypto::sha256(b"biopay vectors: attacker key"))?;
     let attacker_spki = p256_spki(attacker.verifying_key().to_encoded_point(false).as_bytes());
     let dir = tempfile::tempdir()?;
@@ -875,12 +944,231 @@ pub fn generate() -> Result<Generated, BoxError> {
         &platform_pay,
         &platform_spki,
     )?;
+
+    apple_vectors(&mut rec, v, ck, &clock, &app_attest, &attacker)?;
     Ok(Generated {
         vectors: rec.vectors,
         root_spki: pki.trust_anchor().spki_der,
         root_cert: pki.root_cert_der(),
         intermediate_cert: pki.intermediate_cert_der(MODEL)?,
+        apple_root_spki: app_attest.trust_anchor()?.spki_der,
+        apple_root_cert: app_attest.root_cert_der(),
     })
+}
+
+/// Another app, for the App Attest vectors that name the wrong one.
+const OTHER_APPLE_APP_ID: &str = "TEAMID9999.com.example.other";
+
+/// The Apple App Attest vectors (PROTOCOL.md §13.8, §13.9): an
+/// AppleKeyRegistration (kind 8) signed in DER by a software stand-in for
+/// the Secure Enclave key, the negative cases of K and I steps a second
+/// implementation most needs to get right, then payments with and without an
+/// App Attest assertion and the J-step negatives.
+fn apple_vectors(
+    rec: &mut Recorder,
+    v: &VectorVerifier,
+    ck: &ManualClock,
+    clock: &Arc<ManualClock>,
+    app_attest: &SimulatedAppAttest,
+    attacker: &SigningKey,
+) -> Result<(), BoxError> {
+    use MessageKind::{AppleKeyRegistration as AppleReg, PaymentAssertion as Pay};
+    let enclave_key =
+        SigningKey::from_slice(&crypto::sha256(b"biopay vectors: secure enclave key"))?;
+    let enclave_public = enclave_key
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    let enclave_spki = p256_spki(&enclave_public);
+    let apple_id = CredentialId::new(crypto::sha256(b"biopay vectors: apple id").to_vec())?;
+    let epoch = crypto::sha256(b"biopay vectors: apple epoch");
+    let enclave_app = |key: SigningKey| {
+        PlatformKeystoreClient::new(
+            RP_ID,
+            DerKeystore {
+                key,
+                chain: Vec::new(),
+            },
+            clock.clone(),
+            apple_id.clone(),
+            &[Modality::Face],
+            epoch,
+        )
+    };
+    let mut app = enclave_app(enclave_key);
+    let mut key = app_attest.generate_key()?;
+    let reg = v
+        .registration_challenge(b"vector-account-4", &[Modality::Face], SecurityLevel::Tee)?
+        .to_cbor();
+    let hash = app.apple_client_data_hash(&reg, &enclave_public)?;
+    let key_id = key.key_id();
+    let register = |app: &mut PlatformKeystoreClient<DerKeystore, Arc<ManualClock>>,
+                    object: Vec<u8>|
+     -> Result<Vec<u8>, BoxError> {
+        Ok(app.register_apple(&reg, &enclave_public, key_id, object)?)
+    };
+
+    // Rejected first, while the challenge is unconsumed: an attestation
+    // whose nonce binds another registration challenge.
+    let other_hash = biopay_core::apple::binding_client_data_hash(
+        &crypto::sha256(b"biopay vectors: another challenge"),
+        RP_ID,
+        &enclave_public,
+        &apple_id,
+    )?;
+    let statement = register(&mut app, app_attest.attest_key(&key, &other_hash)?)?;
+    rec.submit(
+        v,
+        ck,
+        "apple-registration-other-challenge",
+        AppleReg,
+        Procedure::AppleRegistration,
+        &statement,
+        &enclave_spki,
+    )?;
+    rec.note("the attestation's nonce binds (§13.3) another registration challenge");
+    let faulty =
+        |faults: AttestationFaults| app_attest.danger_attest_key_with(&key, &hash, &faults);
+    for (name, faults, note) in [
+        (
+            "apple-registration-other-app",
+            AttestationFaults {
+                app_id: Some(OTHER_APPLE_APP_ID.into()),
+                ..AttestationFaults::default()
+            },
+            "rpIdHash of the attestation is SHA-256 of TEAMID9999.com.example.other, an app the scenario does not allow; its nonce covers that authData",
+        ),
+        (
+            "apple-registration-counter-not-zero",
+            AttestationFaults {
+                counter: Some(1),
+                ..AttestationFaults::default()
+            },
+            "the attestation's authData counter is 1",
+        ),
+        (
+            "apple-registration-development-aaguid",
+            AttestationFaults {
+                aaguid: Some(AppAttestEnvironment::Development.aaguid()),
+                ..AttestationFaults::default()
+            },
+            "the attestation carries the development aaguid 'appattestdevelop'; the scenario's environment is production",
+        ),
+    ] {
+        let statement = register(&mut app, faulty(faults)?)?;
+        rec.submit(
+            v,
+            ck,
+            name,
+            AppleReg,
+            Procedure::AppleRegistration,
+            &statement,
+            &enclave_spki,
+        )?;
+        rec.note(note);
+    }
+    // An honest attestation in a registration signed by another key than
+    // the Secure Enclave key it carries.
+    let object = app_attest.attest_key(&key, &hash)?;
+    let mut impostor = enclave_app(attacker.clone());
+    let statement = register(&mut impostor, object.clone())?;
+    rec.submit(
+        v,
+        ck,
+        "apple-registration-other-signer",
+        AppleReg,
+        Procedure::AppleRegistration,
+        &statement,
+        &enclave_spki,
+    )?;
+    rec.note("a genuine attestation, but the statement is signed by the attacker's key, not by the Secure Enclave key it carries");
+    let statement = register(&mut app, object)?;
+    rec.submit(
+        v,
+        ck,
+        "apple-registration",
+        AppleReg,
+        Procedure::AppleRegistration,
+        &statement,
+        &enclave_spki,
+    )?;
+    rec.require_accepted()?;
+    rec.note("an Apple credential (face, account vector-account-4), signed in DER by the Secure Enclave key; its attestation chain ends at app-attest-root.pub.pem");
+
+    // Payments of 200.00 CNY: above apple_assertion_above (100.00 CNY), so
+    // each needs an App Attest assertion over the exact statement bytes.
+    let mut pay = |order: &str| -> Result<Vec<u8>, BoxError> {
+        let c = v.payment_challenge(&apple_id, tx(order, 20_000))?;
+        Ok(app.authorize(&c.to_cbor(), Modality::Face)?)
+    };
+    let payment = pay("ORDER-0009")?;
+    let assertion = app_attest.generate_assertion(&mut key, &crypto::sha256(&payment))?;
+    rec.submit_with(
+        v,
+        ck,
+        "payment-apple-assertion",
+        Pay,
+        Procedure::Payment,
+        &payment,
+        &enclave_spki,
+        Some(&assertion),
+    )?;
+    rec.require_accepted()?;
+    rec.note("with App Attest assertion counter 1 over SHA-256 of the .cose bytes (J1–J4, §13.9); the assertion is the file named by app_attest_assertion");
+    let unasserted = pay("ORDER-0010")?;
+    rec.submit(
+        v,
+        ck,
+        "payment-apple-no-assertion",
+        Pay,
+        Procedure::Payment,
+        &unasserted,
+        &enclave_spki,
+    )?;
+    let over_other = app_attest.generate_assertion(&mut key, &crypto::sha256(&payment))?;
+    rec.submit_with(
+        v,
+        ck,
+        "payment-apple-assertion-other-statement",
+        Pay,
+        Procedure::Payment,
+        &unasserted,
+        &enclave_spki,
+        Some(&over_other),
+    )?;
+    rec.note("the statement of payment-apple-no-assertion with a fresh assertion (counter 2) made over the bytes of payment-apple-assertion");
+    let other_app = app_attest.danger_assertion_with(
+        &key,
+        &crypto::sha256(&unasserted),
+        3,
+        OTHER_APPLE_APP_ID,
+    )?;
+    rec.submit_with(
+        v,
+        ck,
+        "payment-apple-assertion-other-app",
+        Pay,
+        Procedure::Payment,
+        &unasserted,
+        &enclave_spki,
+        Some(&other_app),
+    )?;
+    rec.note("the same statement with an assertion (counter 3) by the attested key whose rpIdHash is SHA-256 of TEAMID9999.com.example.other");
+    let stale =
+        app_attest.danger_assertion_with(&key, &crypto::sha256(&unasserted), 1, APPLE_APP_ID)?;
+    rec.submit_with(
+        v,
+        ck,
+        "payment-apple-assertion-counter-replayed",
+        Pay,
+        Procedure::Payment,
+        &unasserted,
+        &enclave_spki,
+        Some(&stale),
+    )?;
+    rec.note("the same statement with an assertion over it whose counter is 1, the App Attest counter already stored");
+    Ok(())
 }
 
 /// The manifest (docs/PROTOCOL.md §10).
@@ -900,6 +1188,12 @@ pub fn manifest(vectors: &[Vector]) -> String {
                 "step": v.step.code(),
             });
             if let Some(map) = o.as_object_mut() {
+                if v.app_attest_assertion.is_some() {
+                    map.insert(
+                        "app_attest_assertion".into(),
+                        json!(assertion_file(&v.name)),
+                    );
+                }
                 if let Some(reason) = &v.reason {
                     map.insert("reason".into(), json!(reason));
                 }
@@ -911,6 +1205,11 @@ pub fn manifest(vectors: &[Vector]) -> String {
         })
         .collect();
     pretty(&json!({ "rp_id": RP_ID, "device_model": MODEL, "vectors": items }))
+}
+
+/// The file of a vector's App Attest assertion object (CBOR, binary).
+fn assertion_file(name: &str) -> String {
+    format!("{name}.app-attest-assertion.cbor")
 }
 
 fn pretty(v: &serde_json::Value) -> String {
@@ -968,6 +1267,11 @@ pub fn scenario(vectors: &[Vector]) -> String {
                     "require_strongbox": a.require_strongbox,
                 },
             },
+            "apple": {
+                "app_ids": [APPLE_APP_ID],
+                "environment": APPLE_ENVIRONMENT,
+                "trust_anchors": [APPLE_ROOT_KEY_FILE],
+            },
         },
         "vectors": states,
     }))
@@ -988,8 +1292,10 @@ fn cert_pem(der: &[u8]) -> String {
     )
 }
 
-/// Writes `NAME.cose` and `NAME.pub.pem` for every vector, `manifest.json`,
-/// `scenario.json` and the vendor's key and certificates into `dir`.
+/// Writes `NAME.cose` and `NAME.pub.pem` for every vector (and
+/// `NAME.app-attest-assertion.cbor` where one is sent beside it),
+/// `manifest.json`, `scenario.json`, the vendor's key and certificates and
+/// the simulated App Attestation root key and certificate into `dir`.
 pub fn write(dir: &Path, generated: &Generated) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for v in &generated.vectors {
@@ -998,12 +1304,23 @@ pub fn write(dir: &Path, generated: &Generated) -> std::io::Result<()> {
             dir.join(format!("{}.pub.pem", v.name)),
             spki_pem(&v.public_key_spki),
         )?;
+        if let Some(assertion) = &v.app_attest_assertion {
+            std::fs::write(dir.join(assertion_file(&v.name)), assertion)?;
+        }
     }
     std::fs::write(dir.join(ROOT_KEY_FILE), spki_pem(&generated.root_spki))?;
     std::fs::write(dir.join(ROOT_CERT_FILE), cert_pem(&generated.root_cert))?;
     std::fs::write(
         dir.join(INTERMEDIATE_CERT_FILE),
         cert_pem(&generated.intermediate_cert),
+    )?;
+    std::fs::write(
+        dir.join(APPLE_ROOT_KEY_FILE),
+        spki_pem(&generated.apple_root_spki),
+    )?;
+    std::fs::write(
+        dir.join(APPLE_ROOT_CERT_FILE),
+        cert_pem(&generated.apple_root_cert),
     )?;
     std::fs::write(dir.join(SCENARIO_FILE), scenario(&generated.vectors))?;
     std::fs::write(dir.join("manifest.json"), manifest(&generated.vectors))

@@ -1,17 +1,20 @@
 //! Every vector's decision is reproducible from the files in docs/vectors
 //! alone (docs/PROTOCOL.md §10): for each entry of `scenario.json`, a fresh
 //! verifier is configured from the file (policy, device model, Android
-//! trust, the vendor root key from `vendor-root.pub.pem`), a fresh
+//! trust, the vendor root key from `vendor-root.pub.pem`, Apple trust with
+//! the simulated App Attestation root key from `app-attest-root.pub.pem`), a fresh
 //! `MemoryStore` receives exactly the entry's issued challenge and credential
 //! record through the public `Store` trait, the clock reads the entry's
-//! `now`, and the vector's `.cose` is submitted to the entry's procedure. The
+//! `now`, and the vector's `.cose` is submitted to the entry's procedure
+//! (with the App Attest assertion file the manifest names, if any). The
 //! decision must be the manifest's: accepted or not, the deciding step and
 //! the reason. Nothing here calls the generator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use biopay::{
     android::{AndroidPolicy, AndroidTrust},
-    store::{Decision, DecisionKind, IssuedChallenge, Store},
+    apple::{AppAttestEnvironment, AppleTrust},
+    store::{AppAttestKey, Decision, DecisionKind, IssuedChallenge, Store},
     CredentialId, CredentialKind, CredentialRecord, CredentialStatus, DeviceModel,
     HighValueRequirement, ManualClock, MemoryStore, Message, Modality, ModelStatus,
     PaymentChallenge, Policy, RegistrationChallenge, SecurityLevel, SystemRandom, TrustAnchor,
@@ -140,6 +143,44 @@ fn android(a: &Value) -> AndroidTrust {
     )
 }
 
+fn apple(a: &Value) -> AppleTrust {
+    AppleTrust::new(
+        a["app_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().to_owned())
+            .collect(),
+        environment(&a["environment"]),
+    )
+    .with_anchors(
+        a["trust_anchors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(anchor)
+            .collect(),
+    )
+}
+
+fn environment(v: &Value) -> AppAttestEnvironment {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn app_attest(k: &Value) -> Option<AppAttestKey> {
+    if k.is_null() {
+        return None;
+    }
+    Some(AppAttestKey {
+        key_id: hex_of(&k["key_id"]).try_into().unwrap(),
+        public_key: hex_of(&k["public_key"]),
+        app_id: k["app_id"].as_str().unwrap().into(),
+        environment: environment(&k["environment"]),
+        counter: u32::try_from(k["counter"].as_u64().unwrap()).unwrap(),
+        receipt: hex_of(&k["receipt"]),
+    })
+}
+
 fn record(c: &Value) -> CredentialRecord {
     CredentialRecord {
         credential_id: CredentialId::new(hex_of(&c["credential_id"])).unwrap(),
@@ -159,9 +200,27 @@ fn record(c: &Value) -> CredentialRecord {
         counter: c["counter"].as_u64().unwrap(),
         status: CredentialStatus::parse(c["status"].as_str().unwrap()).unwrap(),
         registered_at: c["registered_at"].as_u64().unwrap(),
-        // No vector has an Apple credential (§13 has its own real samples).
-        app_attest: None,
+        app_attest: app_attest(&c["app_attest"]),
     }
+}
+
+/// A verifier configured from the scenario (trust `t`), its clock at `now`.
+fn verifier(
+    scenario: &Value,
+    t: &Value,
+    now: u64,
+) -> Verifier<MemoryStore, ManualClock, SystemRandom> {
+    Verifier::new(
+        scenario["rp_id"].as_str().unwrap(),
+        trust(t),
+        policy(&scenario["policy"]),
+        MemoryStore::new(),
+        ManualClock::new(now),
+        SystemRandom::new(),
+    )
+    .unwrap()
+    .with_android(android(&t["android"]))
+    .with_apple(apple(&t["apple"]))
 }
 
 /// Puts the entry's challenge and credential record into `store`, using only
@@ -258,7 +317,6 @@ fn every_vector_is_decided_as_the_manifest_says_from_the_files_alone() {
     let vectors = manifest["vectors"].as_array().unwrap();
     assert_eq!(entries.len(), vectors.len());
     assert!(vectors.len() >= 24);
-    let rp_id = scenario["rp_id"].as_str().unwrap();
     let (mut accepted, mut rejected) = (0, 0);
     for (entry, v) in entries.iter().zip(vectors) {
         let name = v["name"].as_str().unwrap();
@@ -268,22 +326,23 @@ fn every_vector_is_decided_as_the_manifest_says_from_the_files_alone() {
         );
         assert_eq!(entry["procedure"], v["procedure"], "{name}");
         let now = entry["now"].as_u64().unwrap();
-        let verifier = Verifier::new(
-            rp_id,
-            trust(&scenario["trust"]),
-            policy(&scenario["policy"]),
-            MemoryStore::new(),
-            ManualClock::new(now),
-            SystemRandom::new(),
-        )
-        .unwrap()
-        .with_android(android(&scenario["trust"]["android"]));
+        let verifier = verifier(&scenario, &scenario["trust"], now);
         populate(verifier.store(), entry, now);
         let cose = std::fs::read(dir().join(v["cose"].as_str().unwrap())).unwrap();
+        let assertion = v
+            .get("app_attest_assertion")
+            .map(|f| std::fs::read(dir().join(f.as_str().unwrap())).unwrap());
+        assert!(
+            assertion.is_none() || entry["procedure"] == "payment",
+            "{name}: only payments carry an App Attest assertion"
+        );
         let result = match entry["procedure"].as_str().unwrap() {
             "registration" => verifier.verify_registration(&cose).map(drop),
             "platform_registration" => verifier.verify_platform_registration(&cose).map(drop),
-            "payment" => verifier.verify_payment(&cose).map(drop),
+            "apple_registration" => verifier.verify_apple_registration(&cose).map(drop),
+            "payment" => verifier
+                .verify_payment_with_app_attest(&cose, assertion.as_deref())
+                .map(drop),
             "deregistration" => verifier.verify_deregistration(&cose).map(drop),
             "enrollment_change" => verifier.verify_enrollment_change(&cose).map(drop),
             other => panic!("{name}: procedure {other}"),
@@ -309,9 +368,15 @@ fn every_vector_is_decided_as_the_manifest_says_from_the_files_alone() {
         }
     }
     assert!(
-        accepted >= 7 && rejected >= 15,
+        accepted >= 9 && rejected >= 24,
         "{accepted} accepted, {rejected} rejected"
     );
+    // The Apple vectors are among them: a kind-8 registration and a payment
+    // with an App Attest assertion, each accepted.
+    let accepted_where =
+        |f: &dyn Fn(&Value) -> bool| vectors.iter().any(|v| f(v) && v["protocol_valid"] == true);
+    assert!(accepted_where(&|v| v["procedure"] == "apple_registration"));
+    assert!(accepted_where(&|v| v.get("app_attest_assertion").is_some()));
 }
 
 /// The trust files are what the chains need: the registration's chain does
@@ -325,17 +390,75 @@ fn the_registration_vector_needs_the_shipped_root_key() {
     let mut t = scenario["trust"].clone();
     t["device_models"][0]["trust_anchors"] = serde_json::json!(["payment.pub.pem"]);
     let now = entry["now"].as_u64().unwrap();
-    let verifier = Verifier::new(
-        scenario["rp_id"].as_str().unwrap(),
-        trust(&t),
-        policy(&scenario["policy"]),
-        MemoryStore::new(),
-        ManualClock::new(now),
-        SystemRandom::new(),
-    )
-    .unwrap();
+    let verifier = verifier(&scenario, &t, now);
     populate(verifier.store(), entry, now);
     let cose = std::fs::read(dir().join("registration.cose")).unwrap();
     let r = verifier.verify_registration(&cose).unwrap_err();
     assert_eq!(r.step.code(), "R5");
+}
+
+fn entry<'a>(scenario: &'a Value, name: &str) -> &'a Value {
+    scenario["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no vector {name}"))
+}
+
+/// The same for Apple: the accepted `apple-registration` is refused at
+/// `I2 attestation-chain` when the Apple trust anchor is another key (the
+/// vendor root), so `app-attest-root.pub.pem` is what its chain needs; and
+/// under the development environment it fails `I8 aaguid`.
+#[test]
+fn the_apple_registration_vector_needs_the_shipped_app_attest_root() {
+    let scenario = read_json("scenario.json");
+    let entry = entry(&scenario, "apple-registration");
+    let now = entry["now"].as_u64().unwrap();
+    let cose = std::fs::read(dir().join("apple-registration.cose")).unwrap();
+    let mut t = scenario["trust"].clone();
+    t["apple"]["trust_anchors"] = serde_json::json!(["vendor-root.pub.pem"]);
+    let v = verifier(&scenario, &t, now);
+    populate(v.store(), entry, now);
+    let r = v.verify_apple_registration(&cose).unwrap_err();
+    assert_eq!(r.step.code(), "I2");
+    let mut t = scenario["trust"].clone();
+    t["apple"]["environment"] = serde_json::json!("development");
+    let v = verifier(&scenario, &t, now);
+    populate(v.store(), entry, now);
+    let r = v.verify_apple_registration(&cose).unwrap_err();
+    assert_eq!(r.step.code(), "I8");
+    // And with the scenario as shipped it is accepted.
+    let v = verifier(&scenario, &scenario["trust"], now);
+    populate(v.store(), entry, now);
+    v.verify_apple_registration(&cose).unwrap();
+}
+
+/// The assertion file is what decides `payment-apple-assertion`: without it
+/// the same statement is refused at P17 (the amount needs an assertion), and
+/// with the stored App Attest counter already at the assertion's it fails J4.
+#[test]
+fn the_apple_payment_vector_needs_its_assertion_file() {
+    let scenario = read_json("scenario.json");
+    let entry = entry(&scenario, "payment-apple-assertion");
+    let now = entry["now"].as_u64().unwrap();
+    let cose = std::fs::read(dir().join("payment-apple-assertion.cose")).unwrap();
+    let assertion =
+        std::fs::read(dir().join("payment-apple-assertion.app-attest-assertion.cbor")).unwrap();
+    let v = verifier(&scenario, &scenario["trust"], now);
+    populate(v.store(), entry, now);
+    let r = v.verify_payment(&cose).unwrap_err();
+    assert_eq!(r.step.code(), "P17");
+    let mut e = entry.clone();
+    e["credential"]["app_attest"]["counter"] = serde_json::json!(1);
+    let v = verifier(&scenario, &scenario["trust"], now);
+    populate(v.store(), &e, now);
+    let r = v
+        .verify_payment_with_app_attest(&cose, Some(&assertion))
+        .unwrap_err();
+    assert_eq!(r.step.code(), "J4");
+    let v = verifier(&scenario, &scenario["trust"], now);
+    populate(v.store(), entry, now);
+    v.verify_payment_with_app_attest(&cose, Some(&assertion))
+        .unwrap();
 }
