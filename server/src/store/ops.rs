@@ -13,7 +13,7 @@ use super::{
     check_model,
     committer::Head,
     flag_record, i64_of, modalities_str, payment_conflict,
-    sql::{Backend, Db, Paid, Param, Row, Sql},
+    sql::{Backend, Db, Paid, Param, Payment, Row, Sql},
     u64_of, with_app_attest, AppAttestRow, CredentialRow, PaymentRow, ServerStore,
 };
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
@@ -158,11 +158,14 @@ pub(crate) fn append<D: Db + ?Sized>(
 pub(crate) fn pay_in_steps<D: Db + ?Sized>(
     c: &mut D,
     head: &mut Head,
-    challenge: &[u8],
-    id: &[u8],
-    new: i64,
-    audit: &AuditRecord,
+    p: &Payment<'_>,
 ) -> Result<Paid, CommitError> {
+    let Payment {
+        challenge,
+        id,
+        new,
+        audit,
+    } = *p;
     let consumed = c.execute(
         Sql::same("UPDATE challenges SET consumed = TRUE WHERE challenge = ?1 AND NOT consumed"),
         &[Blob(challenge)],
@@ -444,7 +447,13 @@ impl<B: Backend> Store for SqlStore<B> {
         let new = i64_of(new_counter)?;
         let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
         self.backend.write(true, move |c, head| {
-            let paid = c.pay(head, &challenge_key(&challenge), id.as_bytes(), new, &audit)?;
+            let payment = Payment {
+                challenge: &challenge_key(&challenge),
+                id: id.as_bytes(),
+                new,
+                audit: &audit,
+            };
+            let paid = c.pay(head, &payment)?;
             if !paid.consumed {
                 return Err(CommitError::ChallengeUsed);
             }

@@ -22,9 +22,8 @@ use super::{
     committer::{Committer, Head, WriteConn},
     i64_of,
     ops::SqlStore,
-    sql::{self, Backend, Db, Dialect, Paid, Param, Row, Sql, Value},
+    sql::{self, pick, Backend, Db, Dialect, Paid, Param, Payment, Row, Sql, Value},
 };
-use crate::audit::AuditRecord;
 use biopay_core::store::{CommitError, StoreError};
 use postgres::{
     types::{ToSql, Type},
@@ -32,10 +31,7 @@ use postgres::{
 };
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Mutex, MutexGuard, PoisonError,
-    },
+    sync::{atomic::AtomicUsize, Mutex, MutexGuard},
 };
 
 /// Advisory lock key serializing migrations between processes starting together.
@@ -139,14 +135,8 @@ impl Db for Conn {
         self.client.batch_execute(sql).map_err(be)
     }
 
-    fn pay(
-        &mut self,
-        head: &mut Head,
-        challenge: &[u8],
-        id: &[u8],
-        new: i64,
-        audit: &AuditRecord,
-    ) -> Result<Paid, CommitError> {
+    fn pay(&mut self, head: &mut Head, p: &Payment<'_>) -> Result<Paid, CommitError> {
+        let audit = p.audit;
         // One round trip: consume the challenge, move the counter (only if
         // the challenge was consumed, the credential is active, its device
         // model not revoked as persisted by any process, and the stored
@@ -184,9 +174,9 @@ impl Db for Conn {
                     SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)",
                 ),
                 &[
-                    Param::Blob(challenge),
-                    Param::Int(new),
-                    Param::Blob(id),
+                    Param::Blob(p.challenge),
+                    Param::Int(p.new),
+                    Param::Blob(p.id),
                     Param::Int(e.seq),
                     Param::Int(i64_of(audit.at)?),
                     Param::Text(&audit.kind),
@@ -270,15 +260,8 @@ impl Db for Writer {
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         self.conn()?.batch(sql)
     }
-    fn pay(
-        &mut self,
-        head: &mut Head,
-        challenge: &[u8],
-        id: &[u8],
-        new: i64,
-        audit: &AuditRecord,
-    ) -> Result<Paid, CommitError> {
-        self.conn()?.pay(head, challenge, id, new, audit)
+    fn pay(&mut self, head: &mut Head, p: &Payment<'_>) -> Result<Paid, CommitError> {
+        self.conn()?.pay(head, p)
     }
 }
 
@@ -323,24 +306,7 @@ impl SqlStore<Postgres> {
 impl Postgres {
     /// A read connection (connected on first use, reconnected when broken).
     fn reader(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
-        let n = self.readers.len();
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        let mut slot = None;
-        for i in 0..n {
-            if let Some(Ok(g)) = self.readers.get((start + i) % n).map(Mutex::try_lock) {
-                slot = Some(g);
-                break;
-            }
-        }
-        let mut g = match slot {
-            Some(g) => g,
-            // A panic while holding a read connection leaves no state behind.
-            None => self
-                .readers
-                .get(start % n.max(1))
-                .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
-                .ok_or_else(|| StoreError("no read connection".into()))?,
-        };
+        let mut g = pick(&self.readers, &self.next_reader)?;
         if g.as_ref().is_none_or(|c| c.client.is_closed()) {
             *g = None;
             *g = Some(Conn::connect(&self.config)?);

@@ -12,6 +12,10 @@
 use super::committer::Head;
 use crate::audit::AuditRecord;
 use biopay_core::store::{CommitError, StoreError};
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Mutex, MutexGuard, PoisonError,
+};
 
 /// The SQL dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +146,19 @@ impl Row {
     }
 }
 
+/// An accepted payment's writes, as [`Db::pay`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct Payment<'a> {
+    /// The challenge bytes as stored.
+    pub challenge: &'a [u8],
+    /// The credential id.
+    pub id: &'a [u8],
+    /// The new counter.
+    pub new: i64,
+    /// The audit record of the decision.
+    pub audit: &'a AuditRecord,
+}
+
 /// What `Db::pay` did: whether the challenge was consumed, and whether the
 /// counter moved (the failure counts cleared and the audit entry appended
 /// with it).
@@ -173,15 +190,8 @@ pub trait Db {
     /// (credential active, device model not revoked, stored counter below
     /// `new`), clear the failure counts of the credential and its account,
     /// append `audit`. A dialect may override this to save round trips.
-    fn pay(
-        &mut self,
-        head: &mut Head,
-        challenge: &[u8],
-        id: &[u8],
-        new: i64,
-        audit: &AuditRecord,
-    ) -> Result<Paid, CommitError> {
-        super::ops::pay_in_steps(self, head, challenge, id, new, audit)
+    fn pay(&mut self, head: &mut Head, p: &Payment<'_>) -> Result<Paid, CommitError> {
+        super::ops::pay_in_steps(self, head, p)
     }
 }
 
@@ -206,6 +216,26 @@ pub trait Backend: Send + Sync {
     /// Group commit counters: (transactions, operations, batches re-run with
     /// savepoints after a failed operation) so far.
     fn commit_stats(&self) -> (u64, u64, u64);
+}
+
+/// A read connection of `slots`: a free one if any, else waits for one in
+/// turn (`next` spreads the callers).
+pub fn pick<'a, T>(
+    slots: &'a [Mutex<T>],
+    next: &AtomicUsize,
+) -> Result<MutexGuard<'a, T>, StoreError> {
+    let n = slots.len();
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    for i in 0..n {
+        if let Some(Ok(g)) = slots.get((start + i) % n).map(Mutex::try_lock) {
+            return Ok(g);
+        }
+    }
+    // A panic while holding a read connection leaves no state behind.
+    slots
+        .get(start % n.max(1))
+        .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+        .ok_or_else(|| StoreError("no read connection".into()))
 }
 
 /// Versioned schema migrations, applied in order at startup, written once

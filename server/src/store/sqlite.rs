@@ -16,7 +16,7 @@
 use super::{
     committer::{Committer, Head, WriteConn},
     ops::SqlStore,
-    sql::{self, Backend, Db, Dialect, Param, Row, Sql, Value},
+    sql::{self, pick, Backend, Db, Dialect, Param, Row, Sql, Value},
 };
 use biopay_core::store::{CommitError, StoreError};
 use rusqlite::{
@@ -26,10 +26,7 @@ use rusqlite::{
 };
 use std::{
     path::Path,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Mutex, MutexGuard, PoisonError,
-    },
+    sync::{atomic::AtomicUsize, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -203,20 +200,7 @@ impl SqlStore<Sqlite> {
 impl Sqlite {
     /// A read connection: a free one if any, else waits for one in turn.
     fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        let n = self.readers.len();
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            if let Some(m) = self.readers.get((start + i) % n) {
-                if let Ok(g) = m.try_lock() {
-                    return Ok(g);
-                }
-            }
-        }
-        // A panic while holding a read connection leaves no state behind.
-        self.readers
-            .get(start % n.max(1))
-            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
-            .ok_or_else(|| StoreError("no read connection".into()))
+        pick(&self.readers, &self.next_reader)
     }
 }
 
