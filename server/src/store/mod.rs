@@ -1,7 +1,7 @@
 //! Durable implementations of [`biopay_core::Store`]: SQLite (embedded, the
 //! default) and PostgreSQL (several server processes on one database).
 //!
-//! Both keep the same tables (see the migrations in each module): `challenges`,
+//! Both keep the same tables (see [`sql::MIGRATIONS`]): `challenges`,
 //! `credentials`, `audit_log` + `audit_head` + `audit_checkpoints`,
 //! `model_status` (operator revocations) and `failures` (rate limiting,
 //! shared by every process). Every `commit_*` runs in ONE transaction that
@@ -16,9 +16,16 @@
 //! committer](committer): concurrent operations share a transaction and its
 //! flush, each in its own savepoint, and each is answered only after the
 //! commit.
+//!
+//! The operations are written once ([`ops`], against the [`sql::Db`] and
+//! [`sql::Backend`] traits); [`sqlite`] and [`postgres`] hold only their
+//! dialect: connections, parameter and row conversion, migration locking
+//! and PostgreSQL's one-round-trip payment.
 
 pub mod committer;
+pub mod ops;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
