@@ -3,9 +3,9 @@
 #
 #   scripts/bench-server.sh [options] [BINARY...]
 #
-# For each round, for each BINARY (default: target/release/biopay-server,
-# built if missing), for each batch size: start a fresh server on an empty
-# store, warm up for 1 s, run `biopay-server load` with the server's (and for
+# For each round, for each server BINARY (default: target/release/biopay-server,
+# built), for each batch size: start a fresh server on an empty store, warm up
+# for 1 s, run `biopay-server-tools load` with the server's (and for
 # PostgreSQL the database's) processes measured, print one summary line, stop
 # the server. Interleaving the builds round by round is what makes their
 # figures comparable on a shared, noisy machine.
@@ -22,9 +22,11 @@
 #   --ecdsa-seconds S   raw ECDSA baseline per run (default 3)
 #   --server-args "A B"  extra arguments for every server (e.g.
 #                       "--lock-after-failures 0" to measure without rate limiting)
-#   --loader BINARY     the biopay-server whose `load` drives every run
-#                       (default: the first BINARY), so that builds without
-#                       the batch endpoints or `--batch` can be compared
+#   --loader BINARY     the binary whose `load` drives every run (default:
+#                       target/release/biopay-server-tools, built), so that
+#                       builds without the batch endpoints or `--batch` can be
+#                       compared; a biopay-server from before the tools moved
+#                       to biopay-server-tools also has `load`
 #
 # Loopback only; every run is bounded by --seconds.
 set -euo pipefail
@@ -41,17 +43,21 @@ while [ $# -gt 0 ]; do
         --ecdsa-seconds) ecdsa=$2; shift ;;
         --loader) loader=$2; shift ;;
         --server-args) read -r -a server_args <<< "$2"; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) bins+=("$1") ;;
     esac
     shift
 done
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
 if [ ${#bins[@]} -eq 0 ]; then
-    cd "$(dirname "$0")/.."
-    cargo build --release -q -p biopay-server
-    bins=("$PWD/target/release/biopay-server")
+    (cd "$root" && cargo build --release -q -p biopay-server)
+    bins=("$target/release/biopay-server")
 fi
-loader=${loader:-${bins[0]}}
+if [ -z "$loader" ]; then
+    (cd "$root" && cargo build --release -q -p biopay-server-tools)
+    loader="$target/release/biopay-server-tools"
+fi
 
 work=$(mktemp -d)
 pg_bin='' pg_data='' pg_port=

@@ -1,7 +1,7 @@
 //! Server configuration: a TOML file, overridden by environment variables
 //! and command-line flags (see `biopay-server serve --help`).
 
-use crate::demo;
+use crate::demo_trust;
 use base64::Engine as _;
 use biopay_core::{
     android::StatusList,
@@ -478,7 +478,7 @@ impl Config {
             }
         }
         if self.danger_demo_trust {
-            trust = trust.with_model(demo::danger_demo_model()?);
+            trust = trust.with_model(demo_trust::danger_demo_model()?);
         }
         Ok(trust)
     }
@@ -566,8 +566,8 @@ mod tests {
     #[test]
     fn file_with_keys_and_trust_file_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = demo::danger_demo_pki().unwrap();
-        let root = crate::client::b64(&pki.trust_anchor().spki_der);
+        let spki = demo_trust::danger_demo_root().unwrap().spki_der;
+        let root = crate::b64::b64(&spki);
         let trust = dir.path().join("trust.toml");
         std::fs::write(
             &trust,
@@ -603,8 +603,11 @@ mod tests {
         assert_eq!(m.status, ModelStatus::Revoked);
         assert_eq!(m.security_level, SecurityLevel::StrongBox);
         assert_eq!(m.modalities, vec![Modality::Fingerprint, Modality::Face]);
-        assert_eq!(m.trust_anchors[0].spki_der, pki.trust_anchor().spki_der);
-        assert!(t.model(demo::DEMO_MODEL).is_none(), "demo trust is opt-in");
+        assert_eq!(m.trust_anchors[0].spki_der, spki);
+        assert!(
+            t.model(demo_trust::DEMO_MODEL).is_none(),
+            "demo trust is opt-in"
+        );
 
         std::fs::write(&trust, "[[models]]\nid = \"x\"\nmodalities = [\"iris\"]\nsecurity_level = \"tee\"\nroots = []\n").unwrap();
         assert!(c.trust().unwrap_err().contains("unknown modality"));

@@ -20,10 +20,8 @@
 pub mod api;
 pub mod audit;
 pub mod b64;
-pub mod client;
 pub mod config;
-pub mod demo;
-pub mod load;
+pub mod demo_trust;
 pub mod metrics;
 pub mod store;
 

@@ -1,12 +1,12 @@
-//! `biopay-server`: the payment verification service and its tools.
+//! `biopay-server`: the payment verification service and its operator
+//! commands (audit, OpenAPI, API key hashes). It links no simulator and no
+//! HTTP client: the simulated phone (`demo-device`) and the load generator
+//! (`load`) are the `biopay-server-tools` binary (server-tools/).
 #![forbid(unsafe_code)]
 
 use biopay_server::{
     audit::{self, SigningKey},
-    client::{b64, unb64},
     config::Config,
-    demo::DemoDevice,
-    load,
     store::{postgres::PgStore, sqlite::SqliteStore, AnyStore},
 };
 use clap::{Args, Parser, Subcommand};
@@ -15,7 +15,6 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
-    time::Duration,
 };
 
 /// mimalloc instead of glibc's malloc: a payment allocates and frees a few
@@ -29,7 +28,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "biopay-server",
     version,
-    about = "biopay payment verification service"
+    about = "biopay payment verification service",
+    after_help = "The simulated phone (demo-device) and the load generator (load) are in \
+                  biopay-server-tools (cargo run -p biopay-server-tools -- --help)."
 )]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -52,13 +53,6 @@ enum Cmd {
     Openapi,
     /// Reads an API key on stdin and prints its SHA-256 for the configuration.
     HashKey,
-    /// DANGER: a simulated phone of the demo vendor, for trying the API by hand.
-    DemoDevice {
-        #[command(subcommand)]
-        cmd: DemoCmd,
-    },
-    /// Load generator: N clients register and pay over HTTP; reports payments/s, p50/p99.
-    Load(LoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,32 +87,6 @@ enum AuditCmd {
         /// after checking that the new checkpoints continue its chain.
         #[arg(long)]
         out: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum DemoCmd {
-    /// Answers a registration challenge (provisions the device on first use); prints the attestation.
-    Register {
-        /// Device state directory.
-        #[arg(long, default_value = "biopay-demo-phone")]
-        dir: PathBuf,
-        /// The relying party id.
-        #[arg(long, default_value = "pay.example.com")]
-        rp_id: String,
-        /// The `challenge` field of /v1/registrations/challenge.
-        challenge: String,
-    },
-    /// Shows the transaction, "presents the thumb", prints the payment assertion.
-    Pay {
-        /// Device state directory.
-        #[arg(long, default_value = "biopay-demo-phone")]
-        dir: PathBuf,
-        /// The relying party id.
-        #[arg(long, default_value = "pay.example.com")]
-        rp_id: String,
-        /// The `challenge` field of /v1/payments/challenge.
-        challenge: String,
     },
 }
 
@@ -167,37 +135,6 @@ struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
-}
-
-#[derive(Args)]
-struct LoadArgs {
-    /// Server URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// Relying-party API key.
-    #[arg(long, env = "BIOPAY_API_KEY", default_value = "demo-rp-key")]
-    key: String,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 16)]
-    clients: usize,
-    /// Payments per request: 1 uses the single-payment endpoints; more goes
-    /// through `/v1/payments/{challenge,verify}/batch` (each client then
-    /// holds that many devices).
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
-    /// Payment phase bound, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Payment count bound.
-    #[arg(long, default_value_t = 1_000_000)]
-    max_payments: u64,
-    /// Seconds of raw ECDSA verification measured after the load (0 skips).
-    #[arg(long, default_value_t = 3.0)]
-    ecdsa_seconds: f64,
-    /// Server-side processes to measure the CPU time of (repeatable: the
-    /// server, and for PostgreSQL the database's processes). Linux only.
-    #[arg(long = "server-pid")]
-    server_pids: Vec<u32>,
 }
 
 fn config_of(store: &StoreArgs) -> Result<Config, String> {
@@ -409,32 +346,6 @@ fn export_checkpoints(
     Ok(())
 }
 
-fn demo(cmd: &DemoCmd) -> Result<(), String> {
-    match cmd {
-        DemoCmd::Register {
-            dir,
-            rp_id,
-            challenge,
-        } => {
-            let mut d = if dir.join("tee-state.bin").exists() {
-                DemoDevice::open(dir, rp_id)?
-            } else {
-                DemoDevice::provision(dir, rp_id)?
-            };
-            println!("{}", b64(&d.register(&unb64(challenge.trim())?)?));
-        }
-        DemoCmd::Pay {
-            dir,
-            rp_id,
-            challenge,
-        } => {
-            let mut d = DemoDevice::open(dir, rp_id)?;
-            println!("{}", b64(&d.authorize(&unb64(challenge.trim())?)?));
-        }
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.cmd {
@@ -471,23 +382,6 @@ fn main() -> ExitCode {
         Some(Cmd::Audit {
             cmd: AuditCmd::ExportCheckpoints { store, since, out },
         }) => export_checkpoints(store, *since, out.as_deref()),
-        Some(Cmd::DemoDevice { cmd }) => demo(cmd),
-        Some(Cmd::Load(a)) => load::run(&load::LoadConfig {
-            url: a.url.clone(),
-            key: a.key.clone(),
-            clients: a.clients,
-            batch: a.batch,
-            duration: Duration::from_secs_f64(a.seconds.max(0.0)),
-            max_payments: a.max_payments,
-            ecdsa_secs: a.ecdsa_seconds,
-            server_pids: a.server_pids.clone(),
-        })
-        .map(|r| {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&r).unwrap_or_else(|e| e.to_string())
-            );
-        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use biopay_core::{
     messages::Message, x509, CredentialId, DeviceError, ManualClock, Modality,
     PlatformKeystoreClient, PlatformKeystoreSigner, RegistrationChallenge, SystemClock,
 };
-use biopay_server::client::{b64, field_bytes, ApiClient};
+use biopay_server_tools::client::{b64, field_bytes, ApiClient};
 use biopay_tee_stub::{DeviceConfig, KeymintApplication, Presentation, SoftwareTee, VendorPki};
 use common::*;
 use std::{
@@ -141,7 +141,7 @@ fn register(
     api: &ApiClient,
     app: &App,
     package: &str,
-) -> (biopay_server::client::Reply, Vec<Vec<u8>>) {
+) -> (biopay_server_tools::client::Reply, Vec<Vec<u8>>) {
     let c = api.registration_challenge(b"account-android").unwrap();
     let (_, statement, chain) = app.register(&c, package);
     (api.register(&statement).unwrap(), chain)

@@ -18,10 +18,8 @@ use biopay_core::{
     CredentialId, DeviceError, ManualClock, Message, Modality, PaymentChallenge,
     PlatformKeystoreClient, PlatformKeystoreSigner, Store,
 };
-use biopay_server::{
-    client::{b64, field_bytes, ApiClient, Reply},
-    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore},
-};
+use biopay_server::store::{postgres::PgStore, sqlite::SqliteStore, AnyStore};
+use biopay_server_tools::client::{b64, field_bytes, ApiClient, Reply};
 use biopay_tee_stub::{AppAttestKey, AttestationFaults, SimulatedAppAttest};
 use common::*;
 use ring::{

@@ -10,10 +10,9 @@ mod common;
 
 use biopay_server::{
     audit::{entry_hash, AuditRecord, GENESIS_HASH},
-    client::field_bytes,
-    demo::DemoDevice,
     store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
 };
+use biopay_server_tools::{client::field_bytes, demo::DemoDevice};
 use common::*;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::{
@@ -61,7 +60,7 @@ fn run(b: &TestBackend, log: &mut Log, payments: usize, register: bool) {
         let c = api.registration_challenge(b"acct").unwrap();
         let r = api.register(&log.device.register(&c).unwrap()).unwrap();
         log.credential =
-            biopay_server::client::unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
+            biopay_server_tools::client::unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
     }
     for i in 0..payments {
         let c = field_bytes(
@@ -634,7 +633,7 @@ fn two_processes_extend_one_checkpoint_chain(b: &TestBackend) {
     let mut d = DemoDevice::provision(&phone.path().join("p"), RP).unwrap();
     let c = s1.api().registration_challenge(b"acct").unwrap();
     let r = s1.api().register(&d.register(&c).unwrap()).unwrap();
-    let id = biopay_server::client::unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
+    let id = biopay_server_tools::client::unb64(r.body["credential_id"].as_str().unwrap()).unwrap();
     let start = std::time::Instant::now();
     let mut i = 0u64;
     loop {

@@ -9,9 +9,11 @@ mod common;
 
 use biopay_server::{
     audit::AuditEntry,
+    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
+};
+use biopay_server_tools::{
     client::{batch_items, field_bytes, unb64, ApiClient},
     demo::{DemoDevice, FastDevice},
-    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
 };
 use common::*;
 use std::{
@@ -507,7 +509,7 @@ fn error_reason(v: &serde_json::Value) -> String {
 fn model_status_path() -> String {
     format!(
         "/v1/admin/models/{}/status",
-        biopay_server::demo::DEMO_MODEL
+        biopay_server::demo_trust::DEMO_MODEL
     )
 }
 
@@ -584,7 +586,7 @@ fn credential_suspended_through_one_process_is_refused_by_the_other(b: &TestBack
     let payment = signed_payments(&a2, &mut d, "after-suspension", 1).remove(0);
     let suspend = format!(
         "/v1/admin/credentials/{}/suspend",
-        biopay_server::client::b64(d.credential_id().as_bytes())
+        biopay_server_tools::client::b64(d.credential_id().as_bytes())
     );
     let r = admin1.post(&suspend, serde_json::json!({})).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -598,7 +600,7 @@ fn credential_suspended_through_one_process_is_refused_by_the_other(b: &TestBack
 }
 
 /// (status, error code) of each item of a batch reply.
-fn batch_outcomes(r: &biopay_server::client::Reply, n: usize) -> Vec<(u64, Option<String>)> {
+fn batch_outcomes(r: &biopay_server_tools::client::Reply, n: usize) -> Vec<(u64, Option<String>)> {
     batch_items(r, n)
         .unwrap()
         .iter()
@@ -652,7 +654,7 @@ fn unreadable_model_status_fails_closed(b: &TestBackend) {
         b,
         &format!(
             "INSERT INTO model_status (model, status) VALUES ('{}', 'withdrawn?')",
-            biopay_server::demo::DEMO_MODEL
+            biopay_server::demo_trust::DEMO_MODEL
         ),
     );
     let paid = api.verify_payment(&payment).unwrap();

@@ -7,7 +7,7 @@
 mod common;
 
 use biopay_core::{messages::Message, PaymentChallenge};
-use biopay_server::client::{b64, batch_items, field_bytes, unb64, ApiClient};
+use biopay_server_tools::client::{b64, batch_items, field_bytes, unb64, ApiClient};
 use common::*;
 use serde_json::json;
 

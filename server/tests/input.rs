@@ -6,7 +6,7 @@
 #[macro_use]
 mod common;
 
-use biopay_server::client::{b64, batch_items, Reply};
+use biopay_server_tools::client::{b64, batch_items, Reply};
 use common::*;
 use serde_json::{json, Value};
 

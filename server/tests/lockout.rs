@@ -9,13 +9,13 @@
 #[macro_use]
 mod common;
 
-use biopay_server::client::{b64, batch_items, field_bytes};
+use biopay_server_tools::client::{b64, batch_items, field_bytes};
 use common::*;
 use serde_json::json;
 
 /// A genuine payment of `p` is accepted (not locked).
 #[track_caller]
-fn pays(api: &biopay_server::client::ApiClient, p: &mut Phone, order: &str) {
+fn pays(api: &biopay_server_tools::client::ApiClient, p: &mut Phone, order: &str) {
     let a = assertion(api, p, order, 100);
     let r = api.verify_payment(&a).unwrap();
     assert_eq!(r.status, 200, "{order}: {}", r.body);
@@ -23,7 +23,7 @@ fn pays(api: &biopay_server::client::ApiClient, p: &mut Phone, order: &str) {
 
 /// A correctly signed statement for a live challenge that the user did not
 /// confirm (a compromised app driving the key): this does count.
-fn counted_failure(api: &biopay_server::client::ApiClient, p: &mut Phone, order: &str) {
+fn counted_failure(api: &biopay_server_tools::client::ApiClient, p: &mut Phone, order: &str) {
     let a = assertion(api, p, order, 100);
     let unconfirmed = p
         .device

@@ -10,9 +10,11 @@ mod common;
 use biopay_core::{store::Flag, CredentialId, CredentialStatus, Step, Store};
 use biopay_server::{
     audit::AuditEntry,
+    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
+};
+use biopay_server_tools::{
     client::{b64, field_bytes, unb64, ApiClient, Reply},
     demo::DemoDevice,
-    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
 };
 use common::*;
 use serde_json::json;
@@ -225,7 +227,7 @@ fn admin_actions_and_their_audit_records_commit_together(b: &TestBackend) {
     let admin = s.admin();
     let mut p = enroll(&api, b"acct-admin");
     let (data, backend, _, _) = s.restart_args();
-    let model = biopay_server::demo::danger_demo_model().unwrap().id;
+    let model = biopay_server::demo_trust::danger_demo_model().unwrap().id;
     let suspend = format!("/v1/admin/credentials/{}/suspend", b64(&p.id));
     let revoke = format!("/v1/admin/models/{model}/status");
 

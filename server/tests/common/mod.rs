@@ -32,7 +32,7 @@ mod phone;
 #[allow(unused_imports)] // not every suite uses the phone
 pub use phone::*;
 
-use biopay_server::client::ApiClient;
+use biopay_server_tools::client::ApiClient;
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},

@@ -1,7 +1,7 @@
 //! A phone (the software TEE behind the app client) registered through a
 //! real server, and the small assertions the suites share.
 
-use biopay_server::{
+use biopay_server_tools::{
     client::{field_bytes, unb64, ApiClient, Reply},
     demo::DemoDevice,
 };

@@ -1,13 +1,15 @@
-//! DANGER: the demo trust root and simulated devices. Everything here trusts
-//! or drives the fixed simulated vendor PKI (`biopay_tee_stub::VendorPki` with
-//! a published seed), which anyone can sign with: for tests, demos and load
-//! generation only, never for real payments.
+//! DANGER: simulated devices of the demo vendor. Everything here drives the
+//! fixed simulated vendor PKI (`biopay_tee_stub::VendorPki` with a published
+//! seed), which anyone can sign with: for tests, demos and load generation
+//! only, never for real payments. The server trusts that PKI's root only
+//! under `--danger-demo-trust` ([`biopay_server::demo_trust`]).
 
 use biopay_core::{
     cose, crypto, device::Client, messages::Message, render_transaction, CredentialId, DeviceModel,
     KeyAttestation, Liveness, Modality, PaymentAssertion, PaymentChallenge, RegistrationChallenge,
     SecurityLevel, SystemClock, VerifiedBootState,
 };
+pub use biopay_server::demo_trust::{DEMO_MODEL, DEMO_VENDOR};
 use biopay_tee_stub::{DeviceConfig, Presentation, SoftwareTee, VendorPki};
 use ring::{
     rand::SystemRandom,
@@ -15,20 +17,19 @@ use ring::{
 };
 use std::{path::Path, sync::Arc};
 
-/// The demo vendor's name.
-pub const DEMO_VENDOR: &str = "Biopay Demo Devices";
 /// The demo vendor's PKI seed. Public: anyone can mint demo attestations.
 pub const DANGER_DEMO_SEED: &[u8] = b"biopay danger demo vendor seed v1";
-/// The demo device model.
-pub const DEMO_MODEL: &str = "biopay-demo-phone";
 
-/// The demo vendor PKI.
+/// The demo vendor PKI (root, intermediates and device certificates, with
+/// their private keys).
 pub fn danger_demo_pki() -> Result<VendorPki, String> {
     VendorPki::new(DEMO_VENDOR, DANGER_DEMO_SEED).map_err(|e| e.to_string())
 }
 
-/// The demo model's trust entry (fingerprint and face, TEE).
-pub fn danger_demo_model() -> Result<DeviceModel, String> {
+/// The demo model's trust entry as the simulator derives it; the server's
+/// constant ([`biopay_server::demo_trust::danger_demo_model`]) must equal it
+/// (server-tools/tests/demo_trust.rs).
+pub fn simulated_demo_model() -> Result<DeviceModel, String> {
     Ok(danger_demo_pki()?.device_model(
         DEMO_MODEL,
         &[Modality::Fingerprint, Modality::Face],

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-pub use crate::b64::{b64, unb64};
+pub use biopay_server::b64::{b64, unb64};
 
 /// A response: HTTP status and JSON body (`Value::Null` when the body is not JSON).
 #[derive(Debug, Clone)]
