@@ -66,7 +66,7 @@ pub use policy::{DeviceModel, HighValueRequirement, ModelStatus, Policy, TrustCo
 pub use steps::Step;
 pub use store::{CredentialKind, CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{
-    ApprovedPayment, IssueError, RegisteredCredential, Verifier, ANDROID_KEYSTORE_MODEL,
-    APPLE_APP_ATTEST_MODEL,
+    ApprovedPayment, IssueError, Opened, RegisteredCredential, RegistrationOutcome, Verifier,
+    ANDROID_KEYSTORE_MODEL, APPLE_APP_ATTEST_MODEL,
 };
 pub use x509::TrustAnchor;

@@ -13,13 +13,16 @@
 //! One file per procedure: `registration` (R1–R16), `platform` (A1–A17),
 //! `app_attest` (K1–K13), `payment` (P1–P20, J1–J4), `deregistration`
 //! (D1–D9), `enrollment` (E1–E10), `issuance` (challenges); the checks they
-//! share are written once in `checks`.
+//! share are written once in `checks`; `opened` gives a caller what core
+//! read from a statement before deciding (the credential it names), so the
+//! caller parses nothing itself.
 
 mod app_attest;
 mod checks;
 mod deregistration;
 mod enrollment;
 mod issuance;
+mod opened;
 mod payment;
 mod platform;
 mod registration;
@@ -47,6 +50,7 @@ use crate::{
     },
     x509,
 };
+pub use opened::{Opened, RegistrationOutcome};
 use serde::Serialize;
 use std::sync::{PoisonError, RwLock};
 
