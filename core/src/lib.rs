@@ -38,7 +38,9 @@ pub mod env;
 pub mod error;
 pub mod keystore;
 pub mod messages;
+pub mod policy;
 mod serde_hex;
+pub mod steps;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -49,7 +51,7 @@ pub use android::{AndroidPolicy, AndroidPolicyFailure, AndroidTrust};
 pub use device::{Authenticator, Client, DeviceError, LocalCredential};
 pub use display::render_transaction;
 pub use env::{Clock, DangerDeterministicRandom, ManualClock, Random, SystemClock, SystemRandom};
-pub use error::{Reason, Rejection, Step};
+pub use error::{Reason, Rejection};
 pub use keystore::{
     deregistration_prompt, registration_prompt, PendingStatement, PlatformCredentialState,
     PlatformKeystoreClient, PlatformKeystoreSigner,
@@ -60,9 +62,11 @@ pub use messages::{
     Platform, PlatformKeyRegistration, RegistrationChallenge, SecurityLevel, Transaction,
     VerifiedBootState,
 };
+pub use policy::{DeviceModel, HighValueRequirement, ModelStatus, Policy, TrustConfig};
+pub use steps::Step;
 pub use store::{CredentialKind, CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{
-    ApprovedPayment, DeviceModel, HighValueRequirement, IssueError, ModelStatus, Policy,
-    RegisteredCredential, TrustConfig, Verifier, ANDROID_KEYSTORE_MODEL, APPLE_APP_ATTEST_MODEL,
+    ApprovedPayment, IssueError, Opened, RegisteredCredential, RegistrationOutcome, Verifier,
+    ANDROID_KEYSTORE_MODEL, APPLE_APP_ATTEST_MODEL,
 };
 pub use x509::TrustAnchor;

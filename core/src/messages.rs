@@ -6,9 +6,13 @@
 //! out-of-range values are errors, and the input must be deterministically
 //! encoded (see [`crate::cbor`]).
 
+mod cose_key;
+
 use crate::cbor::{self, CborError, Item};
+pub use crate::crypto::Digest;
 use crate::serde_hex::ser_hex;
 use ciborium::value::{Integer, Value};
+pub use cose_key::{cose_key_from_sec1, sec1_from_cose_key};
 use serde::Serialize;
 
 /// The protocol version this crate speaks (map key 2 of every message).
@@ -19,9 +23,6 @@ pub const CHALLENGE_LEN: usize = 32;
 
 /// A 32-byte single-use challenge issued by the server.
 pub type Challenge = [u8; CHALLENGE_LEN];
-
-/// A SHA-256 digest.
-pub type Digest = [u8; 32];
 
 /// Why bytes were not accepted as a protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1023,10 +1024,7 @@ impl Message for KeyAttestation {
             (3, bytes(&self.rp_id_hash)),
             (4, bytes(&self.account_handle)),
             (5, bytes(&self.challenge)),
-            (
-                6,
-                crate::crypto::cose_key_from_sec1(&self.credential_public_key),
-            ),
+            (6, cose_key_from_sec1(&self.credential_public_key)),
             (7, bytes(self.credential_id.as_bytes())),
             (8, modalities(&self.modalities)),
             (9, bytes(&self.enrollment_epoch)),
@@ -1042,7 +1040,7 @@ impl Message for KeyAttestation {
             rp_id_hash: f.array32(3, "rp_id_hash")?,
             account_handle: f.account_handle(4)?,
             challenge: f.array32(5, "challenge")?,
-            credential_public_key: crate::crypto::sec1_from_cose_key(
+            credential_public_key: sec1_from_cose_key(
                 f.req(6, "credential_public_key")?.to_value(),
             )?,
             credential_id: f.credential_id(7)?,

@@ -5,11 +5,11 @@
 
 use crate::serde_hex::ser_hex;
 use crate::{
-    error::Step,
     messages::{
         Challenge, CredentialId, Modality, PaymentChallenge, RegistrationChallenge, SecurityLevel,
     },
-    verifier::ModelStatus,
+    policy::{AppAttestEnvironment, ModelStatus},
+    steps::Step,
 };
 use serde::Serialize;
 use std::{
@@ -154,7 +154,7 @@ pub struct AppAttestKey {
     /// The allowed app id (`TEAMID.bundle.id`) the attestation named.
     pub app_id: String,
     /// The environment of the attestation.
-    pub environment: crate::apple::AppAttestEnvironment,
+    pub environment: AppAttestEnvironment,
     /// The last accepted assertion counter (0 after the attestation).
     pub counter: u32,
     /// Apple's receipt from the attestation, unverified; exchanging it for

@@ -721,7 +721,7 @@ pub fn apple_seeds() -> Vec<Vec<u8>> {
     auth_data.extend_from_slice(&key_id);
     let mut cose_key = Vec::new();
     ciborium::ser::into_writer(
-        &biopay_core::crypto::cose_key_from_sec1(&point),
+        &biopay_core::messages::cose_key_from_sec1(&point),
         &mut cose_key,
     )
     .expect("CBOR encodes");

@@ -46,7 +46,8 @@ use crate::{
 };
 use biopay_core::{
     apple::{AppAttestEnvironment, FORMAT},
-    crypto::{cose_key_from_sec1, sha256, sha256_parts},
+    crypto::{sha256, sha256_parts},
+    messages::cose_key_from_sec1,
     TrustAnchor,
 };
 use ciborium::value::Value;

@@ -7,7 +7,7 @@ use super::{
 use crate::{
     crypto::{self, ct_eq, sha256, sha256_parts},
     error::{reject, AtStep, Reason, Rejection, Step},
-    messages::Digest,
+    messages::{self, Digest},
     x509::{self, ExtensionLookupError},
 };
 
@@ -138,7 +138,7 @@ pub fn verify_attestation(
         return reject(Step::I9CredentialId, AppAttestError::CredentialIdMismatch);
     }
     // I10: the credential public key is the leaf's key.
-    match crypto::sec1_from_cose_key(credential_public_key) {
+    match messages::sec1_from_cose_key(credential_public_key) {
         Ok(k) if k == point => {}
         _ => {
             return reject(

@@ -29,6 +29,7 @@ pub use binding::{binding_client_data, binding_client_data_hash, BINDING_DOMAIN}
 /// replacement for Apple's root in tests.
 pub use crate::android::{anchor_from_pem, RootError};
 use crate::x509::TrustAnchor;
+pub use crate::{error::AppAttestError, policy::AppAttestEnvironment};
 
 /// OID of the leaf extension that carries the nonce
 /// (`SEQUENCE { [1] EXPLICIT OCTET STRING }`).
@@ -47,118 +48,6 @@ pub const APPLE_APP_ATTESTATION_ROOT_CA_PEM: &str =
 pub const MAX_ATTESTATION_LEN: usize = 32 * 1024;
 /// Longest assertion object accepted (real ones are about 140 bytes).
 pub const MAX_ASSERTION_LEN: usize = 1024;
-
-/// The App Attest environment, named by the authenticator data's aaguid (I8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppAttestEnvironment {
-    /// Development builds: aaguid `appattestdevelop`.
-    Development,
-    /// App Store / TestFlight builds: aaguid `appattest` followed by seven 0x00 bytes.
-    Production,
-}
-
-impl AppAttestEnvironment {
-    /// The 16-byte aaguid this environment's attestations carry.
-    pub fn aaguid(self) -> [u8; 16] {
-        match self {
-            Self::Development => *b"appattestdevelop",
-            Self::Production => *b"appattest\0\0\0\0\0\0\0",
-        }
-    }
-
-    /// The environment an aaguid names; `None` for any other value.
-    pub fn from_aaguid(aaguid: &[u8]) -> Option<Self> {
-        [Self::Development, Self::Production]
-            .into_iter()
-            .find(|e| e.aaguid() == aaguid)
-    }
-
-    /// `"development"` or `"production"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Development => "development",
-            Self::Production => "production",
-        }
-    }
-}
-
-impl core::str::FromStr for AppAttestEnvironment {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "development" => Ok(Self::Development),
-            "production" => Ok(Self::Production),
-            other => Err(format!(
-                "unknown App Attest environment {other:?} (development or production)"
-            )),
-        }
-    }
-}
-
-impl core::fmt::Display for AppAttestEnvironment {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why an App Attest attestation or assertion was rejected (beyond the
-/// reasons shared with other steps: chain, key type, signature, counter).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AppAttestError {
-    /// The object is larger than [`MAX_ATTESTATION_LEN`] / [`MAX_ASSERTION_LEN`].
-    #[error("object of {0} bytes is too large")]
-    TooLarge(usize),
-    /// The object is not the CBOR map Apple documents.
-    #[error("malformed object at {field}: {reason}")]
-    Malformed {
-        /// The field being read.
-        field: &'static str,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// `fmt` is not `apple-appattest` (it carries at most the first 32
-    /// characters of the sender's text: rejections are logged and audited).
-    #[error("fmt is {0:?}, not \"apple-appattest\"")]
-    WrongFormat(String),
-    /// The leaf has no nonce extension (1.2.840.113635.100.8.2), or it is
-    /// duplicated, or it is not `SEQUENCE { [1] EXPLICIT OCTET STRING (32) }`.
-    #[error("nonce extension: {0}")]
-    NonceExtension(&'static str),
-    /// SHA-256(authData ‖ clientDataHash) differs from the leaf's nonce.
-    #[error("nonce differs from the attestation certificate's")]
-    NonceMismatch,
-    /// SHA-256 of the leaf's public key is not the key id the app sent.
-    #[error("key id differs from SHA-256 of the attested public key")]
-    KeyIdMismatch,
-    /// The authenticator data is not rpIdHash | flags | counter | attested credential data.
-    #[error("malformed authenticator data: {0}")]
-    AuthenticatorData(&'static str),
-    /// rpIdHash is SHA-256 of none of the allowed app ids.
-    #[error("rpIdHash matches no allowed app id")]
-    AppIdNotAllowed,
-    /// The attestation's counter is not 0.
-    #[error("attestation counter is {0}, not 0")]
-    CounterNotZero(u32),
-    /// The aaguid names the other environment.
-    #[error("aaguid is for {found}, the verifier expects {expected}")]
-    WrongEnvironment {
-        /// The configured environment.
-        expected: AppAttestEnvironment,
-        /// The environment the aaguid names.
-        found: AppAttestEnvironment,
-    },
-    /// The aaguid names no App Attest environment.
-    #[error("aaguid {0} is not an App Attest aaguid")]
-    UnknownAaguid(String),
-    /// credentialId in the authenticator data is not the key id.
-    #[error("credentialId differs from the key id")]
-    CredentialIdMismatch,
-    /// The COSE key in the authenticator data is not the leaf's key.
-    #[error("credential public key differs from the attestation certificate's key")]
-    CredentialKeyMismatch,
-}
 
 /// Apple's App Attestation Root CA as a trust anchor (its public key).
 pub fn apple_roots() -> Vec<TrustAnchor> {

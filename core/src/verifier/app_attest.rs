@@ -15,6 +15,16 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         &self,
         statement: &[u8],
     ) -> Result<RegisteredCredential, Rejection> {
+        self.apple_registration(statement, &mut None)
+    }
+
+    /// [`Self::verify_apple_registration`], telling `named` the credential id the payload names
+    /// once K3 decoded it (for [`Self::verify_any_registration`]).
+    pub(super) fn apple_registration(
+        &self,
+        statement: &[u8],
+        named: &mut Option<CredentialId>,
+    ) -> Result<RegisteredCredential, Rejection> {
         let now = self.clock.now();
         // K1, K2
         let sign1 = open_cose(
@@ -24,6 +34,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         )?;
         // K3
         let reg = AppleKeyRegistration::from_cbor(&sign1.payload).at(Step::K3Payload)?;
+        *named = Some(reg.credential_id.clone());
         // K4
         let Some(trust) = self.apple() else {
             return reject(Step::K4Platform, Reason::PlatformNotTrusted);

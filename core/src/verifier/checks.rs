@@ -127,17 +127,26 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         credential_of: impl Fn(&M) -> &CredentialId,
     ) -> Result<(M, CredentialRecord), Rejection> {
         let [s_statement, s_header, s_payload, s_credential, s_signature] = steps;
-        let sign1 = open_cose(
-            cose::parse_sign1_any_form(statement, false),
-            s_statement,
-            s_header,
+        let (sign1, msg) = decode_signed(statement, [s_statement, s_header, s_payload])?;
+        let cred = self.check_signer(
+            &sign1,
+            credential_of(&msg),
+            [s_header, s_credential, s_signature],
         )?;
-        let msg = M::from_cbor(&sign1.payload).at(s_payload)?;
-        let Some(cred) = self
-            .store
-            .credential(credential_of(&msg))
-            .at(s_credential)?
-        else {
+        Ok((msg, cred))
+    }
+
+    /// Steps 4 and 5 of a credential-signed statement decoded by
+    /// [`decode_signed`]: the credential is registered with this rp, and the
+    /// signature (in a form its kind may use, else step 2) verifies with its
+    /// key.
+    pub(super) fn check_signer(
+        &self,
+        sign1: &cose::Sign1,
+        credential_id: &CredentialId,
+        [s_header, s_credential, s_signature]: [Step; 3],
+    ) -> Result<CredentialRecord, Rejection> {
+        let Some(cred) = self.store.credential(credential_id).at(s_credential)? else {
             return reject(s_credential, Reason::UnknownCredential);
         };
         if cred.rp_id != self.rp_id {
@@ -162,8 +171,24 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         ) {
             return reject(s_signature, Reason::BadSignature);
         }
-        Ok((msg, cred))
+        Ok(cred)
     }
+}
+
+/// Steps 1–3 of a credential-signed statement (§6.4–6.6): the COSE_Sign1
+/// envelope (any signature form: the credential's kind decides at step 5),
+/// its header, and the payload as an `M`. Reads no state.
+pub(super) fn decode_signed<M: Message>(
+    statement: &[u8],
+    [s_statement, s_header, s_payload]: [Step; 3],
+) -> Result<(cose::Sign1, M), Rejection> {
+    let sign1 = open_cose(
+        cose::parse_sign1_any_form(statement, false),
+        s_statement,
+        s_header,
+    )?;
+    let msg = M::from_cbor(&sign1.payload).at(s_payload)?;
+    Ok((sign1, msg))
 }
 
 /// The rejection for a failed commit at `step` (docs/PROTOCOL.md §7.3). A

@@ -7,18 +7,31 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// Verifies a deregistration (docs/PROTOCOL.md §6.5, steps D1–D9) and
     /// marks the credential deregistered.
     pub fn verify_deregistration(&self, statement: &[u8]) -> Result<CredentialId, Rejection> {
+        // D1–D3
+        let opened = self.open_deregistration(statement)?;
+        self.verify_opened_deregistration(opened)
+    }
+
+    /// Steps D4–D9 of a deregistration that [`Self::open_deregistration`]
+    /// opened (a caller that checks the credential it names first decodes
+    /// it once).
+    pub fn verify_opened_deregistration(
+        &self,
+        opened: Opened<Deregistration>,
+    ) -> Result<CredentialId, Rejection> {
         let now = self.clock.now();
-        // D1–D5
-        let (d, cred): (Deregistration, _) = self.open_signed(
+        let Opened {
             statement,
-            [
-                Step::D1Statement,
-                Step::D2Header,
-                Step::D3Payload,
-                Step::D4Credential,
-                Step::D5Signature,
-            ],
-            |d: &Deregistration| &d.credential_id,
+            sign1,
+            message: d,
+            ..
+        } = opened;
+        let statement = statement.as_slice();
+        // D4, D5
+        let cred = self.check_signer(
+            &sign1,
+            &d.credential_id,
+            [Step::D2Header, Step::D4Credential, Step::D5Signature],
         )?;
         // D6
         self.check_rp_id(Step::D6RpId, &d.rp_id_hash)?;

@@ -13,17 +13,21 @@
 //! One file per procedure: `registration` (R1–R16), `platform` (A1–A17),
 //! `app_attest` (K1–K13), `payment` (P1–P20, J1–J4), `deregistration`
 //! (D1–D9), `enrollment` (E1–E10), `issuance` (challenges); the checks they
-//! share are written once in `checks`.
+//! share are written once in `checks`; `opened` gives a caller what core
+//! read from a statement before deciding (the credential it names), so the
+//! caller parses nothing itself.
 
 mod app_attest;
 mod checks;
 mod deregistration;
 mod enrollment;
 mod issuance;
+mod opened;
 mod payment;
 mod platform;
 mod registration;
 
+pub use crate::policy::{DeviceModel, HighValueRequirement, ModelStatus, Policy, TrustConfig};
 use crate::serde_hex::ser_hex;
 use crate::{
     android::{self, AndroidTrust, StatusList},
@@ -44,157 +48,17 @@ use crate::{
         CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
         StoreError,
     },
-    x509::{self, TrustAnchor},
+    x509,
 };
+pub use opened::{Opened, RegistrationOutcome};
 use serde::Serialize;
-use std::{
-    collections::BTreeMap,
-    sync::{PoisonError, RwLock},
-};
+use std::sync::{PoisonError, RwLock};
 
 /// The `device_model` recorded for Android Keystore credentials.
 pub const ANDROID_KEYSTORE_MODEL: &str = "android-keystore";
 
 /// The `device_model` recorded for Apple App Attest credentials (§13.8).
 pub const APPLE_APP_ATTEST_MODEL: &str = "apple-app-attest";
-
-/// Status of a device model in the trust configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelStatus {
-    /// Registrations and payments accepted.
-    Active,
-    /// Withdrawn by the vendor or the relying party: nothing accepted.
-    Revoked,
-    /// Known to be broken (e.g. an extracted attestation key): nothing accepted.
-    Compromised,
-}
-
-/// What the relying party trusts about one device model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceModel {
-    /// The model id (the attestation leaf's subject OU).
-    pub id: String,
-    /// Root keys the model's attestation chains must end at.
-    pub trust_anchors: Vec<TrustAnchor>,
-    /// Modalities the model's TEE can attest.
-    pub modalities: Vec<Modality>,
-    /// The strongest key storage the model has.
-    pub security_level: SecurityLevel,
-    /// Status.
-    pub status: ModelStatus,
-}
-
-/// Device-model metadata, keyed by model id.
-#[derive(Debug, Clone, Default)]
-pub struct TrustConfig {
-    models: BTreeMap<String, DeviceModel>,
-}
-
-impl TrustConfig {
-    /// An empty configuration (trusts nothing).
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Adds or replaces a model.
-    pub fn with_model(mut self, model: DeviceModel) -> Self {
-        self.models.insert(model.id.clone(), model);
-        self
-    }
-    /// Looks a model up.
-    pub fn model(&self, id: &str) -> Option<&DeviceModel> {
-        self.models.get(id)
-    }
-    /// All models.
-    pub fn models(&self) -> impl Iterator<Item = &DeviceModel> {
-        self.models.values()
-    }
-}
-
-/// What the policy requires of a high-value payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HighValueRequirement {
-    /// A face match with a passed liveness check.
-    FaceWithLiveness,
-    /// A credential key in StrongBox.
-    StrongBox,
-    /// Either of the above.
-    FaceWithLivenessOrStrongBox,
-}
-
-/// The relying party's acceptance policy. docs/PROTOCOL.md §6.1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    /// Lifetime of issued challenges, seconds.
-    pub challenge_ttl_secs: u64,
-    /// Weakest key storage accepted at registration.
-    pub min_security_level: SecurityLevel,
-    /// Accept only devices whose verified-boot state is `Verified`.
-    pub require_verified_boot: bool,
-    /// Largest accepted difference between TEE time and verifier time, seconds.
-    pub max_clock_skew_secs: u64,
-    /// Largest accepted number of failed match attempts before a successful one.
-    pub max_failed_attempts: u32,
-    /// Per currency, the amount (minor units) from which [`Self::high_value_requirement`] applies.
-    pub high_value_thresholds: BTreeMap<String, u64>,
-    /// What a high-value payment requires.
-    pub high_value_requirement: HighValueRequirement,
-    /// Per currency, the largest amount (minor units) a
-    /// [`CredentialKind::PlatformKeystore`] credential may approve (P17); a
-    /// currency without an entry cannot be approved by such credentials.
-    /// docs/PROTOCOL.md §12.6.
-    pub platform_keystore_max_amount: BTreeMap<String, u64>,
-    /// Per currency, the largest amount (minor units) a
-    /// [`CredentialKind::AppleAppAttest`] credential may approve (P17); a
-    /// currency without an entry cannot be approved by such credentials.
-    /// docs/PROTOCOL.md §13.9.
-    pub apple_max_amount: BTreeMap<String, u64>,
-    /// Per currency, the amount (minor units) above which a payment of a
-    /// [`CredentialKind::AppleAppAttest`] credential must also carry an App
-    /// Attest assertion over the statement (P17, J1–J4); in a currency
-    /// without an entry every payment must. docs/PROTOCOL.md §13.9.
-    pub apple_assertion_above: BTreeMap<String, u64>,
-    /// At most this many outstanding (unconsumed, unexpired) challenges,
-    /// registration and payment, per account; `0` means no limit.
-    /// docs/PROTOCOL.md §6.1.3: the account is refused further challenges
-    /// until one is used or expires.
-    pub max_challenges_per_account: u32,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            challenge_ttl_secs: 120,
-            max_challenges_per_account: 32,
-            min_security_level: SecurityLevel::Tee,
-            require_verified_boot: true,
-            max_clock_skew_secs: 300,
-            max_failed_attempts: 4,
-            high_value_thresholds: BTreeMap::from([
-                ("CNY".to_owned(), 200_000),
-                ("USD".to_owned(), 30_000),
-                ("EUR".to_owned(), 30_000),
-            ]),
-            high_value_requirement: HighValueRequirement::FaceWithLivenessOrStrongBox,
-            platform_keystore_max_amount: BTreeMap::from([
-                ("CNY".to_owned(), 50_000),
-                ("USD".to_owned(), 10_000),
-                ("EUR".to_owned(), 10_000),
-            ]),
-            apple_max_amount: BTreeMap::from([
-                ("CNY".to_owned(), 50_000),
-                ("USD".to_owned(), 10_000),
-                ("EUR".to_owned(), 10_000),
-            ]),
-            apple_assertion_above: BTreeMap::from([
-                ("CNY".to_owned(), 10_000),
-                ("USD".to_owned(), 2_000),
-                ("EUR".to_owned(), 2_000),
-            ]),
-        }
-    }
-}
 
 /// A credential accepted at registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -380,7 +244,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// persist the status in the store, whose commits check it (§6.1.1).
     pub fn set_model_status(&self, model: &str, status: ModelStatus) -> bool {
         let mut trust = self.trust.write().unwrap_or_else(PoisonError::into_inner);
-        match trust.models.get_mut(model) {
+        match trust.model_mut(model) {
             Some(m) => {
                 m.status = status;
                 true

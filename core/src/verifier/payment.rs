@@ -20,18 +20,33 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         statement: &[u8],
         app_attest_assertion: Option<&[u8]>,
     ) -> Result<ApprovedPayment, Rejection> {
+        // P1–P3
+        let opened = self.open_payment(statement)?;
+        self.verify_opened_payment(opened, app_attest_assertion)
+    }
+
+    /// Steps P4–P20 (with J1–J4, as [`Self::verify_payment_with_app_attest`])
+    /// of a payment assertion that [`Self::open_payment`] opened; a caller
+    /// that acts on the credential it names before deciding (a lockout
+    /// check) opens it first, so the statement is decoded once.
+    pub fn verify_opened_payment(
+        &self,
+        opened: Opened<PaymentAssertion>,
+        app_attest_assertion: Option<&[u8]>,
+    ) -> Result<ApprovedPayment, Rejection> {
         let now = self.clock.now();
-        // P1–P5
-        let (a, cred): (PaymentAssertion, _) = self.open_signed(
+        let Opened {
             statement,
-            [
-                Step::P1Statement,
-                Step::P2Header,
-                Step::P3Payload,
-                Step::P4Credential,
-                Step::P5Signature,
-            ],
-            |a: &PaymentAssertion| &a.credential_id,
+            sign1,
+            message: a,
+            ..
+        } = opened;
+        let statement = statement.as_slice();
+        // P4, P5
+        let cred = self.check_signer(
+            &sign1,
+            &a.credential_id,
+            [Step::P2Header, Step::P4Credential, Step::P5Signature],
         )?;
         // P6
         if cred.status != CredentialStatus::Active {

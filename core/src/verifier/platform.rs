@@ -13,6 +13,16 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         &self,
         statement: &[u8],
     ) -> Result<RegisteredCredential, Rejection> {
+        self.platform_registration(statement, &mut None)
+    }
+
+    /// [`Self::verify_platform_registration`], telling `named` the credential id the payload names
+    /// once A3 decoded it (for [`Self::verify_any_registration`]).
+    pub(super) fn platform_registration(
+        &self,
+        statement: &[u8],
+        named: &mut Option<CredentialId>,
+    ) -> Result<RegisteredCredential, Rejection> {
         let now = self.clock.now();
         // A1, A2
         let sign1 = open_cose(
@@ -22,6 +32,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         )?;
         // A3
         let reg = PlatformKeyRegistration::from_cbor(&sign1.payload).at(Step::A3Payload)?;
+        *named = Some(reg.credential_id.clone());
         // A4
         let android = match (reg.platform, self.android()) {
             (Platform::Android, Some(a)) => a,

@@ -7,15 +7,31 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// Verifies a key attestation (docs/PROTOCOL.md §6.3, steps R1–R16) and
     /// registers the credential.
     pub fn verify_registration(&self, statement: &[u8]) -> Result<RegisteredCredential, Rejection> {
+        self.key_attestation(statement, &mut None)
+    }
+
+    /// [`Self::verify_registration`], telling `named` the credential id the payload names
+    /// once R3 decoded it (for [`Self::verify_any_registration`]).
+    pub(super) fn key_attestation(
+        &self,
+        statement: &[u8],
+        named: &mut Option<CredentialId>,
+    ) -> Result<RegisteredCredential, Rejection> {
         let now = self.clock.now();
         // R1, R2
         let sign1 = open_cose(
-            cose::parse_sign1(statement, true),
+            cose::parse_sign1_any_form(statement, true),
             Step::R1Statement,
             Step::R2Header,
         )?;
+        let att = KeyAttestation::from_cbor(&sign1.payload);
+        *named = att.as_ref().ok().map(|a| a.credential_id.clone());
+        // R2: a TEE signs in COSE's fixed form only (as `cose::parse_sign1`).
+        if sign1.signature.len() != cose::ES256_SIG_LEN {
+            return reject(Step::R2Header, cose::CoseError::SignatureLength);
+        }
         // R3
-        let att = KeyAttestation::from_cbor(&sign1.payload).at(Step::R3Payload)?;
+        let att = att.at(Step::R3Payload)?;
         // R4
         let model = {
             let trust = self.trust.read().unwrap_or_else(PoisonError::into_inner);

@@ -1,33 +1,13 @@
 //! Decisions: the audit record and failure count of a rejection
-//! (`record_rejection`) and the lockout check (`check_limits`).
+//! (`record_rejection`) and the lockout check (`check_limits`). The
+//! credential they name is the one core read from the statement
+//! (`Verifier::open_payment`, `RegistrationOutcome::credential_id`): the
+//! server parses no statement itself.
 
 use super::*;
 use crate::{audit::AuditRecord, store::ServerStore, AppState};
 use axum::http::StatusCode;
-use biopay_core::{
-    cbor, cose, crypto,
-    messages::{peek_kind, Message, MessageKind},
-    CredentialId, Rejection,
-};
-
-/// The credential a signed statement names, read without verifying it (for
-/// rate limiting and the audit record of a rejection only).
-pub(crate) fn peek<M: Message>(
-    statement: &[u8],
-    x5chain: bool,
-    id: impl Fn(&M) -> &CredentialId,
-) -> Option<CredentialId> {
-    // Any signature form: a platform-keystore credential may sign in DER.
-    let s = cose::parse_sign1_any_form(statement, x5chain).ok()?;
-    M::from_cbor(&s.payload).ok().map(|m| id(&m).clone())
-}
-
-/// The message kind a registration statement carries, if readable.
-pub(crate) fn registration_kind(statement: &[u8]) -> Option<MessageKind> {
-    cose::peek_payload(statement)
-        .and_then(|(payload, _)| cbor::from_deterministic_slice(&payload).ok())
-        .and_then(|value| peek_kind(&value))
-}
+use biopay_core::{crypto, CredentialId, Rejection};
 
 impl AppState {
     /// Audits a rejection (unless the store already did, P15/P19) and, when

@@ -20,5 +20,4 @@ pub use auth::*;
 pub use dto::*;
 pub use error::*;
 pub use handlers::*;
-use limits::*;
 pub use openapi::*;

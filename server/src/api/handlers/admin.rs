@@ -16,7 +16,7 @@ use axum::{
     response::IntoResponse,
     Json,
 };
-use biopay_core::{store::DecisionKind, CredentialStatus, Deregistration};
+use biopay_core::{store::DecisionKind, CredentialStatus};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -36,8 +36,10 @@ pub async fn deregister(
     let id = credential_id(&id)?;
     let req: DeregisterRequest = parse_json(body)?;
     let statement = bytes_field("statement", &req.statement)?;
-    if let Some(named) = peek(&statement, false, |d: &Deregistration| &d.credential_id) {
-        if named != id {
+    // Core opens the statement (D1–D3) and says which credential it names.
+    let opened = state.verifier.open_deregistration(&statement);
+    if let Ok(o) = &opened {
+        if *o.credential_id() != id {
             return Err(ApiError::bad_request(
                 "the statement names another credential",
             ));
@@ -45,7 +47,7 @@ pub async fn deregister(
     }
     let st = state.clone();
     blocking(
-        move || match st.verifier.verify_deregistration(&statement) {
+        move || match opened.and_then(|o| st.verifier.verify_opened_deregistration(o)) {
             Ok(done) => {
                 st.metrics.decision(
                     "deregistration",

@@ -9,7 +9,8 @@ use axum::{
     Json,
 };
 use biopay_core::{
-    messages::Message, render_transaction, store::DecisionKind, PaymentAssertion, Transaction,
+    messages::Message, render_transaction, store::DecisionKind, CredentialId, Opened,
+    PaymentAssertion, Rejection, Transaction,
 };
 use std::{sync::Arc, time::Instant};
 
@@ -67,31 +68,65 @@ pub async fn verify_payment(
     let req: VerifyPaymentRequest = parse_json(body)?;
     let started = Instant::now();
     let st = state.clone();
-    let out = blocking(move || verify_one_payment(&st, &req)).await?;
+    let out = blocking(move || {
+        let input = PaymentInput::new(&st, req);
+        verify_one_payment(&st, input)
+    })
+    .await?;
     state.metrics.verify_latency(started.elapsed());
     out.map(Json)
+}
+
+/// An assertion's bytes and what core opened of them (P1–P3).
+type ReadAssertion = (Vec<u8>, Result<Opened<PaymentAssertion>, Rejection>);
+
+/// A payment request as far as core has read it: the assertion's bytes and
+/// the statement core opened from them (P1–P3), which names the credential
+/// that orders a batch and is rate limited.
+pub(crate) struct PaymentInput {
+    assertion: Result<ReadAssertion, ApiError>,
+    app_attest_assertion: Option<String>,
+}
+
+impl PaymentInput {
+    /// Reads `req` (decoding only, no state).
+    pub(crate) fn new(st: &AppState, req: VerifyPaymentRequest) -> Self {
+        let assertion = bytes_field("assertion", &req.assertion).map(|statement| {
+            let opened = st.verifier.open_payment(&statement);
+            (statement, opened)
+        });
+        Self {
+            assertion,
+            app_attest_assertion: req.app_attest_assertion,
+        }
+    }
+
+    /// The credential the assertion names (unverified), as core read it.
+    fn credential_id(&self) -> Option<&CredentialId> {
+        match &self.assertion {
+            Ok((_, Ok(opened))) => Some(opened.credential_id()),
+            _ => None,
+        }
+    }
 }
 
 /// One payment assertion (blocking): rate limits, P1–P20, and on acceptance
 /// the commit; on rejection the audit record and failure count.
 pub(crate) fn verify_one_payment(
     st: &AppState,
-    req: &VerifyPaymentRequest,
+    input: PaymentInput,
 ) -> Result<PaymentAccepted, ApiError> {
-    let statement = bytes_field("assertion", &req.assertion)?;
-    let peeked = peek(&statement, false, |a: &PaymentAssertion| &a.credential_id);
-    if let Some(id) = &peeked {
+    let named = input.credential_id().cloned();
+    let (statement, opened) = input.assertion?;
+    if let Some(id) = &named {
         st.check_limits(id)?;
     }
-    let app_attest = req
+    let app_attest = input
         .app_attest_assertion
         .as_deref()
         .map(|a| bytes_field("app_attest_assertion", a))
         .transpose()?;
-    match st
-        .verifier
-        .verify_payment_with_app_attest(&statement, app_attest.as_deref())
-    {
+    match opened.and_then(|o| st.verifier.verify_opened_payment(o, app_attest.as_deref())) {
         Ok(p) => {
             // The commit cleared the credential's failure count.
             st.metrics.decision(
@@ -116,7 +151,7 @@ pub(crate) fn verify_one_payment(
             })
         }
         Err(r) => {
-            st.record_rejection("payment", peeked.as_ref(), &statement, &r);
+            st.record_rejection("payment", named.as_ref(), &statement, &r);
             Err(ApiError::from(&r))
         }
     }
@@ -206,12 +241,10 @@ pub(crate) async fn run_batch<I: Send + 'static, T: Send + 'static>(
         .collect())
 }
 
-/// The credential id a payment assertion names, unverified: the key that
-/// keeps one credential's batch items in order.
-pub(crate) fn payment_batch_key(req: &VerifyPaymentRequest) -> Option<Vec<u8>> {
-    let statement = bytes_field("assertion", &req.assertion).ok()?;
-    peek(&statement, false, |a: &PaymentAssertion| &a.credential_id)
-        .map(|id| id.as_bytes().to_vec())
+/// The credential id a payment assertion names (unverified, as core read
+/// it): the key that keeps one credential's batch items in order.
+pub(crate) fn payment_batch_key(input: &PaymentInput) -> Option<Vec<u8>> {
+    input.credential_id().map(|id| id.as_bytes().to_vec())
 }
 
 /// Issues several payment challenges in one request (for a payment gateway
@@ -262,10 +295,14 @@ pub async fn verify_payment_batch(
 ) -> Result<Json<VerifyBatchResponse>, ApiError> {
     let req: VerifyPaymentBatchRequest = parse_json(body)?;
     let started = Instant::now();
-    let outcomes = run_batch(&state, req.items, payment_batch_key, |st, item| {
-        verify_one_payment(st, &item)
-    })
-    .await?;
+    // Core opens each assertion once (P1–P3): the credential it names
+    // orders the batch, and the opened statement is what is decided.
+    let inputs = req
+        .items
+        .into_iter()
+        .map(|item| PaymentInput::new(&state, item))
+        .collect();
+    let outcomes = run_batch(&state, inputs, payment_batch_key, verify_one_payment).await?;
     // Each statement waited for the whole batch: one observation per item.
     let elapsed = started.elapsed();
     for _ in &outcomes {

@@ -13,10 +13,8 @@ use axum::{
     Json,
 };
 use biopay_core::{
-    messages::{validate_account_handle, Message, MessageKind},
-    store::DecisionKind,
-    AppleKeyRegistration, IssueError, KeyAttestation, PlatformKeyRegistration, SecurityLevel,
-    Store,
+    messages::{validate_account_handle, Message},
+    IssueError, SecurityLevel, Store,
 };
 use std::{sync::Arc, time::Instant};
 
@@ -101,35 +99,12 @@ pub async fn register(
     let started = Instant::now();
     let st = state.clone();
     let out = blocking(move || {
-        // A PlatformKeyRegistration (kind 7, an Android Keystore key,
-        // PROTOCOL.md §12) is verified by A1–A17; anything else as a
-        // KeyAttestation by R1–R16.
-        // An AppleKeyRegistration (kind 8, §13.8) by K1–K13.
-        let kind = registration_kind(&statement);
-        let (peeked, verdict, kind) = if kind == Some(MessageKind::PlatformKeyRegistration) {
-            (
-                peek(&statement, true, |a: &PlatformKeyRegistration| {
-                    &a.credential_id
-                }),
-                st.verifier.verify_platform_registration(&statement),
-                DecisionKind::PlatformRegistration,
-            )
-        } else if kind == Some(MessageKind::AppleKeyRegistration) {
-            (
-                peek(&statement, false, |a: &AppleKeyRegistration| {
-                    &a.credential_id
-                }),
-                st.verifier.verify_apple_registration(&statement),
-                DecisionKind::AppleRegistration,
-            )
-        } else {
-            (
-                peek(&statement, true, |a: &KeyAttestation| &a.credential_id),
-                st.verifier.verify_registration(&statement),
-                DecisionKind::Registration,
-            )
-        };
-        match verdict {
+        // Core chooses the procedure from the message kind (R1–R16, A1–A17
+        // for an Android Keystore key, K1–K13 for Apple App Attest), decodes
+        // the statement once and says which credential it names.
+        let outcome = st.verifier.verify_any_registration(&statement);
+        let kind = outcome.kind;
+        match outcome.decision {
             Ok(r) => {
                 st.metrics
                     .decision("registration", "accepted", kind.commit_step().code());
@@ -137,7 +112,12 @@ pub async fn register(
                 Ok(CredentialView::from(&r.record))
             }
             Err(r) => {
-                st.record_rejection("registration", peeked.as_ref(), &statement, &r);
+                st.record_rejection(
+                    "registration",
+                    outcome.credential_id.as_ref(),
+                    &statement,
+                    &r,
+                );
                 Err(ApiError::from(&r))
             }
         }
