@@ -11,10 +11,8 @@
 mod common;
 
 use biopay_core::{crypto::sha256, CredentialId};
-use biopay_server::{
-    demo::DemoDevice,
-    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
-};
+use biopay_server::store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore};
+use biopay_server_tools::demo::DemoDevice;
 use common::*;
 use serde_json::json;
 
@@ -30,7 +28,8 @@ fn rejections_are_audited_with_the_credential_core_read(b: &TestBackend) {
     let att = phone.register(&c).unwrap();
     let first = api.register(&att).unwrap();
     assert_eq!(first.status, 200, "{}", first.body);
-    let q = biopay_server::client::unb64(first.body["credential_id"].as_str().unwrap()).unwrap();
+    let q =
+        biopay_server_tools::client::unb64(first.body["credential_id"].as_str().unwrap()).unwrap();
     assert_error(&api.register(&att).unwrap(), 409, "R8");
     // Garbage as a registration (R1).
     let garbage = b"\x00not a statement".to_vec();
@@ -48,9 +47,9 @@ fn rejections_are_audited_with_the_credential_core_read(b: &TestBackend) {
     let d = p.device.deregister(&id).unwrap();
     let path = format!(
         "/v1/credentials/{}/deregister",
-        biopay_server::client::b64(&p.id)
+        biopay_server_tools::client::b64(&p.id)
     );
-    let body = json!({ "statement": biopay_server::client::b64(&d) });
+    let body = json!({ "statement": biopay_server_tools::client::b64(&d) });
     assert_eq!(api.post(&path, body.clone()).unwrap().status, 200);
     assert_error(&api.post(&path, body).unwrap(), 422, "D7");
     s.stop();
