@@ -27,6 +27,7 @@ fn reg() -> RegistrationChallenge {
         expires_at: 220,
         accepted_modalities: vec![Modality::Fingerprint, Modality::Face],
         required_assurance: SecurityLevel::Tee,
+        credential_id_prefix: [0xe4, 0xfa],
     }
 }
 

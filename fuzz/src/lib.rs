@@ -415,7 +415,11 @@ pub fn seeds() -> &'static Seeds {
             account_handle: ACCOUNT.to_vec(),
             challenge: open.registration.challenge,
             credential_public_key: sec1(&new_credential_key),
-            credential_id: CredentialId::new(vec![0xC2; 32]).expect("valid length"),
+            credential_id: biopay_core::routing::prefixed_credential_id(
+                open.registration.credential_id_prefix,
+                &[0xC2; 32],
+            )
+            .expect("valid length"),
             modalities: vec![Modality::Fingerprint, Modality::Face],
             enrollment_epoch: [0xE8; 32],
             security_level: SecurityLevel::Tee,

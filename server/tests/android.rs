@@ -9,8 +9,8 @@
 mod common;
 
 use biopay_core::{
-    messages::Message, x509, CredentialId, DeviceError, ManualClock, Modality,
-    PlatformKeystoreClient, PlatformKeystoreSigner, RegistrationChallenge, SystemClock,
+    messages::Message, x509, DeviceError, ManualClock, Modality, PlatformKeystoreClient,
+    PlatformKeystoreSigner, RegistrationChallenge, SystemClock,
 };
 use biopay_server::client::{b64, field_bytes, ApiClient};
 use biopay_tee_stub::{DeviceConfig, KeymintApplication, Presentation, SoftwareTee, VendorPki};
@@ -128,7 +128,8 @@ impl App {
                 chain: key.attestation_chain.clone(),
             },
             Arc::new(ManualClock::new(now)),
-            CredentialId::new(vec![0x5C; 32]).unwrap(),
+            biopay_core::routing::prefixed_credential_id(c.credential_id_prefix, &[0x5C; 32])
+                .unwrap(),
             &[Modality::Fingerprint],
             [0xE1; 32],
         );
