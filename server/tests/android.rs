@@ -162,7 +162,10 @@ fn an_android_keystore_credential_registers_and_pays_through_the_server() {
     assert_eq!(r.body["status"], "active");
     assert_eq!(r.body["kind"], "platform_keystore", "{}", r.body);
     let id = field_bytes(&r, "credential_id").unwrap();
-    assert_eq!(id, vec![0x5C; 32]);
+    // The account's slot (docs/PROTOCOL.md §4.1.9), then the app's bytes.
+    let mut expected = biopay_core::routing::credential_id_prefix(RP, b"account-android").to_vec();
+    expected.extend_from_slice(&[0x5C; 32]);
+    assert_eq!(id, expected);
     // One source of step codes: the metrics and the audit log both name A17
     // (the audit log said R16 before).
     assert_eq!(
