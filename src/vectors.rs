@@ -910,7 +910,10 @@ pub fn generate() -> Result<Generated, BoxError> {
         ANDROID_SIGNING_DIGEST,
         false,
     )?;
-    let platform_id = CredentialId::new(crypto::sha256(b"biopay vectors: platform id").to_vec())?;
+    let platform_id = biopay_core::routing::prefixed_credential_id(
+        reg.credential_id_prefix,
+        &crypto::sha256(b"biopay vectors: platform id"),
+    )?;
     let mut platform_app = PlatformKeystoreClient::new(
         RP_ID,
         DerKeystore {

@@ -681,6 +681,81 @@ fn registration_replay_and_duplicate_credential() {
     assert!(w.unused(&fresh.challenge));
 }
 
+/// Prefixes a device might put on a new credential id instead of the
+/// challenge's `prefix`: another account's slot, the slot with its lowest
+/// bit (the shard bit of two shards) flipped, the slot with its highest bit
+/// flipped, none.
+fn foreign_prefixes(prefix: [u8; 2]) -> Vec<[u8; 2]> {
+    let other = routing::credential_id_prefix(RP, b"account-of-someone-else");
+    assert_ne!(other, prefix);
+    vec![
+        other,
+        [prefix[0], prefix[1] ^ 1],
+        [prefix[0] ^ 0x80, prefix[1]],
+        [!prefix[0], !prefix[1]],
+    ]
+}
+
+#[test]
+fn credential_id_placed_on_another_accounts_shard_is_refused_at_r15() {
+    // A malicious app hands the TEE the registration challenge with another
+    // slot as credential_id_prefix: the TEE signs an id that would route the
+    // credential to a shard its account is not on (§4.1.9).
+    let mut w = World::new();
+    let c = w
+        .server
+        .registration_challenge(b"account-8", &[Modality::Fingerprint], SecurityLevel::Tee)
+        .unwrap();
+    for prefix in foreign_prefixes(c.credential_id_prefix) {
+        let mut forged = c.clone();
+        forged.credential_id_prefix = prefix;
+        w.phone.authenticator_mut().user().present(thumb());
+        let att = w
+            .phone
+            .authenticator_mut()
+            .make_credential(&forged, &[Modality::Fingerprint])
+            .unwrap();
+        let id = KeyAttestation::from_cbor(&payload(&att))
+            .unwrap()
+            .credential_id;
+        assert_eq!(
+            id.as_bytes()[..2],
+            prefix,
+            "the TEE put the prefix it saw first"
+        );
+        assert_eq!(
+            assert_step(w.server.verify_registration(&att), Step::R15CredentialId),
+            Reason::CredentialIdPrefixMismatch
+        );
+        assert!(w.unused(&c.challenge), "the challenge survives");
+        assert!(w.server.store().credential(&id).unwrap().is_none());
+    }
+    // The same challenge, honestly answered, registers.
+    w.phone.authenticator_mut().user().present(thumb());
+    let att = w
+        .phone
+        .register(&c.to_cbor(), &[Modality::Fingerprint])
+        .unwrap();
+    w.server.verify_registration(&att).unwrap();
+}
+
+#[test]
+fn an_accounts_tee_credentials_share_the_accounts_slot() {
+    let mut w = World::new();
+    let slot = account_slot(RP, b"account-7");
+    assert_eq!(credential_slot(&w.cred.credential_id), slot);
+    let second = w.register(b"account-7", &[Modality::Face]).unwrap();
+    assert_ne!(second.credential_id, w.cred.credential_id);
+    assert_eq!(credential_slot(&second.credential_id), slot);
+    // The id has as much entropy as before: 32 random bytes after the prefix.
+    assert_eq!(second.credential_id.as_bytes().len(), 34);
+    let other = w.register(b"account-8", &[Modality::Face]).unwrap();
+    assert_eq!(
+        credential_slot(&other.credential_id),
+        account_slot(RP, b"account-8")
+    );
+}
+
 #[test]
 fn untrusted_root_is_rejected() {
     let w = World::new();
@@ -893,7 +968,8 @@ mod forged_chains {
                 .to_encoded_point(false)
                 .as_bytes()
                 .to_vec(),
-            credential_id: CredentialId::new(vec![0x42; 32]).unwrap(),
+            credential_id: routing::prefixed_credential_id(c.credential_id_prefix, &[0x42; 32])
+                .unwrap(),
             modalities: vec![Modality::Fingerprint],
             enrollment_epoch: [1; 32],
             security_level: SecurityLevel::Tee,

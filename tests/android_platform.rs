@@ -73,8 +73,11 @@ fn setup() -> Setup {
     })
 }
 
+/// An id for a registration of `account-7` (the account of every
+/// registration here): its prefix (§4.1.9), then 16 × `byte`.
 fn cred_id(byte: u8) -> CredentialId {
-    CredentialId::new(vec![byte; 16]).unwrap()
+    routing::prefixed_credential_id(routing::credential_id_prefix(RP, b"account-7"), &[byte; 16])
+        .unwrap()
 }
 
 /// What to attest.
@@ -311,6 +314,115 @@ fn der_signature_on_tee_credential_is_rejected() {
     );
     // The fixed original is still good.
     w.server.verify_payment(&assertion).unwrap();
+}
+
+#[test]
+fn credential_id_placed_on_another_accounts_shard_is_refused_at_a16() {
+    // The app (which forms a platform credential's id) puts another slot in
+    // front of the id, to land the credential on a shard its account is not
+    // on (§4.1.9). It rewrites the challenge it hands the SDK so that the
+    // SDK's own check passes; the key is attested for the real challenge.
+    let s = setup();
+    let c = s
+        .server
+        .registration_challenge(b"account-7", &[Modality::Fingerprint], SecurityLevel::Tee)
+        .unwrap();
+    let other = routing::credential_id_prefix(RP, b"account-of-someone-else");
+    for prefix in [
+        other,
+        [c.credential_id_prefix[0], c.credential_id_prefix[1] ^ 1],
+    ] {
+        assert_ne!(prefix, c.credential_id_prefix);
+        let att = s.pki.issue(Some(Kd::good(&c.challenge).encode()), false);
+        let mut app = PlatformKeystoreClient::new(
+            RP,
+            RingKeystore {
+                pkcs8: att.leaf_pkcs8,
+                chain: att.chain,
+                form: Form::Der,
+            },
+            s.clock.clone(),
+            routing::prefixed_credential_id(prefix, &[0x77; 32]).unwrap(),
+            &[Modality::Fingerprint],
+            [0; 32],
+        );
+        let mut forged = c.clone();
+        forged.credential_id_prefix = prefix;
+        let bytes = app.register(&forged.to_cbor()).unwrap();
+        let r = s.server.verify_platform_registration(&bytes).unwrap_err();
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::A16CredentialId, Reason::CredentialIdPrefixMismatch)
+        );
+        assert!(s
+            .server
+            .store()
+            .credential(&app.state().credential_id)
+            .unwrap()
+            .is_none());
+    }
+    // The challenge survives, and the honest id registers with it.
+    let (_, record) = {
+        let att = s.pki.issue(Some(Kd::good(&c.challenge).encode()), false);
+        let mut app = PlatformKeystoreClient::new(
+            RP,
+            RingKeystore {
+                pkcs8: att.leaf_pkcs8,
+                chain: att.chain,
+                form: Form::Der,
+            },
+            s.clock.clone(),
+            cred_id(0x78),
+            &[Modality::Fingerprint],
+            [0; 32],
+        );
+        let bytes = app.register(&c.to_cbor()).unwrap();
+        let record = s
+            .server
+            .verify_platform_registration(&bytes)
+            .unwrap()
+            .record;
+        (app, record)
+    };
+    assert_eq!(
+        credential_slot(&record.credential_id),
+        account_slot(RP, b"account-7")
+    );
+}
+
+#[test]
+fn the_sdk_refuses_a_challenge_whose_prefix_its_credential_id_lacks() {
+    // Fail early, on the device: the verifier would refuse it at A16.
+    let s = setup();
+    let c = s
+        .server
+        .registration_challenge(b"account-8", &[Modality::Fingerprint], SecurityLevel::Tee)
+        .unwrap();
+    let att = s.pki.issue(Some(Kd::good(&c.challenge).encode()), false);
+    let mut app = PlatformKeystoreClient::new(
+        RP,
+        RingKeystore {
+            pkcs8: att.leaf_pkcs8,
+            chain: att.chain,
+            form: Form::Der,
+        },
+        s.clock.clone(),
+        cred_id(9), // for account-7
+        &[Modality::Fingerprint],
+        [0; 32],
+    );
+    match app.register(&c.to_cbor()) {
+        Err(DeviceError::InvalidChallenge(why)) => {
+            assert!(why.contains("credential_id_prefix"), "{why}")
+        }
+        other => panic!("expected InvalidChallenge, got {other:?}"),
+    }
+    assert!(s
+        .server
+        .store()
+        .challenge(&c.challenge)
+        .unwrap()
+        .is_some_and(|e| !e.consumed));
 }
 
 #[test]
@@ -929,5 +1041,5 @@ fn decode_shows_platform_key_registration() {
     assert_eq!(v["cose"]["well_formed"], true);
     assert_eq!(v["cose"]["x5chain"].as_array().unwrap().len(), 3);
     assert_eq!(v["payload"]["platform"], "android");
-    assert_eq!(v["payload"]["credential_id"], hex::encode([7u8; 16]));
+    assert_eq!(v["payload"]["credential_id"], cred_id(7).to_hex());
 }

@@ -87,12 +87,15 @@ fn setup() -> Setup {
     setup_policy(Policy::default())
 }
 
+/// An app whose credential id is for `account-1` (the account of every
+/// registration here, §4.1.9).
 fn app(seed: u8, clock: &Arc<ManualClock>) -> App {
+    let prefix = routing::credential_id_prefix(RP, b"account-1");
     PlatformKeystoreClient::new(
         RP,
         SoftEnclave::new(seed),
         clock.clone(),
-        CredentialId::new(vec![seed; 32]).unwrap(),
+        routing::prefixed_credential_id(prefix, &[seed; 32]).unwrap(),
         &[Modality::Face],
         [seed; 32],
     )
@@ -169,6 +172,58 @@ fn honest_registration_records_an_apple_credential_with_its_app_attest_key() {
     // The same statement again: its challenge is consumed.
     let again = refused(s.server.verify_apple_registration(&reg));
     assert_eq!(again.step, Step::K7Challenge);
+}
+
+#[test]
+fn credential_id_placed_on_another_accounts_shard_is_refused_at_k12() {
+    // The app (which forms an iOS credential's id) puts another slot in
+    // front of the id, to land the credential on a shard its account is not
+    // on (§4.1.9). It rewrites the challenge it hands the SDK so that the
+    // SDK's own check passes; App Attest binds the real challenge value, the
+    // key and that id, so I1–I10 pass and K12 is what stops it.
+    let s = setup();
+    let c = challenge(&s);
+    let issued = RegistrationChallenge::from_cbor(&c).unwrap();
+    let other = routing::credential_id_prefix(RP, b"account-of-someone-else");
+    let flipped = [
+        issued.credential_id_prefix[0],
+        issued.credential_id_prefix[1] ^ 1,
+    ];
+    for (seed, prefix) in [(7u8, other), (8u8, flipped)] {
+        assert_ne!(prefix, issued.credential_id_prefix);
+        let mut a = PlatformKeystoreClient::new(
+            RP,
+            SoftEnclave::new(seed),
+            s.clock.clone(),
+            routing::prefixed_credential_id(prefix, &[seed; 32]).unwrap(),
+            &[Modality::Face],
+            [seed; 32],
+        );
+        let mut forged = issued.clone();
+        forged.credential_id_prefix = prefix;
+        let key = s.service.generate_key().unwrap();
+        let reg = registration(&s, &mut a, &key, &forged.to_cbor());
+        let r = refused(s.server.verify_apple_registration(&reg));
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::K12CredentialId, Reason::CredentialIdPrefixMismatch)
+        );
+        assert!(s
+            .server
+            .store()
+            .credential(&a.state().credential_id)
+            .unwrap()
+            .is_none());
+    }
+    // The challenge survives, and an honest id registers with it.
+    let mut a = app(1, &s.clock);
+    let key = s.service.generate_key().unwrap();
+    let reg = registration(&s, &mut a, &key, &c);
+    let rec = s.server.verify_apple_registration(&reg).unwrap().record;
+    assert_eq!(
+        credential_slot(&rec.credential_id),
+        account_slot(RP, b"account-1")
+    );
 }
 
 #[test]

@@ -268,6 +268,10 @@ fn populate(store: &MemoryStore, entry: &Value, now: u64) {
         expires_at: 1,
         accepted_modalities: wanted.modalities.clone(),
         required_assurance: SecurityLevel::Tee,
+        credential_id_prefix: biopay::routing::credential_id_prefix(
+            &wanted.rp_id,
+            &wanted.account_handle,
+        ),
     };
     assert!(store
         .insert_challenge(IssuedChallenge::Registration(placeholder), None)

@@ -27,8 +27,10 @@ use crate::{
 };
 use biopay_core::{
     apple::{AppAttestEnvironment, AppleTrust},
-    cose, crypto, CredentialId, DeviceError, PlatformCredentialState, PlatformKeystoreClient,
-    PlatformKeystoreSigner, SystemClock,
+    cose, crypto,
+    routing::prefixed_credential_id,
+    CredentialId, DeviceError, Message, PlatformCredentialState, PlatformKeystoreClient,
+    PlatformKeystoreSigner, RegistrationChallenge, SystemClock,
 };
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -70,6 +72,42 @@ struct Inner {
     client: PlatformKeystoreClient<Capture, SystemClock>,
     /// The payload of the statement waiting for its signature.
     pending: Option<Vec<u8>>,
+    /// The relying party of the credential.
+    rp_id: String,
+    /// For a credential made by `new`: the app's random bytes, which each
+    /// registration challenge's `credential_id_prefix` goes in front of
+    /// (docs/PROTOCOL.md §4.1.9).
+    random_id: Option<Vec<u8>>,
+}
+
+impl Inner {
+    /// A credential made by `new` takes the id `challenge`'s
+    /// `credential_id_prefix` followed by the app's random bytes. A resumed
+    /// credential keeps its id (core refuses a challenge with another prefix).
+    fn bind(&mut self, challenge: &[u8]) -> Result<(), BiopayError> {
+        let Some(random) = &self.random_id else {
+            return Ok(());
+        };
+        let c = RegistrationChallenge::from_cbor(challenge).map_err(DeviceError::from)?;
+        if c.rp_id != self.rp_id {
+            return Err(invalid(format!(
+                "challenge is for rp `{}`, this credential is for `{}`",
+                c.rp_id, self.rp_id
+            )));
+        }
+        let mut state = self.client.state().clone();
+        state.credential_id = prefixed_credential_id(c.credential_id_prefix, random)
+            .map_err(|e| invalid(e.to_string()))?;
+        self.client = PlatformKeystoreClient::resume(
+            &self.rp_id,
+            Capture {
+                asked: Mutex::new(None),
+            },
+            SystemClock,
+            state,
+        );
+        Ok(())
+    }
 }
 
 /// The device side of one iOS credential of one relying party. Persist
@@ -118,32 +156,16 @@ impl SecureEnclaveCredential {
         g.pending = Some(payload);
         Ok(asked)
     }
-}
 
-#[uniffi::export]
-impl SecureEnclaveCredential {
-    /// A new credential (counter 0) of `rp_id`: `credential_id` (16..64
-    /// random bytes, chosen by the app), the modalities the key is bound to
-    /// and the app's enrollment epoch (32 bytes, its own convention).
-    #[uniffi::constructor]
-    pub fn new(
-        rp_id: String,
-        credential_id: Vec<u8>,
-        modalities: Vec<Modality>,
-        enrollment_epoch: Vec<u8>,
-    ) -> Result<Arc<Self>, BiopayError> {
-        Self::resume(rp_id, credential_id, modalities, enrollment_epoch, 0)
-    }
-
-    /// A credential restored from its persisted state.
-    #[uniffi::constructor]
-    pub fn resume(
+    fn make(
         rp_id: String,
         credential_id: Vec<u8>,
         modalities: Vec<Modality>,
         enrollment_epoch: Vec<u8>,
         counter: u64,
+        fresh: bool,
     ) -> Result<Arc<Self>, BiopayError> {
+        let random_id = fresh.then(|| credential_id.clone());
         let credential_id = CredentialId::new(credential_id).map_err(|e| invalid(e.to_string()))?;
         let enrollment_epoch = <[u8; 32]>::try_from(enrollment_epoch)
             .map_err(|_| invalid("enrollment_epoch must be 32 bytes"))?;
@@ -169,8 +191,58 @@ impl SecureEnclaveCredential {
             inner: Mutex::new(Inner {
                 client,
                 pending: None,
+                rp_id,
+                random_id,
             }),
         }))
+    }
+}
+
+#[uniffi::export]
+impl SecureEnclaveCredential {
+    /// A new credential (counter 0) of `rp_id`: `credential_id` (16..=62
+    /// random bytes, chosen by the app), the modalities the key is bound to
+    /// and the app's enrollment epoch (32 bytes, its own convention).
+    ///
+    /// The registered id is the registration challenge's
+    /// `credential_id_prefix` (its account's slot, docs/PROTOCOL.md §4.1.9)
+    /// followed by `credential_id`, set by
+    /// [`Self::registration_client_data_hash`] and
+    /// [`Self::prepare_registration`]; persist [`Self::credential_id`]
+    /// after the registration, and pass it to [`Self::resume`].
+    #[uniffi::constructor]
+    pub fn new(
+        rp_id: String,
+        credential_id: Vec<u8>,
+        modalities: Vec<Modality>,
+        enrollment_epoch: Vec<u8>,
+    ) -> Result<Arc<Self>, BiopayError> {
+        if credential_id.len() > CredentialId::MAX_LEN - 2 {
+            return Err(invalid(
+                "credential_id must be 16..=62 bytes: the 2-byte prefix goes in front",
+            ));
+        }
+        Self::make(rp_id, credential_id, modalities, enrollment_epoch, 0, true)
+    }
+
+    /// A credential restored from its persisted state (`credential_id` as
+    /// [`Self::credential_id`] returned it after the registration).
+    #[uniffi::constructor]
+    pub fn resume(
+        rp_id: String,
+        credential_id: Vec<u8>,
+        modalities: Vec<Modality>,
+        enrollment_epoch: Vec<u8>,
+        counter: u64,
+    ) -> Result<Arc<Self>, BiopayError> {
+        Self::make(
+            rp_id,
+            credential_id,
+            modalities,
+            enrollment_epoch,
+            counter,
+            false,
+        )
     }
 
     /// The clientDataHash to pass to `DCAppAttestService.attestKey` for the
@@ -182,9 +254,9 @@ impl SecureEnclaveCredential {
         challenge: Vec<u8>,
         public_key: Vec<u8>,
     ) -> Result<Vec<u8>, BiopayError> {
-        Ok(self
-            .lock()
-            .client
+        let mut g = self.lock();
+        g.bind(&challenge)?;
+        Ok(g.client
             .apple_client_data_hash(&challenge, &public_key)?
             .to_vec())
     }
@@ -201,6 +273,7 @@ impl SecureEnclaveCredential {
     ) -> Result<SigningRequest, BiopayError> {
         let key_id = <[u8; 32]>::try_from(app_attest_key_id)
             .map_err(|_| invalid("the App Attest key id is 32 bytes"))?;
+        self.lock().bind(&challenge)?;
         self.prepare(|c| c.register_apple(&challenge, &public_key, key_id, attestation_object))
     }
 
@@ -243,7 +316,9 @@ impl SecureEnclaveCredential {
         self.lock().client.state().counter
     }
 
-    /// The credential id.
+    /// The credential id: for a credential made by [`Self::new`], the
+    /// app's random bytes until a registration challenge put its prefix in
+    /// front.
     pub fn credential_id(&self) -> Vec<u8> {
         self.lock().client.state().credential_id.as_bytes().to_vec()
     }

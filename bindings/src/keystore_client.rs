@@ -17,6 +17,7 @@ use crate::{
 };
 use biopay_core::{
     crypto::{is_valid_p256_point, p256_point_from_spki, sha256_parts},
+    routing::prefixed_credential_id,
     CredentialId, DeviceError, Message, PaymentChallenge, PendingStatement,
     PlatformCredentialState, PlatformKeystoreClient, PlatformKeystoreSigner, Random,
     RegistrationChallenge, SystemClock, SystemRandom,
@@ -355,16 +356,21 @@ impl KeystoreBackend {
                 reason: "modalities must be non-empty and accepted by the challenge".into(),
             });
         }
-        let mut id = [0u8; 32];
+        // The challenge's prefix (the account's slot, docs/PROTOCOL.md
+        // §4.1.9) first, then 32 random bytes.
+        let mut random = [0u8; 32];
         SystemRandom::new()
-            .fill(&mut id)
+            .fill(&mut random)
             .map_err(|e| BiopayError::Internal {
                 reason: e.to_string(),
             })?;
-        let credential_id = CredentialId::new(id.to_vec()).map_err(|e| BiopayError::Internal {
-            reason: e.to_string(),
-        })?;
-        let alias = format!("biopay.{}", hex::encode(id));
+        let credential_id =
+            prefixed_credential_id(c.credential_id_prefix, &random).map_err(|e| {
+                BiopayError::Internal {
+                    reason: e.to_string(),
+                }
+            })?;
+        let alias = format!("biopay.{}", credential_id.to_hex());
         let require_strong_box = c.required_assurance == biopay_core::SecurityLevel::StrongBox;
         // Armed before the platform is asked: a call cancelled while the key is being
         // generated may leave a key whose answer never arrived.

@@ -855,7 +855,13 @@ fn a_registration_cancelled_during_the_prompt_leaves_no_key_and_no_credential() 
         Ok(KeyState::Missing)
     );
     held.hold.store(false, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(w.register(&client, vec![Modality::Fingerprint]).len(), 32);
+    let id = w.register(&client, vec![Modality::Fingerprint]);
+    // The account's slot (docs/PROTOCOL.md §4.1.9), then 32 random bytes.
+    assert_eq!(id.len(), 34);
+    assert_eq!(
+        id[..2],
+        biopay_core::routing::credential_id_prefix(RP, b"account-7")
+    );
 }
 
 #[test]

@@ -403,6 +403,7 @@ fn breakdown(b: &Baseline) -> (f64, f64) {
                 expires_at: NOW + 1,
                 accepted_modalities: vec![Modality::Fingerprint],
                 required_assurance: SecurityLevel::Tee,
+                credential_id_prefix: biopay_core::routing::credential_id_prefix(RP_ID, ACCOUNT),
             }),
             None,
         )

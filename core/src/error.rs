@@ -91,6 +91,10 @@ pub enum Reason {
     /// The credential id is registered already.
     #[error("credential already registered")]
     DuplicateCredential,
+    /// The new credential's id does not start with the registration
+    /// challenge's `credential_id_prefix`, its account's slot (§4.1.9).
+    #[error("credential id does not start with the challenge's credential_id_prefix")]
+    CredentialIdPrefixMismatch,
     /// No credential with this id.
     #[error("unknown credential")]
     UnknownCredential,
@@ -516,6 +520,7 @@ mod tests {
             ),
             (S::R14TeeClock, skew(), false),
             (S::R15CredentialId, R::DuplicateCredential, false),
+            (S::R15CredentialId, R::CredentialIdPrefixMismatch, false),
             (S::R16Commit, R::ChallengeAlreadyUsed, false),
             (S::A1Statement, stmt(), false),
             (S::A2Header, stmt(), false),
@@ -556,6 +561,7 @@ mod tests {
                 false,
             ),
             (S::A16CredentialId, R::DuplicateCredential, false),
+            (S::A16CredentialId, R::CredentialIdPrefixMismatch, false),
             (S::A17Commit, R::ChallengeAlreadyUsed, false),
             // Apple App Attest objects (§13): verified on their own, never a
             // payment statement answering a live challenge.
@@ -641,6 +647,7 @@ mod tests {
             (S::K10Modality, R::ModalityNotAccepted, false),
             (S::K11SecurityLevel, R::InsufficientSecurityLevel, false),
             (S::K12CredentialId, R::DuplicateCredential, false),
+            (S::K12CredentialId, R::CredentialIdPrefixMismatch, false),
             (S::K13Commit, R::ChallengeAlreadyUsed, false),
             (
                 S::K4Platform,
@@ -700,6 +707,7 @@ mod tests {
             Reason::BootState(_) => "BootState",
             Reason::ClockSkew { .. } => "ClockSkew",
             Reason::DuplicateCredential => "DuplicateCredential",
+            Reason::CredentialIdPrefixMismatch => "CredentialIdPrefixMismatch",
             Reason::UnknownCredential => "UnknownCredential",
             Reason::CredentialNotActive(_) => "CredentialNotActive",
             Reason::TransactionMismatch => "TransactionMismatch",
@@ -723,7 +731,7 @@ mod tests {
         }
     }
 
-    const ALL_REASONS: usize = 42;
+    const ALL_REASONS: usize = 43;
 
     #[test]
     fn lockout_verdict_of_every_step_and_reason() {

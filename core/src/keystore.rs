@@ -205,18 +205,7 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
     /// [`Self::register`] up to the signature: the statement for a signer
     /// that answers later (see [`PendingStatement`]).
     pub fn begin_register(&self, challenge: &[u8]) -> Result<PendingStatement, DeviceError> {
-        let c = RegistrationChallenge::from_cbor(challenge)?;
-        self.check(&c.rp_id, c.expires_at)?;
-        if !self
-            .state
-            .modalities
-            .iter()
-            .all(|m| c.accepted_modalities.contains(m))
-        {
-            return Err(DeviceError::InvalidChallenge(
-                "a bound modality is not accepted".into(),
-            ));
-        }
+        let c = self.check_registration(challenge)?;
         let reg = PlatformKeyRegistration {
             rp_id_hash: sha256(c.rp_id.as_bytes()),
             account_handle: c.account_handle,
@@ -246,6 +235,17 @@ impl<S: PlatformKeystoreSigner, C: Clock> PlatformKeystoreClient<S, C> {
         {
             return Err(DeviceError::InvalidChallenge(
                 "a bound modality is not accepted".into(),
+            ));
+        }
+        // The verifier refuses it at A16 / K12 (docs/PROTOCOL.md §4.1.9).
+        if !self
+            .state
+            .credential_id
+            .as_bytes()
+            .starts_with(&c.credential_id_prefix)
+        {
+            return Err(DeviceError::InvalidChallenge(
+                "the credential id does not start with the challenge's credential_id_prefix".into(),
             ));
         }
         Ok(c)

@@ -39,6 +39,7 @@ pub mod error;
 pub mod keystore;
 pub mod messages;
 pub mod policy;
+pub mod routing;
 mod serde_hex;
 pub mod steps;
 pub mod store;
@@ -63,6 +64,7 @@ pub use messages::{
     VerifiedBootState,
 };
 pub use policy::{DeviceModel, HighValueRequirement, ModelStatus, Policy, TrustConfig};
+pub use routing::{account_slot, credential_slot, shard_of, valid_shard_count, InvalidShardCount};
 pub use steps::Step;
 pub use store::{CredentialKind, CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{

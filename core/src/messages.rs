@@ -277,6 +277,10 @@ pub struct RegistrationChallenge {
     pub accepted_modalities: Vec<Modality>,
     /// Key 9: the weakest key storage the RP accepts.
     pub required_assurance: SecurityLevel,
+    /// Key 10: the two bytes the new credential's id must start with, the
+    /// account's slot ([`crate::routing::account_slot`], §4.1.9).
+    #[serde(serialize_with = "ser_hex")]
+    pub credential_id_prefix: [u8; 2],
 }
 
 /// Made in the TEE at registration, signed by the device attestation key,
@@ -1000,6 +1004,7 @@ impl Message for RegistrationChallenge {
             (7, uint(self.expires_at)),
             (8, modalities(&self.accepted_modalities)),
             (9, uint(self.required_assurance.to_u64())),
+            (10, bytes(&self.credential_id_prefix)),
         ]
     }
     fn from_fields(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
@@ -1011,6 +1016,7 @@ impl Message for RegistrationChallenge {
             expires_at: f.u64(7, "expires_at")?,
             accepted_modalities: f.modalities(8, "accepted_modalities")?,
             required_assurance: f.wire(9, "required_assurance", SecurityLevel::from_u64)?,
+            credential_id_prefix: f.array::<2>(10, "credential_id_prefix")?,
         };
         check_window(m.issued_at, m.expires_at)?;
         Ok(m)

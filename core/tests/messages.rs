@@ -27,6 +27,7 @@ fn reg() -> RegistrationChallenge {
         expires_at: 220,
         accepted_modalities: vec![Modality::Fingerprint, Modality::Face],
         required_assurance: SecurityLevel::Tee,
+        credential_id_prefix: [0xe4, 0xfa],
     }
 }
 
@@ -290,4 +291,30 @@ fn amounts_beyond_int64_are_invalid() {
             "{amount}"
         );
     }
+}
+
+#[test]
+fn registration_challenge_encodes_as_the_spec_example() {
+    // docs/PROTOCOL.md §4.2, with the credential_id_prefix of §4.1.9.
+    let c = RegistrationChallenge {
+        rp_id: "pay.example.com".into(),
+        account_handle: b"acct".to_vec(),
+        challenge: [7; 32],
+        issued_at: 1_795_000_000,
+        expires_at: 1_795_000_120,
+        accepted_modalities: vec![Modality::Fingerprint, Modality::Face],
+        required_assurance: SecurityLevel::Tee,
+        credential_id_prefix: biopay_core::routing::credential_id_prefix(
+            "pay.example.com",
+            b"acct",
+        ),
+    };
+    let spec = "aa01010201036f7061792e6578616d706c652e636f6d044461636374\
+                 05582007070707070707070707070707070707070707070707070707070707070707\
+                 07061a6afd86c0071a6afd87380882010209020a42e4fa";
+    assert_eq!(hex::encode(c.to_cbor()), spec);
+    assert_eq!(
+        RegistrationChallenge::from_cbor(&hex::decode(spec).unwrap()).unwrap(),
+        c
+    );
 }

@@ -135,6 +135,7 @@ fn registration_challenge() -> impl Strategy<Value = RegistrationChallenge> {
         window(),
         modalities(),
         security_level(),
+        any::<[u8; 2]>(),
     )
         .prop_map(
             |(
@@ -144,6 +145,7 @@ fn registration_challenge() -> impl Strategy<Value = RegistrationChallenge> {
                 (issued_at, expires_at),
                 accepted_modalities,
                 required_assurance,
+                credential_id_prefix,
             )| {
                 RegistrationChallenge {
                     rp_id,
@@ -153,6 +155,7 @@ fn registration_challenge() -> impl Strategy<Value = RegistrationChallenge> {
                     expires_at,
                     accepted_modalities,
                     required_assurance,
+                    credential_id_prefix,
                 }
             },
         )

@@ -20,11 +20,11 @@ use biopay_core::{
     crypto::sha256,
     messages::peek_kind,
     render_transaction,
+    routing::prefixed_credential_id,
     testing::{self, credential_id, transaction, Setup, ACCOUNT, EPOCH, MODEL, RP_ID},
     x509::{self, TrustAnchor},
-    CredentialId, Deregistration, EnrollmentChange, KeyAttestation, Message, Modality,
-    PaymentAssertion, PaymentChallenge, RegistrationChallenge, SecurityLevel, Transaction,
-    VerifiedBootState,
+    Deregistration, EnrollmentChange, KeyAttestation, Message, Modality, PaymentAssertion,
+    PaymentChallenge, RegistrationChallenge, SecurityLevel, Transaction, VerifiedBootState,
 };
 use p256::{
     ecdsa::{signature::Signer, Signature, SigningKey},
@@ -415,7 +415,11 @@ pub fn seeds() -> &'static Seeds {
             account_handle: ACCOUNT.to_vec(),
             challenge: open.registration.challenge,
             credential_public_key: sec1(&new_credential_key),
-            credential_id: CredentialId::new(vec![0xC2; 32]).expect("valid length"),
+            credential_id: prefixed_credential_id(
+                open.registration.credential_id_prefix,
+                &[0xC2; 32],
+            )
+            .expect("valid length"),
             modalities: vec![Modality::Fingerprint, Modality::Face],
             enrollment_epoch: [0xE8; 32],
             security_level: SecurityLevel::Tee,

@@ -133,6 +133,8 @@ pub struct FastDevice {
     rp_id: String,
     key: EcdsaKeyPair,
     rng: SystemRandom,
+    /// The credential id's random part; the registration challenge's prefix goes first.
+    random_id: [u8; 32],
     credential_id: CredentialId,
     epoch: [u8; 32],
     counter: u64,
@@ -164,13 +166,14 @@ impl FastDevice {
             rp_id: rp_id.to_owned(),
             key,
             rng,
+            random_id: id,
             credential_id: CredentialId::new(id.to_vec()).map_err(|e| e.to_string())?,
             epoch,
             counter: 0,
         })
     }
 
-    /// The credential id.
+    /// The credential id (its first two bytes are set by [`Self::register`]).
     pub fn credential_id(&self) -> &CredentialId {
         &self.credential_id
     }
@@ -187,6 +190,9 @@ impl FastDevice {
     /// A key attestation answering `challenge` (CBOR), signed by the TEE's attestation key.
     pub fn register(&mut self, challenge: &[u8]) -> Result<Vec<u8>, String> {
         let c = RegistrationChallenge::from_cbor(challenge).map_err(|e| e.to_string())?;
+        self.credential_id =
+            biopay_core::routing::prefixed_credential_id(c.credential_id_prefix, &self.random_id)
+                .map_err(|e| e.to_string())?;
         let att = KeyAttestation {
             rp_id_hash: crypto::sha256(self.rp_id.as_bytes()),
             account_handle: c.account_handle,

@@ -9,8 +9,8 @@
 mod common;
 
 use biopay_core::{
-    messages::Message, x509, CredentialId, DeviceError, ManualClock, Modality,
-    PlatformKeystoreClient, PlatformKeystoreSigner, RegistrationChallenge, SystemClock,
+    messages::Message, x509, DeviceError, ManualClock, Modality, PlatformKeystoreClient,
+    PlatformKeystoreSigner, RegistrationChallenge, SystemClock,
 };
 use biopay_server_tools::client::{b64, field_bytes, ApiClient};
 use biopay_tee_stub::{DeviceConfig, KeymintApplication, Presentation, SoftwareTee, VendorPki};
@@ -128,7 +128,8 @@ impl App {
                 chain: key.attestation_chain.clone(),
             },
             Arc::new(ManualClock::new(now)),
-            CredentialId::new(vec![0x5C; 32]).unwrap(),
+            biopay_core::routing::prefixed_credential_id(c.credential_id_prefix, &[0x5C; 32])
+                .unwrap(),
             &[Modality::Fingerprint],
             [0xE1; 32],
         );
@@ -161,7 +162,10 @@ fn an_android_keystore_credential_registers_and_pays_through_the_server() {
     assert_eq!(r.body["status"], "active");
     assert_eq!(r.body["kind"], "platform_keystore", "{}", r.body);
     let id = field_bytes(&r, "credential_id").unwrap();
-    assert_eq!(id, vec![0x5C; 32]);
+    // The account's slot (docs/PROTOCOL.md §4.1.9), then the app's bytes.
+    let mut expected = biopay_core::routing::credential_id_prefix(RP, b"account-android").to_vec();
+    expected.extend_from_slice(&[0x5C; 32]);
+    assert_eq!(id, expected);
     // One source of step codes: the metrics and the audit log both name A17
     // (the audit log said R16 before).
     assert_eq!(

@@ -15,8 +15,8 @@ use biopay_core::{
     apple::AppAttestEnvironment,
     crypto::sha256,
     store::{CommitError, Decision, DecisionKind},
-    CredentialId, DeviceError, ManualClock, Message, Modality, PaymentChallenge,
-    PlatformKeystoreClient, PlatformKeystoreSigner, Store,
+    DeviceError, ManualClock, Message, Modality, PaymentChallenge, PlatformKeystoreClient,
+    PlatformKeystoreSigner, Store,
 };
 use biopay_server::store::{postgres::PgStore, sqlite::SqliteStore, AnyStore};
 use biopay_server_tools::client::{b64, field_bytes, ApiClient, Reply};
@@ -87,12 +87,15 @@ fn trust_file(dir: &Path, service: &SimulatedAppAttest) -> std::path::PathBuf {
     path
 }
 
+/// An app whose credential id is for `account-ios` (the account of every
+/// registration here, §4.1.9).
 fn app(byte: u8) -> App {
+    let prefix = biopay_core::routing::credential_id_prefix(RP, b"account-ios");
     PlatformKeystoreClient::new(
         RP,
         SoftEnclave::new(),
         Arc::new(ManualClock::new(now())),
-        CredentialId::new(vec![byte; 32]).unwrap(),
+        biopay_core::routing::prefixed_credential_id(prefix, &[byte; 32]).unwrap(),
         &[Modality::Face],
         [0xE2; 32],
     )

@@ -321,7 +321,8 @@ fn full_platform_keystore_link_with_the_verifier() {
         .borrow_mut()
         .keymint_generate_key("k", &reg.challenge, false, &app())
         .unwrap();
-    let id = biopay_core::CredentialId::new(vec![0x42; 32]).unwrap();
+    let id = biopay_core::routing::prefixed_credential_id(reg.credential_id_prefix, &[0x42; 32])
+        .unwrap();
     let mut client = PlatformKeystoreClient::new(
         RP,
         Signer {

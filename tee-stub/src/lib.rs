@@ -36,6 +36,7 @@
 //!     expires_at: 1_790_000_120,
 //!     accepted_modalities: vec![Modality::Fingerprint],
 //!     required_assurance: SecurityLevel::Tee,
+//!     credential_id_prefix: biopay_core::routing::credential_id_prefix("pay.example.com", b"account-7"),
 //! };
 //! tee.user().present(Presentation::Finger("right-thumb".into()));
 //! let attestation = tee.make_credential(&challenge, &[Modality::Fingerprint])?;

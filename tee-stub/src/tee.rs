@@ -12,9 +12,11 @@ use crate::{
 use biopay_core::{
     crypto::{ct_eq, sha256, sha256_parts},
     messages::validate_rp_id,
-    render_transaction, Authenticator, Clock, CredentialId, Deregistration, DeviceError,
-    EnrollmentChange, KeyAttestation, Liveness, LocalCredential, Message, Modality,
-    PaymentAssertion, PaymentChallenge, RegistrationChallenge, SecurityLevel, VerifiedBootState,
+    render_transaction,
+    routing::prefixed_credential_id,
+    Authenticator, Clock, CredentialId, Deregistration, DeviceError, EnrollmentChange,
+    KeyAttestation, Liveness, LocalCredential, Message, Modality, PaymentAssertion,
+    PaymentChallenge, RegistrationChallenge, SecurityLevel, VerifiedBootState,
 };
 use p256::ecdsa::SigningKey;
 use std::{
@@ -539,8 +541,11 @@ impl SoftwareTee {
         self.biometric_attempt(&modalities)?;
 
         let key = crypto::generate_p256(&self.rng)?;
-        let id: [u8; 32] = self.rng.array()?;
-        let credential_id = CredentialId::new(id.to_vec())?;
+        // The challenge's prefix (the account's slot, docs/PROTOCOL.md
+        // §4.1.9) first, then 32 random bytes.
+        let random: [u8; 32] = self.rng.array()?;
+        let credential_id = prefixed_credential_id(c.credential_id_prefix, &random)?;
+        let id = credential_id.as_bytes().to_vec();
         let nonce = self.rng.array()?;
         let scalar = crypto::p256_scalar(&key);
         let sealed_key = crypto::seal(
@@ -576,7 +581,7 @@ impl SoftwareTee {
         self.state.credentials.push(Credential {
             rp_id: c.rp_id.clone(),
             account_handle: c.account_handle.clone(),
-            credential_id: id.to_vec(),
+            credential_id: id,
             modalities,
             enrollment_epoch,
             security_level: self.state.security_level,

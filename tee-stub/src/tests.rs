@@ -37,6 +37,7 @@ fn reg_challenge(rp: &str, fill: u8) -> RegistrationChallenge {
         expires_at: NOW + 120,
         accepted_modalities: vec![Modality::Fingerprint, Modality::Face],
         required_assurance: SecurityLevel::Tee,
+        credential_id_prefix: biopay_core::routing::credential_id_prefix(rp, b"account-7"),
     }
 }
 
@@ -129,7 +130,12 @@ fn key_attestation_contents() {
     assert_eq!(a.device_model, MODEL);
     assert_eq!(a.tee_time, NOW);
     assert_eq!(a.initial_counter, 0);
-    assert_eq!(a.credential_id.as_bytes().len(), 32);
+    // The challenge's prefix, then 32 random bytes (docs/PROTOCOL.md §4.1.3).
+    assert_eq!(a.credential_id.as_bytes().len(), 34);
+    assert_eq!(
+        a.credential_id.as_bytes()[..2],
+        biopay_core::routing::credential_id_prefix(RP, b"account-7")
+    );
     assert_eq!(a.credential_public_key.len(), 65);
     let listed = tee.credentials(RP).unwrap();
     assert_eq!(listed.len(), 2);

@@ -91,7 +91,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             now,
         )?;
         // K12
-        self.check_new_credential(Step::K12CredentialId, &reg.credential_id)?;
+        self.check_new_credential(Step::K12CredentialId, &reg.credential_id, &issued)?;
         // K13
         let record = CredentialRecord {
             credential_id: reg.credential_id.clone(),

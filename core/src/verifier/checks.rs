@@ -35,12 +35,21 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         Ok(issued)
     }
 
-    /// No credential with this id is registered yet (`R15`, `A16`, `K12`).
+    /// The new credential's id starts with the issued challenge's
+    /// `credential_id_prefix` (its account's slot, §4.1.9), and no credential
+    /// with this id is registered yet (`R15`, `A16`, `K12`).
     pub(super) fn check_new_credential(
         &self,
         step: Step,
         credential_id: &CredentialId,
+        issued: &RegistrationChallenge,
     ) -> Result<(), Rejection> {
+        if !credential_id
+            .as_bytes()
+            .starts_with(&issued.credential_id_prefix)
+        {
+            return reject(step, Reason::CredentialIdPrefixMismatch);
+        }
         if self.store.credential(credential_id).at(step)?.is_some() {
             return reject(step, Reason::DuplicateCredential);
         }

@@ -39,6 +39,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             expires_at: now.saturating_add(self.policy.challenge_ttl_secs.max(1)),
             accepted_modalities: modalities,
             required_assurance: required_assurance.max(self.policy.min_security_level),
+            credential_id_prefix: crate::routing::credential_id_prefix(&self.rp_id, account_handle),
         };
         // Round-trip through the strict decoder: whatever we issue must be valid.
         RegistrationChallenge::from_cbor(&challenge.to_cbor())?;

@@ -102,7 +102,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             return reject(Step::A15AndroidPolicy, Reason::AndroidPolicy(failures));
         }
         // A16
-        self.check_new_credential(Step::A16CredentialId, &reg.credential_id)?;
+        self.check_new_credential(Step::A16CredentialId, &reg.credential_id, &issued)?;
         // A17
         let level = description
             .attestation_security_level

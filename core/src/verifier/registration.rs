@@ -105,7 +105,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // R14
         self.check_tee_clock(Step::R14TeeClock, att.tee_time, now)?;
         // R15
-        self.check_new_credential(Step::R15CredentialId, &att.credential_id)?;
+        self.check_new_credential(Step::R15CredentialId, &att.credential_id, &issued)?;
         // R16
         let record = CredentialRecord {
             credential_id: att.credential_id.clone(),
