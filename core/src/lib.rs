@@ -38,6 +38,7 @@ pub mod env;
 pub mod error;
 pub mod keystore;
 pub mod messages;
+pub mod routing;
 mod serde_hex;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -60,6 +61,7 @@ pub use messages::{
     Platform, PlatformKeyRegistration, RegistrationChallenge, SecurityLevel, Transaction,
     VerifiedBootState,
 };
+pub use routing::{account_slot, credential_slot, shard_of};
 pub use store::{CredentialKind, CredentialRecord, CredentialStatus, MemoryStore, Store};
 pub use verifier::{
     ApprovedPayment, DeviceModel, HighValueRequirement, IssueError, ModelStatus, Policy,
