@@ -38,14 +38,12 @@ pub(crate) fn issue_payment_challenge(
 ) -> Result<ChallengeResponse, ApiError> {
     let id = credential_id(&req.credential_id)?;
     let tx: Transaction = req.transaction.into();
-    let c = state
-        .verifier
-        .payment_challenge(&id, tx)
-        .map_err(issue_error)?;
+    let shard = state.shard(state.shards.of_credential(&id))?;
+    let c = shard.payment_challenge(&id, tx).map_err(issue_error)?;
     Ok(ChallengeResponse {
         challenge: b64(&c.to_cbor()),
         expires_at: c.expires_at,
-        display_text: Some(render_transaction(state.verifier.rp_id(), &c.transaction)),
+        display_text: Some(render_transaction(shard.rp_id(), &c.transaction)),
     })
 }
 
@@ -80,18 +78,18 @@ pub(crate) fn verify_one_payment(
 ) -> Result<PaymentAccepted, ApiError> {
     let statement = bytes_field("assertion", &req.assertion)?;
     let peeked = peek(&statement, false, |a: &PaymentAssertion| &a.credential_id);
+    // The credential's shard; an assertion naming no readable credential
+    // goes to shard 0, whose verifier rejects it before any store access.
+    let shard = st.shard(peeked.as_ref().map_or(0, |id| st.shards.of_credential(id)))?;
     if let Some(id) = &peeked {
-        st.check_limits(id)?;
+        st.check_limits(&shard, id)?;
     }
     let app_attest = req
         .app_attest_assertion
         .as_deref()
         .map(|a| bytes_field("app_attest_assertion", a))
         .transpose()?;
-    match st
-        .verifier
-        .verify_payment_with_app_attest(&statement, app_attest.as_deref())
-    {
+    match shard.verify_payment_with_app_attest(&statement, app_attest.as_deref()) {
         Ok(p) => {
             // The commit cleared the credential's failure count.
             st.metrics.decision(
@@ -116,7 +114,7 @@ pub(crate) fn verify_one_payment(
             })
         }
         Err(r) => {
-            st.record_rejection("payment", peeked.as_ref(), &statement, &r);
+            st.record_rejection(&shard, "payment", peeked.as_ref(), &statement, &r);
             Err(ApiError::from(&r))
         }
     }

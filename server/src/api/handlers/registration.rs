@@ -47,13 +47,11 @@ pub async fn registration_challenge(
         Some(s) => parse_security_level(s)
             .ok_or_else(|| ApiError::bad_request(format!("unknown security level {s:?}")))?,
     };
-    let c = blocking(move || {
-        state
-            .verifier
-            .registration_challenge(&account, &modalities, level)
-    })
-    .await?
-    .map_err(issue_error)?;
+    // The account's shard stores the challenge (and will hold the credential).
+    let shard = state.shard(state.shards.of_account(&account))?;
+    let c = blocking(move || shard.registration_challenge(&account, &modalities, level))
+        .await?
+        .map_err(issue_error)?;
     Ok(Json(ChallengeResponse {
         challenge: b64(&c.to_cbor()),
         expires_at: c.expires_at,
@@ -106,12 +104,27 @@ pub async fn register(
         // KeyAttestation by R1–R16.
         // An AppleKeyRegistration (kind 8, §13.8) by K1–K13.
         let kind = registration_kind(&statement);
+        // The statement goes to its account's shard, where the challenge
+        // was stored; one that names no readable account to shard 0, whose
+        // verifier rejects it before any store access.
+        let account = if kind == Some(MessageKind::PlatformKeyRegistration) {
+            peek(&statement, true, |a: &PlatformKeyRegistration| {
+                &a.account_handle
+            })
+        } else if kind == Some(MessageKind::AppleKeyRegistration) {
+            peek(&statement, false, |a: &AppleKeyRegistration| {
+                &a.account_handle
+            })
+        } else {
+            peek(&statement, true, |a: &KeyAttestation| &a.account_handle)
+        };
+        let shard = st.shard(account.map_or(0, |a| st.shards.of_account(&a)))?;
         let (peeked, verdict, kind) = if kind == Some(MessageKind::PlatformKeyRegistration) {
             (
                 peek(&statement, true, |a: &PlatformKeyRegistration| {
                     &a.credential_id
                 }),
-                st.verifier.verify_platform_registration(&statement),
+                shard.verify_platform_registration(&statement),
                 DecisionKind::PlatformRegistration,
             )
         } else if kind == Some(MessageKind::AppleKeyRegistration) {
@@ -119,13 +132,13 @@ pub async fn register(
                 peek(&statement, false, |a: &AppleKeyRegistration| {
                     &a.credential_id
                 }),
-                st.verifier.verify_apple_registration(&statement),
+                shard.verify_apple_registration(&statement),
                 DecisionKind::AppleRegistration,
             )
         } else {
             (
                 peek(&statement, true, |a: &KeyAttestation| &a.credential_id),
-                st.verifier.verify_registration(&statement),
+                shard.verify_registration(&statement),
                 DecisionKind::Registration,
             )
         };
@@ -137,7 +150,7 @@ pub async fn register(
                 Ok(CredentialView::from(&r.record))
             }
             Err(r) => {
-                st.record_rejection("registration", peeked.as_ref(), &statement, &r);
+                st.record_rejection(&shard, "registration", peeked.as_ref(), &statement, &r);
                 Err(ApiError::from(&r))
             }
         }
@@ -159,10 +172,10 @@ pub async fn list_credentials(
     let account = bytes_field("account", &q.account)?;
     validate_account_handle(&account)
         .map_err(|e| ApiError::bad_request(format!("account: {e}")))?;
-    let st = state.clone();
+    let shard = state.shard(state.shards.of_account(&account))?;
     let list = blocking(move || {
-        let rp = st.verifier.rp_id().to_owned();
-        st.store().credentials_for_account(&rp, &account)
+        let rp = shard.rp_id().to_owned();
+        shard.store().credentials_for_account(&rp, &account)
     })
     .await?
     .map_err(|e| ApiError::unavailable(e.to_string()))?;
