@@ -60,7 +60,7 @@ impl TwoShards {
         // No background purge or checkpoint during a test: the shards an
         // operation touches are then those of its request alone.
         let mut text = String::from(
-            "purge_interval_secs = 3600\ncheckpoint_interval_secs = 3600\nlock_after_failures = 0\n",
+            "purge_interval_secs = 3600\ncheckpoint_interval_secs = 3600\n",
         );
         for u in &urls {
             text.push_str(&format!("[[shards]]\nurl = \"{u}\"\n"));
