@@ -59,9 +59,8 @@ impl TwoShards {
         let config = dir.path().join("server.toml");
         // No background purge or checkpoint during a test: the shards an
         // operation touches are then those of its request alone.
-        let mut text = String::from(
-            "purge_interval_secs = 3600\ncheckpoint_interval_secs = 3600\n",
-        );
+        let mut text =
+            String::from("purge_interval_secs = 3600\ncheckpoint_interval_secs = 3600\n");
         for u in &urls {
             text.push_str(&format!("[[shards]]\nurl = \"{u}\"\n"));
         }

@@ -162,7 +162,9 @@ pub async fn set_model_status(
         // process change. Every shard is tried, even after a failure, so
         // that the reachable ones refuse the model at once.
         let mut missing = Vec::new();
+        let mut down = false;
         for k in 0..st.shards.count() {
+            down |= st.shard(k).is_err();
             let done = st.shard(k).map_err(|e| e.to_string()).and_then(|v| {
                 v.store()
                     .set_model_status(&model, model_status_name(status), &record)
@@ -176,9 +178,11 @@ pub async fn set_model_status(
             }
         }
         if !missing.is_empty() {
+            // SHARD_UNAVAILABLE when a shard is down, UNAVAILABLE when a
+            // reachable store refused the write (as with one database).
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "SHARD_UNAVAILABLE",
+                if down { "SHARD_UNAVAILABLE" } else { "UNAVAILABLE" },
                 format!(
                     "device model status not stored on shards {missing:?}: repeat the request until it succeeds"
                 ),
