@@ -279,9 +279,14 @@ fn model_path() -> String {
 #[cfg_attr(biopay_skip_postgres, ignore = "BIOPAY_SKIP_POSTGRES=1")]
 fn every_request_touches_exactly_one_shard() {
     let t = TwoShards::start();
-    let s = t.server();
-    let (api, admin) = (s.api(), s.admin());
+    // Two processes: on each shard, one registers and the other pays,
+    // deregisters and flags.
+    let servers = [t.server(), t.server()];
     for k in 0..SHARDS {
+        let s = &servers[k as usize];
+        let other = &servers[1 - k as usize];
+        let api = s.api();
+        let (pay, admin) = (other.api(), other.admin());
         // Registration: challenge, attestation, listing, all on the account's shard.
         let mut phone = phone_on(&api, &format!("route{k}"), k);
         let mut second = phone_on(&api, &format!("route{k}b"), k);
@@ -303,27 +308,27 @@ fn every_request_touches_exactly_one_shard() {
         assert_eq!(list.body.as_array().unwrap().len(), 1, "{}", list.body);
 
         // Payment: challenge, accepted assertion, replay.
-        let c = touches_only(&api, k, "payment challenge", || {
-            challenge_of(&api, &phone.id, &format!("o{k}"))
+        let c = touches_only(&pay, k, "payment challenge", || {
+            challenge_of(&pay, &phone.id, &format!("o{k}"))
         });
         let a = phone.device.authorize(&c).unwrap();
-        let r = touches_only(&api, k, "payment", || api.verify_payment(&a).unwrap());
+        let r = touches_only(&pay, k, "payment", || pay.verify_payment(&a).unwrap());
         assert_eq!(r.status, 200, "{}", r.body);
-        let r = touches_only(&api, k, "replayed payment", || {
-            api.verify_payment(&a).unwrap()
+        let r = touches_only(&pay, k, "replayed payment", || {
+            pay.verify_payment(&a).unwrap()
         });
         assert_error(&r, 409, "P9");
 
         // Enrollment change: a new finger changes the epoch, P15 flags the credential.
-        let c = challenge_of(&api, &phone.id, &format!("p15-{k}"));
+        let c = challenge_of(&pay, &phone.id, &format!("p15-{k}"));
         phone
             .device
             .tee_mut()
             .enroll_fingerprint("left-index")
             .unwrap();
         let a = phone.device.authorize(&c).unwrap();
-        let r = touches_only(&api, k, "enrollment change", || {
-            api.verify_payment(&a).unwrap()
+        let r = touches_only(&pay, k, "enrollment change", || {
+            pay.verify_payment(&a).unwrap()
         });
         assert_error(&r, 422, "P15");
         let list = api
@@ -338,8 +343,8 @@ fn every_request_touches_exactly_one_shard() {
         // Deregistration and an operator's suspension.
         let id = CredentialId::new(second.id.clone()).unwrap();
         let statement = second.device.deregister(&id).unwrap();
-        let r = touches_only(&api, k, "deregistration", || {
-            api.post(
+        let r = touches_only(&pay, k, "deregistration", || {
+            pay.post(
                 &format!("/v1/credentials/{}/deregister", b64(&second.id)),
                 json!({"statement": b64(&statement)}),
             )
@@ -347,7 +352,7 @@ fn every_request_touches_exactly_one_shard() {
         });
         assert_eq!(r.status, 200, "{}", r.body);
         let fast_id = d.credential_id().as_bytes().to_vec();
-        let r = touches_only(&api, k, "suspension", || {
+        let r = touches_only(&pay, k, "suspension", || {
             admin
                 .post(
                     &format!("/v1/admin/credentials/{}/suspend", b64(&fast_id)),
@@ -366,7 +371,8 @@ fn every_request_touches_exactly_one_shard() {
         assert_eq!(r.body["shards"], SHARDS);
     }
     assert_error(
-        &admin
+        &servers[0]
+            .admin()
             .get(&format!("/v1/admin/audit/checkpoints?shard={SHARDS}"))
             .unwrap(),
         400,
@@ -384,8 +390,55 @@ fn every_request_touches_exactly_one_shard() {
             .get(0);
         assert_eq!(n, 1, "shard {k}");
     }
-    s.stop();
+    let [s1, s2] = servers;
+    s1.stop();
+    s2.stop();
     t.assert_audit_intact();
+
+    // One witness file per shard: the export names its shard.
+    let export = |shard: Option<u32>| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["audit", "export-checkpoints", "--data-dir"])
+            .arg(t.data());
+        for u in &t.urls {
+            cmd.args(["--shard-url", u]);
+        }
+        if let Some(k) = shard {
+            cmd.args(["--shard", &k.to_string()]);
+        }
+        cmd.env_remove("BIOPAY_DATABASE_URL").output().unwrap()
+    };
+    let out = export(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name one with --shard"),
+        "{out:?}"
+    );
+    let out = export(Some(1));
+    assert!(out.status.success(), "{out:?}");
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    let stored: i64 = t
+        .client(1)
+        .query_one("SELECT COUNT(*) FROM audit_checkpoints", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(i64::try_from(lines).unwrap(), stored);
+
+    // A database writer alters an entry of shard 1: verify names the shard
+    // and the entry, and still finds shard 0 intact.
+    t.client(1)
+        .execute(
+            "UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 2",
+            &[],
+        )
+        .unwrap();
+    let (ok, out) = t.audit_verify(None);
+    assert!(!ok, "{out}");
+    assert!(out.contains("shard 0: audit log intact"), "{out}");
+    assert!(
+        out.contains("shard 1: audit log BROKEN: entry 2 was altered"),
+        "{out}"
+    );
 }
 
 #[test]
