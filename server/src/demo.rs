@@ -183,9 +183,19 @@ impl FastDevice {
         })
     }
 
-    /// A key attestation answering `challenge` (CBOR), signed by the TEE's attestation key.
+    /// A key attestation answering `challenge` (CBOR), signed by the TEE's
+    /// attestation key. The credential id's first two bytes become the
+    /// account's slot ([`biopay_core::routing`]), so that a sharded server
+    /// finds the account's shard from the id.
     pub fn register(&mut self, challenge: &[u8]) -> Result<Vec<u8>, String> {
         let c = RegistrationChallenge::from_cbor(challenge).map_err(|e| e.to_string())?;
+        let mut id = self.credential_id.as_bytes().to_vec();
+        if let Some(head) = id.get_mut(..2) {
+            head.copy_from_slice(
+                &biopay_core::routing::account_slot(&c.rp_id, &c.account_handle).to_be_bytes(),
+            );
+        }
+        self.credential_id = CredentialId::new(id).map_err(|e| e.to_string())?;
         let att = KeyAttestation {
             rp_id_hash: crypto::sha256(self.rp_id.as_bytes()),
             account_handle: c.account_handle,
