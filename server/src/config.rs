@@ -39,8 +39,8 @@ pub struct Config {
     /// accounts whose slot `s` has `s & (N - 1) == k` (docs/ARCHITECTURE.md,
     /// "Shards"). Never reorder: a credential's shard is fixed by its id.
     pub shards: Vec<ShardConfig>,
-    /// PostgreSQL connections per process: one for the group committer
-    /// (all writes), the rest for reads (opened on demand).
+    /// PostgreSQL connections per process and shard: one for the shard's
+    /// group committer (all its writes), the rest for reads (opened on demand).
     pub pg_max_connections: u32,
     /// The relying party id.
     pub rp_id: String,
