@@ -984,7 +984,12 @@ fn apple_vectors(
         .as_bytes()
         .to_vec();
     let enclave_spki = p256_spki(&enclave_public);
-    let apple_id = CredentialId::new(crypto::sha256(b"biopay vectors: apple id").to_vec())?;
+    // The id starts with the account's slot, as the registration challenge's
+    // credential_id_prefix asks (PROTOCOL.md §4.1.9).
+    let apple_id = biopay_core::routing::prefixed_credential_id(
+        biopay_core::routing::credential_id_prefix(RP_ID, b"vector-account-4"),
+        &crypto::sha256(b"biopay vectors: apple id"),
+    )?;
     let epoch = crypto::sha256(b"biopay vectors: apple epoch");
     let enclave_app = |key: SigningKey| {
         PlatformKeystoreClient::new(

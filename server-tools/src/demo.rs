@@ -187,7 +187,10 @@ impl FastDevice {
         })
     }
 
-    /// A key attestation answering `challenge` (CBOR), signed by the TEE's attestation key.
+    /// A key attestation answering `challenge` (CBOR), signed by the TEE's
+    /// attestation key. The credential id's first two bytes become the
+    /// account's slot ([`biopay_core::routing`]), so that a sharded server
+    /// finds the account's shard from the id.
     pub fn register(&mut self, challenge: &[u8]) -> Result<Vec<u8>, String> {
         let c = RegistrationChallenge::from_cbor(challenge).map_err(|e| e.to_string())?;
         self.credential_id =

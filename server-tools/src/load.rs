@@ -87,6 +87,25 @@ pub struct LoadReport {
     /// Write operations per store transaction during the payment phase (the
     /// group commit's batch size, from the server's /metrics; 0 if unknown).
     pub operations_per_commit: f64,
+    /// Store operations each shard served during the payment phase, in
+    /// shard order (from the server's /metrics: how the load spread over a
+    /// sharded server's databases; one entry for one database).
+    pub shard_operations: Vec<u64>,
+}
+
+/// Store operations served by each shard so far, in shard order, from /metrics.
+fn shard_operations(api: &ApiClient) -> Vec<u64> {
+    let Some(text) = api
+        .get("/metrics")
+        .ok()
+        .and_then(|r| r.body.as_str().map(str::to_owned))
+    else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix("biopay_shard_store_operations_total{shard=\""))
+        .filter_map(|l| l.split_once(' ')?.1.trim().parse().ok())
+        .collect()
 }
 
 /// (transactions, operations) of the server's group committer, from /metrics.
@@ -201,6 +220,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + cfg.duration;
     let commits0 = commit_counters(&api);
+    let shards0 = shard_operations(&api);
     let client_cpu0 = process_cpu_secs("self").unwrap_or(0.0);
     let server_cpu0 = cpu_of(&cfg.server_pids);
     let started = Instant::now();
@@ -249,6 +269,11 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         (Some((b0, o0)), Some((b1, o1))) if b1 > b0 => (o1 - o0) as f64 / (b1 - b0) as f64,
         _ => 0.0,
     };
+    let shard_operations: Vec<u64> = shard_operations(&api)
+        .iter()
+        .enumerate()
+        .map(|(k, n)| n.saturating_sub(shards0.get(k).copied().unwrap_or(0)))
+        .collect();
     latencies.sort();
     let accepted = accepted.load(Ordering::Relaxed);
     #[allow(clippy::cast_precision_loss)]
@@ -273,6 +298,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         clients: cfg.clients,
         batch,
         operations_per_commit,
+        shard_operations,
         client_cpu_us_per_payment: per_payment(client_cpu),
         server_cpu_us_per_payment: per_payment(server_cpu),
         server_only_ratio: if server_cpu > 0.0 && per_core_ecdsa > 0.0 {

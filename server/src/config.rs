@@ -30,10 +30,17 @@ pub struct Config {
     /// by the server at startup when missing; `data_dir/audit-signing-key.pk8`
     /// when absent. Keep it where whoever can write the database cannot.
     pub audit_key: Option<PathBuf>,
-    /// `postgres://...`; when absent, SQLite in `data_dir/biopay.db`.
+    /// `postgres://...`: one PostgreSQL shard (the same as one `[[shards]]`
+    /// entry). When neither this nor `shards` is set, SQLite in
+    /// `data_dir/biopay.db`.
     pub database_url: Option<String>,
-    /// PostgreSQL connections per process: one for the group committer
-    /// (all writes), the rest for reads (opened on demand).
+    /// The PostgreSQL shards, in shard order (`[[shards]] url = "..."`, or
+    /// repeated `--shard-url`): a power of two of them. Shard `k` holds the
+    /// accounts whose slot `s` has `s & (N - 1) == k` (docs/ARCHITECTURE.md,
+    /// "Shards"). Never reorder: a credential's shard is fixed by its id.
+    pub shards: Vec<ShardConfig>,
+    /// PostgreSQL connections per process and shard: one for the shard's
+    /// group committer (all its writes), the rest for reads (opened on demand).
     pub pg_max_connections: u32,
     /// The relying party id.
     pub rp_id: String,
@@ -81,6 +88,7 @@ impl std::fmt::Debug for Config {
                 "database_url",
                 &self.database_url.as_deref().map(redact_password),
             )
+            .field("shards", &self.shards)
             .field("pg_max_connections", &self.pg_max_connections)
             .field("rp_id", &self.rp_id)
             .field("trust_file", &self.trust_file)
@@ -101,6 +109,35 @@ impl std::fmt::Debug for Config {
             .field("checkpoint_interval_secs", &self.checkpoint_interval_secs)
             .finish()
     }
+}
+
+/// The most shards a configuration may name: one per account slot.
+pub const MAX_SHARDS: usize = 1 << 16;
+
+/// One `[[shards]]` entry. Its `Debug` hides the password.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+}
+
+impl std::fmt::Debug for ShardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardConfig")
+            .field("url", &redact_password(&self.url))
+            .finish()
+    }
+}
+
+/// Where the server keeps its state: the embedded SQLite database, or N
+/// PostgreSQL shards (N = 1 for `database_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLayout {
+    /// SQLite at this path.
+    Sqlite(PathBuf),
+    /// PostgreSQL shards, in shard order.
+    Postgres(Vec<String>),
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
@@ -125,6 +162,7 @@ impl Default for Config {
             data_dir: PathBuf::from("biopay-data"),
             audit_key: None,
             database_url: None,
+            shards: Vec::new(),
             pg_max_connections: 16,
             rp_id: "pay.example.com".into(),
             trust_file: None,
@@ -354,8 +392,45 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join(crate::audit::KEY_FILE))
     }
 
+    /// The store layout: `shards`, else `database_url` (one shard), else
+    /// SQLite in the data directory. Refuses both `database_url` and
+    /// `shards`, and a shard count that is not a power of two (at most
+    /// [`MAX_SHARDS`]).
+    pub fn store_layout(&self) -> Result<StoreLayout, String> {
+        match (&self.database_url, self.shards.as_slice()) {
+            (None, []) => Ok(StoreLayout::Sqlite(self.data_dir.join("biopay.db"))),
+            (Some(url), []) => Ok(StoreLayout::Postgres(vec![url.clone()])),
+            (None, shards) => {
+                let n = shards.len();
+                if !n.is_power_of_two() || n > MAX_SHARDS {
+                    return Err(format!(
+                        "{n} shards: the shard count must be a power of two (1, 2, 4, ..., {MAX_SHARDS}), \
+                         since a credential's shard is its slot modulo the count"
+                    ));
+                }
+                let urls: Vec<String> = shards.iter().map(|s| s.url.clone()).collect();
+                if let Some((i, _)) = urls
+                    .iter()
+                    .enumerate()
+                    .find(|(i, u)| urls.iter().take(*i).any(|v| v == *u))
+                {
+                    return Err(format!(
+                        "shard {i} repeats the URL of an earlier shard: every shard is its own database"
+                    ));
+                }
+                Ok(StoreLayout::Postgres(urls))
+            }
+            (Some(_), _) => Err(
+                "database_url and shards are both set: give one PostgreSQL database as database_url \
+                 (or --database-url), or every shard as [[shards]] (or repeated --shard-url)"
+                    .into(),
+            ),
+        }
+    }
+
     /// Refuses settings the server cannot run with (checked at startup).
     pub fn check(&self) -> Result<(), String> {
+        self.store_layout()?;
         if !(1..=MAX_BATCH_ITEMS).contains(&self.max_batch_items) {
             return Err(format!(
                 "max_batch_items must be 1 to {MAX_BATCH_ITEMS}, not {}",
@@ -613,6 +688,64 @@ mod tests {
         assert!(c.trust().unwrap_err().contains("unknown modality"));
         std::fs::write(&cfg, "listen = \"127.0.0.1:9000\"\nunknown_field = 1\n").unwrap();
         assert!(Config::from_file(&cfg).is_err());
+    }
+
+    #[test]
+    fn shard_layout_from_the_file_and_its_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("server.toml");
+        std::fs::write(
+            &cfg,
+            "[[shards]]\nurl = \"postgres://app:pw0@db0/pay\"\n\
+             [[shards]]\nurl = \"postgres://app:pw1@db1/pay\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&cfg).unwrap();
+        assert_eq!(
+            c.store_layout().unwrap(),
+            StoreLayout::Postgres(vec![
+                "postgres://app:pw0@db0/pay".into(),
+                "postgres://app:pw1@db1/pay".into()
+            ])
+        );
+        assert!(c.check().is_ok());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("pw0") && !shown.contains("pw1"), "{shown}");
+
+        let shard = |i: usize| ShardConfig {
+            url: format!("postgres://db{i}/pay"),
+        };
+        for n in [3, 5, 6, 7] {
+            let c = Config {
+                shards: (0..n).map(shard).collect(),
+                ..Config::default()
+            };
+            let e = c.check().unwrap_err();
+            assert!(e.contains("power of two"), "{e}");
+        }
+        let both = Config {
+            database_url: Some("postgres://db/pay".into()),
+            shards: vec![shard(0)],
+            ..Config::default()
+        };
+        assert!(both.check().unwrap_err().contains("both set"));
+        let repeated = Config {
+            shards: vec![shard(0), shard(0)],
+            ..Config::default()
+        };
+        assert!(repeated.check().unwrap_err().contains("repeats"));
+        let one = Config {
+            database_url: Some("postgres://db/pay".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            one.store_layout().unwrap(),
+            StoreLayout::Postgres(vec!["postgres://db/pay".into()])
+        );
+        assert!(matches!(
+            Config::default().store_layout().unwrap(),
+            StoreLayout::Sqlite(_)
+        ));
     }
 
     #[test]

@@ -23,13 +23,15 @@ pub mod b64;
 pub mod config;
 pub mod demo_trust;
 pub mod metrics;
+pub mod shards;
 pub mod store;
 
 use crate::{
     audit::SigningKey,
-    config::{parse_model_status, Config, Scope},
+    config::{Config, Scope},
     metrics::Metrics,
-    store::{AnyStore, ServerStore},
+    shards::{ShardDown, ShardStore, ShardVerifier, Shards},
+    store::ServerStore,
 };
 use axum::{
     extract::DefaultBodyLimit,
@@ -37,12 +39,11 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use biopay_core::{SystemClock, SystemRandom, Verifier};
 use std::{future::Future, sync::Arc, time::Duration};
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    biopay_core::Clock::now(&SystemClock)
+    biopay_core::Clock::now(&biopay_core::SystemClock)
 }
 
 /// The demo API keys accepted under `danger_demo_keys`.
@@ -52,45 +53,37 @@ pub const DANGER_DEMO_ADMIN_KEY: &str = "demo-admin-key";
 
 /// Shared server state.
 pub struct AppState {
-    /// The verifier over the configured store.
-    pub verifier: Verifier<AnyStore, SystemClock, SystemRandom>,
-    /// SHA-256 hashes of accepted API keys with their scopes.
+    /// The shards, each with its verifier over its own store; every request
+    /// is routed to one of them ([`shards`]).
+    pub shards: Shards,
+    /// SHA-256 hashes of accepted API keys with their scopes (from the
+    /// configuration, the same in every process: no shard holds them).
     pub api_keys: Vec<([u8; 32], Scope)>,
     /// Most items per batch request.
     pub max_batch_items: usize,
     /// Rate limiting: failed verifications per credential and per account
-    /// allowed in the window (0 disables); counted in the store, so shared by
-    /// every process on it.
+    /// allowed in the window (0 disables); counted in the credential's
+    /// shard, so shared by every process on it.
     pub lock_after_failures: u32,
     /// The failure-counting window, seconds.
     pub failure_window_secs: u64,
     /// Metrics.
     pub metrics: Metrics,
-    /// The audit checkpoint key.
+    /// The audit checkpoint key (one key signs every shard's checkpoints).
     pub signing_key: SigningKey,
 }
 
 impl AppState {
-    /// The store.
-    pub fn store(&self) -> &AnyStore {
-        self.verifier.store()
+    /// Shard `k`'s verifier (503 with `Retry-After` while it is down).
+    pub fn shard(&self, k: u32) -> Result<Arc<ShardVerifier>, ShardDown> {
+        self.shards.get(k)
     }
 
-    /// Builds the state: opens the store (applying migrations), loads the
-    /// trust configuration, the persisted model statuses and the signing key.
-    /// Blocking.
+    /// Builds the state: opens every shard (applying migrations), loads the
+    /// trust configuration, each shard's persisted model statuses and the
+    /// signing key. Blocking.
     pub fn build(config: &Config) -> Result<Self, String> {
         config.check()?;
-        let store = match &config.database_url {
-            Some(url) => AnyStore::Postgres(
-                store::postgres::PgStore::connect(url, config.pg_max_connections)
-                    .map_err(|e| e.to_string())?,
-            ),
-            None => AnyStore::Sqlite(
-                store::sqlite::SqliteStore::open(&config.data_dir.join("biopay.db"))
-                    .map_err(|e| e.to_string())?,
-            ),
-        };
         let mut api_keys = Vec::new();
         for k in &config.api_keys {
             let hash = audit::parse_hash(&k.sha256.to_ascii_lowercase())
@@ -102,65 +95,44 @@ impl AppState {
             api_keys.push((sha(DANGER_DEMO_RP_KEY), Scope::Rp));
             api_keys.push((sha(DANGER_DEMO_ADMIN_KEY), Scope::Admin));
         }
-        let verifier = Verifier::new(
-            &config.rp_id,
-            config.trust()?,
-            config.policy()?,
-            store,
-            SystemClock,
-            SystemRandom::new(),
-        )
-        .map_err(|e| e.to_string())?;
-        let verifier = match config.android_trust()? {
-            Some(android) => verifier.with_android(android),
-            None => verifier,
-        };
-        let verifier = match config.apple_trust()? {
-            Some(apple) => verifier.with_apple(apple),
-            None => verifier,
-        };
-        let state = Self {
-            verifier,
+        let signing_key = SigningKey::load_or_create(&config.audit_key_path())?;
+        Ok(Self {
+            shards: Shards::open(config)?,
             api_keys,
             max_batch_items: config.max_batch_items,
             lock_after_failures: config.lock_after_failures,
             failure_window_secs: config.failure_window_secs,
             metrics: Metrics::default(),
-            signing_key: SigningKey::load_or_create(&config.audit_key_path())?,
-        };
-        state.refresh_model_statuses();
-        Ok(state)
+            signing_key,
+        })
     }
 
-    /// Applies the persisted device-model statuses (set by any process) to
-    /// this process's trust configuration, which refuses early at R4 / P7.
-    /// Safety does not rest on it: every registration and payment commit
-    /// reads the persisted status inside its transaction (PROTOCOL.md §6.1.1).
+    /// Applies each shard's persisted device-model statuses (set by any
+    /// process) to that shard's verifier ([`shards::refresh_model_statuses`]).
     pub fn refresh_model_statuses(&self) {
-        match self.store().model_statuses() {
-            Ok(list) => {
-                for (model, status) in list {
-                    match parse_model_status(&status) {
-                        Some(s) => {
-                            self.verifier.set_model_status(&model, s);
-                        }
-                        None => tracing::error!(
-                            model,
-                            status,
-                            "unknown persisted model status: every commit for this model fails until an operator sets it"
-                        ),
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading model statuses failed"),
+        for (_, v) in self.shards.up() {
+            shards::refresh_model_statuses(&v);
         }
     }
 
-    /// Signs a checkpoint of the audit head when it moved since the last
-    /// one, chained to that one. Another process extending the chain first
-    /// is not an error (this one is then simply not stored).
+    /// Signs a checkpoint of every reachable shard's audit head that moved
+    /// since its last one, chained to that one (each shard's chain is its
+    /// own). Another process extending a chain first is not an error.
     pub fn checkpoint(&self) -> Result<(), String> {
-        let store = self.store();
+        let mut failed = Vec::new();
+        for (k, v) in self.shards.up() {
+            if let Err(e) = self.checkpoint_shard(v.store()) {
+                failed.push(format!("shard {k}: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    fn checkpoint_shard(&self, store: &ShardStore) -> Result<(), String> {
         // The head first: the last checkpoint read after it never covers
         // more than the head.
         let (seq, hash) = store.audit_head().map_err(|e| e.to_string())?;
@@ -177,6 +149,7 @@ impl AppState {
             .filter(|l| l.public_key != self.signing_key.public_key_hex())
         {
             tracing::warn!(
+                shard = store.index(),
                 previous_key = l.public_key,
                 checkpoint_key = self.signing_key.public_key_hex(),
                 "the last audit checkpoint was signed by another key: the key was rotated or replaced; \
@@ -186,11 +159,25 @@ impl AppState {
         let c = self.signing_key.checkpoint(seq, &hash, now(), &prev);
         if !store.insert_checkpoint(&c).map_err(|e| e.to_string())? {
             tracing::debug!(
+                shard = store.index(),
                 seq,
                 "checkpoint not stored: another process extended the chain"
             );
         }
         Ok(())
+    }
+
+    /// The backend name for logs and metrics: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        self.shards.backend_name()
+    }
+
+    /// Group commit counters summed over the reachable shards.
+    pub fn commit_stats(&self) -> (u64, u64, u64) {
+        self.shards.up().iter().fold((0, 0, 0), |acc, (_, v)| {
+            let (a, b, c) = v.store().inner().commit_stats();
+            (acc.0 + a, acc.1 + b, acc.2 + c)
+        })
     }
 }
 
@@ -279,8 +266,10 @@ pub async fn run(
     let bg = tokio::spawn(background(state.clone(), config.clone(), stop_rx));
     tracing::info!(
         addr = %listener.local_addr().map_err(|e| e.to_string())?,
-        backend = state.store().backend_name(),
-        rp_id = state.verifier.rp_id(),
+        backend = state.backend_name(),
+        shards = state.shards.count(),
+        shards_down = ?state.shards.down(),
+        rp_id = state.shards.rp_id(),
         checkpoint_key = state.signing_key.public_key_hex(),
         "biopay-server listening"
     );
@@ -307,6 +296,9 @@ pub async fn run(
     Ok(())
 }
 
+/// How often a shard that is down is retried, milliseconds.
+pub const RECONNECT_INTERVAL_MS: u64 = 1000;
+
 async fn background(
     state: Arc<AppState>,
     config: Config,
@@ -317,6 +309,9 @@ async fn background(
     // one before listening).
     let every = Duration::from_secs(config.checkpoint_interval_secs.max(1));
     let mut checkpoint = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // Shards that are down are retried this often.
+    let mut reconnect = tokio::time::interval(Duration::from_millis(RECONNECT_INTERVAL_MS));
+    reconnect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let status_list = config.android_status_list_file();
     let mut status_list_seen = status_list.as_deref().and_then(modified);
     loop {
@@ -334,16 +329,36 @@ async fn background(
                 let r = tokio::task::spawn_blocking(move || {
                     st.refresh_model_statuses();
                     let old = now().saturating_sub(st.failure_window_secs);
-                    if let Err(e) = st.store().purge_failures(old) {
-                        tracing::warn!(error = %e, "purging counted failures failed");
+                    // Each shard purges its own state.
+                    for (k, v) in st.shards.up() {
+                        if let Err(e) = v.store().purge_failures(old) {
+                            tracing::warn!(shard = k, error = %e, "purging counted failures failed");
+                        }
+                        match v.purge_expired_challenges() {
+                            Ok(n) if n > 0 => tracing::debug!(shard = k, purged = n, "expired challenges collected"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(shard = k, error = %e, "purging challenges failed"),
+                        }
                     }
-                    st.verifier.purge_expired_challenges()
                 }).await;
-                match r {
-                    Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired challenges collected"),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "purging challenges failed"),
-                    Err(e) => tracing::warn!(error = %e, "purge task failed"),
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "purge task failed");
+                }
+            }
+            _ = reconnect.tick(), if !state.shards.down().is_empty() => {
+                let st = state.clone();
+                // A shard back up gets its missed checkpoint at once.
+                let r = tokio::task::spawn_blocking(move || {
+                    let before = st.shards.down();
+                    let after = st.shards.connect_down();
+                    if after.len() < before.len() {
+                        if let Err(e) = st.checkpoint() {
+                            tracing::warn!(error = %e, "audit checkpoint failed");
+                        }
+                    }
+                }).await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "reconnect task failed");
                 }
             }
             _ = checkpoint.tick() => {
@@ -368,7 +383,7 @@ fn reload_status_list(state: &AppState, path: &std::path::Path) {
     match config::read_status_list(path) {
         Ok(list) => {
             let entries = list.len();
-            state.verifier.set_android_status_list(list);
+            state.shards.set_android_status_list(list);
             tracing::info!(entries, "Android attestation status list reloaded");
         }
         Err(e) => {

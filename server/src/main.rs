@@ -6,7 +6,7 @@
 
 use biopay_server::{
     audit::{self, SigningKey},
-    config::Config,
+    config::{Config, ShardConfig, StoreLayout},
     store::{postgres::PgStore, sqlite::SqliteStore, AnyStore},
 };
 use clap::{Args, Parser, Subcommand};
@@ -70,9 +70,13 @@ enum AuditCmd {
         #[arg(long = "audit-public-key", alias = "trust-key")]
         public_keys: Vec<String>,
         /// Witness file (JSON lines from `audit export-checkpoints`): the log
-        /// must reach, and agree with, every checkpoint in it.
+        /// must reach, and agree with, every checkpoint in it. One shard's
+        /// witness: with several shards, name it with `--shard`.
         #[arg(long)]
         witness: Option<PathBuf>,
+        /// Checks only this shard's chain (default: every shard's).
+        #[arg(long)]
+        shard: Option<u32>,
     },
     /// Writes the signed checkpoints as JSON lines, for a witness that keeps
     /// them outside the database (`audit verify --witness`).
@@ -87,6 +91,10 @@ enum AuditCmd {
         /// after checking that the new checkpoints continue its chain.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The shard whose checkpoints to write (each shard has its own
+        /// chain, and needs its own witness file); required with several.
+        #[arg(long)]
+        shard: Option<u32>,
     },
 }
 
@@ -98,9 +106,14 @@ struct StoreArgs {
     /// Data directory (SQLite database, audit signing key).
     #[arg(long, env = "BIOPAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (postgres://user@host:port/db); SQLite when absent.
+    /// PostgreSQL URL (postgres://user@host:port/db): one shard; SQLite
+    /// when neither this nor --shard-url is given.
     #[arg(long, env = "BIOPAY_DATABASE_URL")]
     database_url: Option<String>,
+    /// A PostgreSQL shard's URL, repeated once per shard in shard order (a
+    /// power of two of them); replaces the configuration file's `[[shards]]`.
+    #[arg(long = "shard-url")]
+    shard_urls: Vec<String>,
     /// The audit checkpoint signing key (created by `serve` when missing;
     /// only read by `audit verify`); default: in the data directory.
     #[arg(long, env = "BIOPAY_AUDIT_KEY")]
@@ -147,6 +160,15 @@ fn config_of(store: &StoreArgs) -> Result<Config, String> {
     }
     if let Some(u) = &store.database_url {
         c.database_url = Some(u.clone());
+        c.shards.clear();
+    }
+    if !store.shard_urls.is_empty() {
+        c.database_url = None;
+        c.shards = store
+            .shard_urls
+            .iter()
+            .map(|url| ShardConfig { url: url.clone() })
+            .collect();
     }
     if let Some(k) = &store.audit_key {
         c.audit_key = Some(k.clone());
@@ -216,23 +238,56 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     })
 }
 
-fn open_store(config: &Config) -> Result<AnyStore, String> {
-    Ok(match &config.database_url {
-        Some(url) => AnyStore::Postgres(PgStore::connect(url, 2).map_err(|e| e.to_string())?),
-        None => {
-            let path = config.data_dir.join("biopay.db");
-            if !path.exists() {
-                return Err(format!("{} does not exist", path.display()));
+/// A shard's index with its store, or why it could not be opened.
+type OpenedShard = (u32, Result<AnyStore, String>);
+
+/// The stores of the shards to read: every shard, or only `only`. Never
+/// creates a database. A shard that cannot be opened is reported by name.
+fn open_stores(config: &Config, only: Option<u32>) -> Result<Vec<OpenedShard>, String> {
+    let layout = config.store_layout()?;
+    let n = match &layout {
+        StoreLayout::Sqlite(_) => 1,
+        StoreLayout::Postgres(urls) => urls.len(),
+    };
+    let n = u32::try_from(n).map_err(|_| "too many shards".to_owned())?;
+    if let Some(k) = only.filter(|k| *k >= n) {
+        return Err(format!(
+            "--shard {k}: the configuration has {n} shards (0 to {})",
+            n - 1
+        ));
+    }
+    let open = |k: u32| -> Result<AnyStore, String> {
+        match &layout {
+            StoreLayout::Sqlite(path) => {
+                if !path.exists() {
+                    return Err(format!("{} does not exist", path.display()));
+                }
+                Ok(AnyStore::Sqlite(
+                    SqliteStore::open(path).map_err(|e| e.to_string())?,
+                ))
             }
-            AnyStore::Sqlite(SqliteStore::open(&path).map_err(|e| e.to_string())?)
+            StoreLayout::Postgres(urls) => {
+                let url = usize::try_from(k)
+                    .ok()
+                    .and_then(|k| urls.get(k))
+                    .ok_or_else(|| format!("no shard {k}"))?;
+                Ok(AnyStore::Postgres(
+                    PgStore::connect(url, 2).map_err(|e| e.to_string())?,
+                ))
+            }
         }
-    })
+    };
+    Ok((0..n)
+        .filter(|k| only.is_none_or(|o| o == *k))
+        .map(|k| (k, open(k)))
+        .collect())
 }
 
 fn audit_verify(
     store: &StoreArgs,
     public_keys: &[String],
     witness: Option<&Path>,
+    shard: Option<u32>,
 ) -> Result<bool, String> {
     let config = config_of(store)?;
     let mut trusted = Vec::new();
@@ -268,35 +323,77 @@ fn audit_verify(
         )?,
         None => Vec::new(),
     };
-    let backend = open_store(&config)?;
-    match biopay_server::verify_audit(&backend, &witness, &trusted)? {
-        Ok(report) => {
-            println!(
-                "audit log intact: {} entries, {} signed checkpoints ({} unchained), head {}",
-                report.entries, report.checkpoints, report.unchained, report.head
-            );
-            if report.witnessed > 0 {
-                println!("{} witness checkpoints agree", report.witnessed);
-            } else {
-                println!(
-                    "no witness file given: a log cut back together with its checkpoints and head row cannot be told from a shorter one (docs/PROTOCOL.md §9.4)"
-                );
+    let stores = open_stores(&config, shard)?;
+    if !witness.is_empty() && stores.len() > 1 {
+        return Err(
+            "a witness file holds one shard's checkpoints: name the shard with --shard".into(),
+        );
+    }
+    // Each shard's chain is its own; every shard is checked and reported.
+    let sharded = stores.len() > 1 || shard.is_some();
+    let mut intact = true;
+    for (k, store) in stores {
+        let name = if sharded {
+            format!("shard {k}: ")
+        } else {
+            String::new()
+        };
+        let store = match store {
+            Ok(s) => s,
+            Err(e) => {
+                println!("{name}audit log NOT CHECKED: cannot open the store: {e}");
+                intact = false;
+                continue;
             }
-            Ok(true)
-        }
-        Err(problem) => {
-            println!("audit log BROKEN: {problem}");
-            Ok(false)
+        };
+        let verdict = biopay_server::verify_audit(&store, &witness, &trusted);
+        // The synchronous PostgreSQL client is dropped here, outside any runtime.
+        drop(store);
+        match verdict {
+            Ok(Ok(report)) => {
+                println!(
+                    "{name}audit log intact: {} entries, {} signed checkpoints ({} unchained), head {}",
+                    report.entries, report.checkpoints, report.unchained, report.head
+                );
+                if report.witnessed > 0 {
+                    println!("{name}{} witness checkpoints agree", report.witnessed);
+                } else {
+                    println!(
+                        "{name}no witness file given: a log cut back together with its checkpoints and head row cannot be told from a shorter one (docs/PROTOCOL.md §9.4)"
+                    );
+                }
+            }
+            Ok(Err(problem)) => {
+                println!("{name}audit log BROKEN: {problem}");
+                intact = false;
+            }
+            Err(e) => {
+                println!("{name}audit log NOT CHECKED: {e}");
+                intact = false;
+            }
         }
     }
+    Ok(intact)
 }
 
 fn export_checkpoints(
     store: &StoreArgs,
     since: Option<u64>,
     out: Option<&Path>,
+    shard: Option<u32>,
 ) -> Result<(), String> {
     let config = config_of(store)?;
+    let mut stores = open_stores(&config, shard)?;
+    if stores.len() > 1 {
+        return Err(
+            "each shard has its own checkpoint chain (and witness file): name one with --shard"
+                .into(),
+        );
+    }
+    let (k, backend) = stores
+        .pop()
+        .ok_or_else(|| "no shard to export".to_owned())?;
+    let backend = backend.map_err(|e| format!("shard {k}: {e}"))?;
     let existing = match out {
         Some(p) if p.exists() => audit::parse_witness(
             &std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))?,
@@ -305,7 +402,6 @@ fn export_checkpoints(
     };
     let last = existing.iter().max_by_key(|c| c.seq);
     let since = since.unwrap_or_else(|| last.map_or(0, |c| c.seq));
-    let backend = open_store(&config)?;
     let new: Vec<_> = biopay_server::all_checkpoints(&backend)?
         .into_iter()
         .filter(|c| c.seq > since)
@@ -373,15 +469,22 @@ fn main() -> ExitCode {
                     store,
                     public_keys,
                     witness,
+                    shard,
                 },
-        }) => match audit_verify(store, public_keys, witness.as_deref()) {
+        }) => match audit_verify(store, public_keys, witness.as_deref(), *shard) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(2),
             Err(e) => Err(e),
         },
         Some(Cmd::Audit {
-            cmd: AuditCmd::ExportCheckpoints { store, since, out },
-        }) => export_checkpoints(store, *since, out.as_deref()),
+            cmd:
+                AuditCmd::ExportCheckpoints {
+                    store,
+                    since,
+                    out,
+                    shard,
+                },
+        }) => export_checkpoints(store, *since, out.as_deref(), *shard),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

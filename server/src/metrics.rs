@@ -141,3 +141,31 @@ impl Metrics {
         out
     }
 }
+
+/// The per-shard lines of the exposition: store operations served by each
+/// shard in this process (a request touches one shard: one of these moves),
+/// and whether each shard's store is open.
+pub fn render_shards(operations: &[u64], down: &[u32]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP biopay_shard_store_operations_total Store operations served by each shard in this process."
+    );
+    let _ = writeln!(out, "# TYPE biopay_shard_store_operations_total counter");
+    for (k, n) in operations.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "biopay_shard_store_operations_total{{shard=\"{k}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP biopay_shard_up 1 once the shard's store is open and migrated; 0 while it has not been reachable since startup (requests routed to it get 503). /healthz probes every shard."
+    );
+    let _ = writeln!(out, "# TYPE biopay_shard_up gauge");
+    for k in 0..operations.len() {
+        let up = u32::try_from(k).map_or(0, |k| u8::from(!down.contains(&k)));
+        let _ = writeln!(out, "biopay_shard_up{{shard=\"{k}\"}} {up}");
+    }
+    out
+}

@@ -50,7 +50,9 @@ use crate::{
     },
     x509,
 };
-pub use opened::{Opened, RegistrationOutcome};
+pub use opened::{
+    open_deregistration, open_payment, registration_credential_id, Opened, RegistrationOutcome,
+};
 use serde::Serialize;
 use std::sync::{PoisonError, RwLock};
 

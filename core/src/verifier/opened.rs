@@ -73,28 +73,67 @@ fn registration_kind(statement: &[u8]) -> Option<crate::messages::MessageKind> {
         .and_then(|value| crate::messages::peek_kind(&value))
 }
 
+/// Steps P1–P3 of a payment assertion (§6.4): the statement, its header and
+/// its payload. Reads no state, needs no verifier: a sharded server opens the
+/// statement first and then hands it to the verifier of the credential's
+/// shard ([`crate::routing`]).
+pub fn open_payment(statement: &[u8]) -> Result<Opened<PaymentAssertion>, Rejection> {
+    open(
+        statement,
+        [Step::P1Statement, Step::P2Header, Step::P3Payload],
+        |a: &PaymentAssertion| &a.credential_id,
+    )
+}
+
+/// Steps D1–D3 of a deregistration (§6.5): the statement, its header and its
+/// payload. Reads no state (see [`open_payment`]).
+pub fn open_deregistration(statement: &[u8]) -> Result<Opened<Deregistration>, Rejection> {
+    open(
+        statement,
+        [Step::D1Statement, Step::D2Header, Step::D3Payload],
+        |d: &Deregistration| &d.credential_id,
+    )
+}
+
+/// The credential id a registration statement of any kind names, read
+/// without checking anything (any signature form, any header): **for
+/// routing only**, so that a sharded server can send the statement to the
+/// shard its id's slot names ([`crate::routing::credential_slot`]). Whatever
+/// it returns, the procedure on that shard then decides everything, steps 1
+/// onward; a sender who writes an id with another slot than its
+/// registration challenge's `credential_id_prefix` reaches a shard that
+/// does not hold that challenge (R8) or is refused at R15 / A16 / K12.
+pub fn registration_credential_id(statement: &[u8]) -> Option<CredentialId> {
+    let (payload, _) = cose::peek_payload(statement)?;
+    match registration_kind(statement)? {
+        crate::messages::MessageKind::PlatformKeyRegistration => {
+            PlatformKeyRegistration::from_cbor(&payload)
+                .ok()
+                .map(|m| m.credential_id)
+        }
+        crate::messages::MessageKind::AppleKeyRegistration => {
+            AppleKeyRegistration::from_cbor(&payload)
+                .ok()
+                .map(|m| m.credential_id)
+        }
+        _ => KeyAttestation::from_cbor(&payload)
+            .ok()
+            .map(|m| m.credential_id),
+    }
+}
+
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
-    /// Steps P1–P3 of a payment assertion (§6.4): the statement, its header
-    /// and its payload. Reads no state.
+    /// [`open_payment`] (P1–P3); reads no state.
     pub fn open_payment(&self, statement: &[u8]) -> Result<Opened<PaymentAssertion>, Rejection> {
-        open(
-            statement,
-            [Step::P1Statement, Step::P2Header, Step::P3Payload],
-            |a: &PaymentAssertion| &a.credential_id,
-        )
+        open_payment(statement)
     }
 
-    /// Steps D1–D3 of a deregistration (§6.5): the statement, its header
-    /// and its payload. Reads no state.
+    /// [`open_deregistration`] (D1–D3); reads no state.
     pub fn open_deregistration(
         &self,
         statement: &[u8],
     ) -> Result<Opened<Deregistration>, Rejection> {
-        open(
-            statement,
-            [Step::D1Statement, Step::D2Header, Step::D3Payload],
-            |d: &Deregistration| &d.credential_id,
-        )
+        open_deregistration(statement)
     }
 
     /// Verifies a registration of any kind: a PlatformKeyRegistration (kind

@@ -310,10 +310,23 @@ pub struct AccountQuery {
 /// The health check.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`, or `degraded` while a shard is unreachable.
     pub status: String,
     /// `sqlite` or `postgres`.
     pub backend: String,
-    /// Audit log entries so far.
+    /// Audit log entries so far, summed over the reachable shards.
+    pub audit_entries: u64,
+    /// Each shard, in shard order.
+    pub shards: Vec<ShardHealth>,
+}
+
+/// One shard's reachability.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardHealth {
+    /// The shard.
+    pub shard: u32,
+    /// Whether it answered.
+    pub up: bool,
+    /// Its audit log entries (0 when down).
     pub audit_entries: u64,
 }

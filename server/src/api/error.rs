@@ -93,10 +93,31 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait (`Retry-After`) before retrying a
+/// request answered 503 (a store or shard unreachable, nothing stored).
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+impl From<crate::shards::ShardDown> for ApiError {
+    fn from(e: crate::shards::ShardDown) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SHARD_UNAVAILABLE",
+            e.to_string(),
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error) = self.into_parts();
-        (status, Json(ErrorBody { error })).into_response()
+        let mut response = (status, Json(ErrorBody { error })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 

@@ -5,18 +5,19 @@
 //! server parses no statement itself.
 
 use super::*;
-use crate::{audit::AuditRecord, store::ServerStore, AppState};
+use crate::{audit::AuditRecord, shards::ShardVerifier, store::ServerStore, AppState};
 use axum::http::StatusCode;
 use biopay_core::{crypto, CredentialId, Rejection};
 
 impl AppState {
-    /// Audits a rejection (unless the store already did, P15/P19) and, when
+    /// Audits a rejection on `shard` (unless the store already did, P15/P19) and, when
     /// core says it counts toward lockout ([`Rejection::counts_toward_lockout`]:
     /// it needed the credential key and a live challenge, PROTOCOL.md §9.2),
     /// counts a failure against `credential` and its account: one store
     /// transaction for both.
     pub(crate) fn record_rejection(
         &self,
+        shard: &ShardVerifier,
         kind: &str,
         credential: Option<&CredentialId>,
         statement: &[u8],
@@ -36,7 +37,7 @@ impl AppState {
             credential.filter(|_| self.lock_after_failures > 0 && r.counts_toward_lockout());
         let audit = (!r.recorded_by_flag()).then_some(&record);
         if audit.is_some() || counted.is_some() {
-            if let Err(e) = self.store().append_rejection(audit, counted, record.at) {
+            if let Err(e) = shard.store().append_rejection(audit, counted, record.at) {
                 tracing::error!(error = %e, "recording a rejection failed");
             }
         }
@@ -51,13 +52,17 @@ impl AppState {
 
     /// Refuses statements for a locked credential or account: one that had
     /// `lock_after_failures` counted failures within the window, in any
-    /// process on this store. Fails closed when the store cannot tell.
-    pub(crate) fn check_limits(&self, id: &CredentialId) -> Result<(), ApiError> {
+    /// process on the credential's shard. Fails closed when the store cannot tell.
+    pub(crate) fn check_limits(
+        &self,
+        shard: &ShardVerifier,
+        id: &CredentialId,
+    ) -> Result<(), ApiError> {
         if self.lock_after_failures == 0 {
             return Ok(());
         }
         let since = crate::now().saturating_sub(self.failure_window_secs);
-        let failures = self
+        let failures = shard
             .store()
             .recent_failures(id, since)
             .map_err(|e| ApiError::unavailable(format!("rate limit state: {e}")))?;

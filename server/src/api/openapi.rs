@@ -41,7 +41,7 @@ impl utoipa::Modify for SecuritySchemes {
     paths(registration_challenge, register, list_credentials, payment_challenge, verify_payment,
         payment_challenge_batch, verify_payment_batch, deregister, suspend_credential, set_model_status, audit_checkpoints, healthz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ChallengeResponse, CredentialView, TransactionBody,
-        PaymentAccepted, StatusResponse, Health, ChallengeBatchItem, ChallengeBatchResponse,
+        PaymentAccepted, StatusResponse, Health, ShardHealth, ChallengeBatchItem, ChallengeBatchResponse,
         VerifyBatchItem, VerifyBatchResponse, CheckpointList, crate::audit::Checkpoint)),
     modifiers(&SecuritySchemes)
 )]

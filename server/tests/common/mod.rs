@@ -240,6 +240,8 @@ pub struct Postgres {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
+    bin: PathBuf,
+    root: bool,
 }
 
 /// Where Debian installs PostgreSQL (`<dir>/<version>/bin/initdb`);
@@ -375,6 +377,8 @@ impl Postgres {
                         child,
                         port,
                         _dir: dir,
+                        bin,
+                        root,
                     };
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -384,6 +388,54 @@ impl Postgres {
             eprintln!("postgres start attempt {attempt} failed; retrying");
         }
         panic!("PostgreSQL did not start");
+    }
+
+    /// Stops the server (fast shutdown, as an operator's `pg_ctl stop`
+    /// would; SIGKILL only if it hangs); its data stays for [`Self::restart`].
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again on the same data and port (bounded).
+    pub fn restart(&mut self) {
+        let data = self._dir.path().join("data");
+        self.child = pg_command(&self.bin.join("postgres"), self.root)
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-k"])
+            .arg(self._dir.path())
+            .args(["-c", "max_connections=200", "-c", "shared_buffers=64MB"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        );
+        let start = Instant::now();
+        while postgres::Client::connect(&url, postgres::NoTls).is_err() {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "PostgreSQL exited on restart"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "PostgreSQL did not restart within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Creates a fresh database and returns its URL.

@@ -37,7 +37,7 @@ pub async fn deregister(
     let req: DeregisterRequest = parse_json(body)?;
     let statement = bytes_field("statement", &req.statement)?;
     // Core opens the statement (D1–D3) and says which credential it names.
-    let opened = state.verifier.open_deregistration(&statement);
+    let opened = biopay_core::verifier::open_deregistration(&statement);
     if let Ok(o) = &opened {
         if *o.credential_id() != id {
             return Err(ApiError::bad_request(
@@ -46,8 +46,9 @@ pub async fn deregister(
         }
     }
     let st = state.clone();
+    let shard = state.shard(state.shards.of_credential(&id))?;
     blocking(
-        move || match opened.and_then(|o| st.verifier.verify_opened_deregistration(o)) {
+        move || match opened.and_then(|o| shard.verify_opened_deregistration(o)) {
             Ok(done) => {
                 st.metrics.decision(
                     "deregistration",
@@ -60,7 +61,7 @@ pub async fn deregister(
                 }))
             }
             Err(r) => {
-                st.record_rejection("deregistration", Some(&id), &statement, &r);
+                st.record_rejection(&shard, "deregistration", Some(&id), &statement, &r);
                 Err(ApiError::from(&r))
             }
         },
@@ -78,7 +79,7 @@ pub async fn suspend_credential(
     Path(id): Path<String>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let id = credential_id(&id)?;
-    let st = state.clone();
+    let shard = state.shard(state.shards.of_credential(&id))?;
     let shown = b64(id.as_bytes());
     blocking(move || {
         let record = AuditRecord {
@@ -92,7 +93,8 @@ pub async fn suspend_credential(
         };
         // The status and its audit record commit together: a refused or
         // failed request changes nothing, an applied one is always audited.
-        st.store()
+        shard
+            .store()
             .set_credential_status_audited(&id, CredentialStatus::Suspended, &record)
             .map_err(|e| match e {
                 biopay_core::store::CommitError::UnknownCredential => {
@@ -117,12 +119,16 @@ pub async fn suspend_credential(
     .await?
 }
 
-/// Admin: sets a device model's status (e.g. revokes it). Persisted; other
-/// server processes pick it up at their next refresh.
+/// Admin: sets a device model's status (e.g. revokes it) on every shard,
+/// each with its audit record on that shard's chain; each shard's commits
+/// check their own copy. Answers 200 only when every shard has it; 503
+/// (naming the shards that do not) otherwise: repeat the request until 200
+/// (it is idempotent). Other server processes pick it up at their next refresh.
 #[utoipa::path(post, path = "/v1/admin/models/{model}/status", tag = "admin",
     params(("model" = String, Path, description = "device model id")),
     request_body = ModelStatusRequest,
-    responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody),
+        (status = 503, description = "not every shard has the status yet: repeat the request", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub async fn set_model_status(
     State(state): State<Arc<AppState>>,
@@ -134,7 +140,12 @@ pub async fn set_model_status(
         .ok_or_else(|| ApiError::bad_request(format!("unknown model status {:?}", req.status)))?;
     let st = state.clone();
     blocking(move || {
-        if st.verifier.trust().model(&model).is_none() {
+        if st
+            .shards
+            .up()
+            .first()
+            .is_some_and(|(_, v)| v.trust().model(&model).is_none())
+        {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
@@ -150,12 +161,37 @@ pub async fn set_model_status(
             statement_hash: String::new(),
             reason: format!("device model {model} set to {}", model_status_name(status)),
         };
-        // The status and its audit record commit together (both or neither);
-        // only then does this process's own copy change.
-        st.store()
-            .set_model_status(&model, model_status_name(status), &record)
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        st.verifier.set_model_status(&model, status);
+        // On each shard the status and its audit record commit together
+        // (both or neither); only then does that shard's verifier in this
+        // process change. Every shard is tried, even after a failure, so
+        // that the reachable ones refuse the model at once.
+        let mut missing = Vec::new();
+        let mut down = false;
+        for k in 0..st.shards.count() {
+            down |= st.shard(k).is_err();
+            let done = st.shard(k).map_err(|e| e.to_string()).and_then(|v| {
+                v.store()
+                    .set_model_status(&model, model_status_name(status), &record)
+                    .map_err(|e| e.to_string())?;
+                v.set_model_status(&model, status);
+                Ok(())
+            });
+            if let Err(e) = done {
+                tracing::error!(shard = k, model, error = %e, "device model status not set on this shard");
+                missing.push(k);
+            }
+        }
+        if !missing.is_empty() {
+            // SHARD_UNAVAILABLE when a shard is down, UNAVAILABLE when a
+            // reachable store refused the write (as with one database).
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                if down { "SHARD_UNAVAILABLE" } else { "UNAVAILABLE" },
+                format!(
+                    "device model status not stored on shards {missing:?}: repeat the request until it succeeds"
+                ),
+            ));
+        }
         tracing::info!(
             model,
             status = model_status_name(status),
@@ -178,11 +214,19 @@ pub struct CheckpointQuery {
     pub since: u64,
     /// At most this many (1 to 1000; default 1000): ask again with the last `seq`.
     pub limit: Option<u64>,
+    /// The shard whose chain to export (0 to shards - 1; default 0): each
+    /// shard has its own audit chain and checkpoints.
+    #[serde(default)]
+    pub shard: u32,
 }
 
-/// The signed audit checkpoints past `since`, oldest first.
+/// The signed audit checkpoints of one shard past `since`, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckpointList {
+    /// The shard whose chain these checkpoints sign.
+    pub shard: u32,
+    /// How many shards the server has (each with its own chain).
+    pub shards: u32,
     /// Each one as a witness stores it (one JSON line per checkpoint):
     /// verifiable alone with the server's public key.
     pub checkpoints: Vec<crate::audit::Checkpoint>,
@@ -206,25 +250,52 @@ pub async fn audit_checkpoints(
     if i64::try_from(q.since).is_err() {
         return Err(ApiError::bad_request("since is past any entry"));
     }
-    let st = state.clone();
-    let checkpoints = blocking(move || st.store().checkpoints(q.since, limit))
+    if q.shard >= state.shards.count() {
+        return Err(ApiError::bad_request(format!(
+            "shard must be 0 to {}",
+            state.shards.count() - 1
+        )));
+    }
+    let shard = state.shard(q.shard)?;
+    let checkpoints = blocking(move || shard.store().checkpoints(q.since, limit))
         .await?
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(Json(CheckpointList { checkpoints }))
+    Ok(Json(CheckpointList {
+        shard: q.shard,
+        shards: state.shards.count(),
+        checkpoints,
+    }))
 }
 
-/// Liveness and store reachability.
+/// Liveness and each shard's reachability: 200 while at least one shard
+/// answers (`status` is `degraded` when another does not; requests routed
+/// to it get 503), 503 when none does.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
     let st = state.clone();
-    let (seq, _) = blocking(move || st.store().audit_head())
-        .await?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let shards = blocking(move || {
+        (0..st.shards.count())
+            .map(|k| {
+                let head = st.shard(k).ok().and_then(|v| v.store().audit_head().ok());
+                ShardHealth {
+                    shard: k,
+                    up: head.is_some(),
+                    audit_entries: head.map_or(0, |(seq, _)| seq),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let up = shards.iter().filter(|s| s.up).count();
+    if up == 0 {
+        return Err(ApiError::unavailable("no shard is reachable"));
+    }
     Ok(Json(Health {
-        status: "ok".into(),
-        backend: state.store().backend_name().into(),
-        audit_entries: seq,
+        status: if up == shards.len() { "ok" } else { "degraded" }.into(),
+        backend: state.backend_name().into(),
+        audit_entries: shards.iter().map(|s| s.audit_entries).sum(),
+        shards,
     }))
 }
 
@@ -236,6 +307,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state
             .metrics
-            .render(state.store().backend_name(), state.store().commit_stats()),
+            .render(state.backend_name(), state.commit_stats())
+            + &crate::metrics::render_shards(&state.shards.operations(), &state.shards.down()),
     )
 }

@@ -39,14 +39,12 @@ pub(crate) fn issue_payment_challenge(
 ) -> Result<ChallengeResponse, ApiError> {
     let id = credential_id(&req.credential_id)?;
     let tx: Transaction = req.transaction.into();
-    let c = state
-        .verifier
-        .payment_challenge(&id, tx)
-        .map_err(issue_error)?;
+    let shard = state.shard(state.shards.of_credential(&id))?;
+    let c = shard.payment_challenge(&id, tx).map_err(issue_error)?;
     Ok(ChallengeResponse {
         challenge: b64(&c.to_cbor()),
         expires_at: c.expires_at,
-        display_text: Some(render_transaction(state.verifier.rp_id(), &c.transaction)),
+        display_text: Some(render_transaction(shard.rp_id(), &c.transaction)),
     })
 }
 
@@ -69,7 +67,7 @@ pub async fn verify_payment(
     let started = Instant::now();
     let st = state.clone();
     let out = blocking(move || {
-        let input = PaymentInput::new(&st, req);
+        let input = PaymentInput::new(req);
         verify_one_payment(&st, input)
     })
     .await?;
@@ -90,9 +88,9 @@ pub(crate) struct PaymentInput {
 
 impl PaymentInput {
     /// Reads `req` (decoding only, no state).
-    pub(crate) fn new(st: &AppState, req: VerifyPaymentRequest) -> Self {
+    pub(crate) fn new(req: VerifyPaymentRequest) -> Self {
         let assertion = bytes_field("assertion", &req.assertion).map(|statement| {
-            let opened = st.verifier.open_payment(&statement);
+            let opened = biopay_core::verifier::open_payment(&statement);
             (statement, opened)
         });
         Self {
@@ -118,15 +116,18 @@ pub(crate) fn verify_one_payment(
 ) -> Result<PaymentAccepted, ApiError> {
     let named = input.credential_id().cloned();
     let (statement, opened) = input.assertion?;
+    // The credential's shard; an assertion naming no readable credential
+    // goes to shard 0, which audits its rejection.
+    let shard = st.shard(named.as_ref().map_or(0, |id| st.shards.of_credential(id)))?;
     if let Some(id) = &named {
-        st.check_limits(id)?;
+        st.check_limits(&shard, id)?;
     }
     let app_attest = input
         .app_attest_assertion
         .as_deref()
         .map(|a| bytes_field("app_attest_assertion", a))
         .transpose()?;
-    match opened.and_then(|o| st.verifier.verify_opened_payment(o, app_attest.as_deref())) {
+    match opened.and_then(|o| shard.verify_opened_payment(o, app_attest.as_deref())) {
         Ok(p) => {
             // The commit cleared the credential's failure count.
             st.metrics.decision(
@@ -151,7 +152,7 @@ pub(crate) fn verify_one_payment(
             })
         }
         Err(r) => {
-            st.record_rejection("payment", named.as_ref(), &statement, &r);
+            st.record_rejection(&shard, "payment", named.as_ref(), &statement, &r);
             Err(ApiError::from(&r))
         }
     }
@@ -300,7 +301,7 @@ pub async fn verify_payment_batch(
     let inputs = req
         .items
         .into_iter()
-        .map(|item| PaymentInput::new(&state, item))
+        .map(PaymentInput::new)
         .collect();
     let outcomes = run_batch(&state, inputs, payment_batch_key, verify_one_payment).await?;
     // Each statement waited for the whole batch: one observation per item.

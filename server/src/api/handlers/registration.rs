@@ -45,13 +45,11 @@ pub async fn registration_challenge(
         Some(s) => parse_security_level(s)
             .ok_or_else(|| ApiError::bad_request(format!("unknown security level {s:?}")))?,
     };
-    let c = blocking(move || {
-        state
-            .verifier
-            .registration_challenge(&account, &modalities, level)
-    })
-    .await?
-    .map_err(issue_error)?;
+    // The account's shard stores the challenge (and will hold the credential).
+    let shard = state.shard(state.shards.of_account(&account))?;
+    let c = blocking(move || shard.registration_challenge(&account, &modalities, level))
+        .await?
+        .map_err(issue_error)?;
     Ok(Json(ChallengeResponse {
         challenge: b64(&c.to_cbor()),
         expires_at: c.expires_at,
@@ -99,10 +97,18 @@ pub async fn register(
     let started = Instant::now();
     let st = state.clone();
     let out = blocking(move || {
+        // The statement goes to the shard its credential id's slot names
+        // (the id starts with the account's slot, R15 / A16 / K12, so that
+        // is where its registration challenge is); one that names no
+        // readable credential to shard 0, which audits its rejection.
+        let shard = st.shard(
+            biopay_core::verifier::registration_credential_id(&statement)
+                .map_or(0, |id| st.shards.of_credential(&id)),
+        )?;
         // Core chooses the procedure from the message kind (R1–R16, A1–A17
         // for an Android Keystore key, K1–K13 for Apple App Attest), decodes
         // the statement once and says which credential it names.
-        let outcome = st.verifier.verify_any_registration(&statement);
+        let outcome = shard.verify_any_registration(&statement);
         let kind = outcome.kind;
         match outcome.decision {
             Ok(r) => {
@@ -113,6 +119,7 @@ pub async fn register(
             }
             Err(r) => {
                 st.record_rejection(
+                    &shard,
                     "registration",
                     outcome.credential_id.as_ref(),
                     &statement,
@@ -139,10 +146,10 @@ pub async fn list_credentials(
     let account = bytes_field("account", &q.account)?;
     validate_account_handle(&account)
         .map_err(|e| ApiError::bad_request(format!("account: {e}")))?;
-    let st = state.clone();
+    let shard = state.shard(state.shards.of_account(&account))?;
     let list = blocking(move || {
-        let rp = st.verifier.rp_id().to_owned();
-        st.store().credentials_for_account(&rp, &account)
+        let rp = shard.rp_id().to_owned();
+        shard.store().credentials_for_account(&rp, &account)
     })
     .await?
     .map_err(|e| ApiError::unavailable(e.to_string()))?;
