@@ -278,7 +278,7 @@ pub struct RegistrationChallenge {
     /// Key 9: the weakest key storage the RP accepts.
     pub required_assurance: SecurityLevel,
     /// Key 10: the two bytes the new credential's id must start with, the
-    /// account's slot ([`crate::routing::account_slot`], §4.1.9).
+    /// account's slot (`routing::account_slot`, §4.1.9).
     #[serde(serialize_with = "ser_hex")]
     pub credential_id_prefix: [u8; 2],
 }
