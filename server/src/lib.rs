@@ -70,6 +70,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The audit checkpoint key.
     pub signing_key: SigningKey,
+    /// Single-payment work runs on the async worker, not behind
+    /// `spawn_blocking` ([`Config::inline_verify`]).
+    pub inline_verify: bool,
 }
 
 impl AppState {
@@ -129,6 +132,7 @@ impl AppState {
             failure_window_secs: config.failure_window_secs,
             metrics: Metrics::default(),
             signing_key: SigningKey::load_or_create(&config.audit_key_path())?,
+            inline_verify: config.inline_verify,
         };
         state.refresh_model_statuses();
         Ok(state)

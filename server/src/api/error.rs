@@ -124,6 +124,27 @@ pub(crate) fn credential_id(s: &str) -> Result<CredentialId, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("credential id: {e}")))
 }
 
+/// Runs `f` on the calling async worker when `inline` (the
+/// `inline_verify` switch), else on a blocking thread. The synchronous
+/// PostgreSQL client blocks on a runtime of its own, which tokio refuses
+/// inside an async worker: for it (`in_place`) the worker steps out of the
+/// runtime with `block_in_place` (its other tasks move to another thread).
+/// Outside a multi-threaded runtime, where neither is possible, `f` runs on
+/// a blocking thread as by default.
+pub(crate) async fn maybe_blocking<T: Send + 'static>(
+    inline: bool,
+    in_place: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    match (inline, in_place) {
+        (true, false) => Ok(f()),
+        (true, true) if multi_thread => Ok(tokio::task::block_in_place(f)),
+        _ => blocking(f).await,
+    }
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -358,6 +358,12 @@ impl AnyStore {
         }
     }
 
+    /// Whether its calls block on a tokio runtime of their own (the
+    /// synchronous PostgreSQL client), which cannot run on an async worker.
+    pub fn blocks_on_own_runtime(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// Group commit counters: (transactions, operations, batches re-run with
     /// savepoints after a failed operation) so far.
     pub fn commit_stats(&self) -> (u64, u64, u64) {

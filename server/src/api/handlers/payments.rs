@@ -25,9 +25,12 @@ pub async fn payment_challenge(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     let req: PaymentChallengeRequest = parse_json(body)?;
-    blocking(move || issue_payment_challenge(&state, req))
-        .await?
-        .map(Json)
+    let (inline, in_place) = (state.inline_verify, state.store().blocks_on_own_runtime());
+    maybe_blocking(inline, in_place, move || {
+        issue_payment_challenge(&state, req)
+    })
+    .await?
+    .map(Json)
 }
 
 /// One payment challenge (blocking: reads the credential, stores the
@@ -67,7 +70,11 @@ pub async fn verify_payment(
     let req: VerifyPaymentRequest = parse_json(body)?;
     let started = Instant::now();
     let st = state.clone();
-    let out = blocking(move || verify_one_payment(&st, &req)).await?;
+    let in_place = state.store().blocks_on_own_runtime();
+    let out = maybe_blocking(state.inline_verify, in_place, move || {
+        verify_one_payment(&st, &req)
+    })
+    .await?;
     state.metrics.verify_latency(started.elapsed());
     out.map(Json)
 }
