@@ -28,6 +28,7 @@ pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
     key: Option<String>,
+    cbor: bool,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -48,7 +49,15 @@ impl ApiClient {
                 .build(),
             base: base.trim_end_matches('/').to_owned(),
             key: key.map(str::to_owned),
+            cbor: false,
         }
+    }
+
+    /// The same client, sending payment assertions to the verify endpoints
+    /// as `application/cbor` ([`cbor_verify_body`]) when `on`.
+    pub fn with_cbor(mut self, on: bool) -> Self {
+        self.cbor = on;
+        self
     }
 
     /// The same server with another key.
@@ -57,6 +66,7 @@ impl ApiClient {
             agent: self.agent.clone(),
             base: self.base.clone(),
             key: key.map(str::to_owned),
+            cbor: self.cbor,
         }
     }
 
@@ -72,17 +82,19 @@ impl ApiClient {
             Some(b) => req.send_json(b),
             None => req.call(),
         };
-        let resp = match res {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(e.to_string()),
-        };
-        let status = resp.status();
-        let text = resp.into_string().map_err(|e| e.to_string())?;
-        Ok(Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        })
+        reply(res)
+    }
+
+    /// POST with an `application/cbor` body.
+    pub fn post_cbor(&self, path: &str, body: &[u8]) -> Result<Reply, String> {
+        let mut req = self
+            .agent
+            .post(&format!("{}{}", self.base, path))
+            .set("Content-Type", "application/cbor");
+        if let Some(k) = &self.key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        reply(req.send_bytes(body))
     }
 
     /// POST with a JSON body.
@@ -125,8 +137,11 @@ impl ApiClient {
         )
     }
 
-    /// Submits a payment assertion.
+    /// Submits a payment assertion (JSON, or CBOR [`Self::with_cbor`]).
     pub fn verify_payment(&self, assertion: &[u8]) -> Result<Reply, String> {
+        if self.cbor {
+            return self.post_cbor("/v1/payments/verify", &cbor_verify_body(assertion));
+        }
         self.post("/v1/payments/verify", json!({"assertion": b64(assertion)}))
     }
 
@@ -142,12 +157,65 @@ impl ApiClient {
 
     /// Submits payment assertions in one request (`/v1/payments/verify/batch`).
     pub fn verify_payment_batch(&self, assertions: &[Vec<u8>]) -> Result<Reply, String> {
+        if self.cbor {
+            return self.post_cbor(
+                "/v1/payments/verify/batch",
+                &cbor_verify_batch_body(assertions),
+            );
+        }
         let items: Vec<Value> = assertions
             .iter()
             .map(|a| json!({"assertion": b64(a)}))
             .collect();
         self.post("/v1/payments/verify/batch", json!({ "items": items }))
     }
+}
+
+fn reply(res: Result<ureq::Response, ureq::Error>) -> Result<Reply, String> {
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = resp.status();
+    let text = resp.into_string().map_err(|e| e.to_string())?;
+    Ok(Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    })
+}
+
+/// The `application/cbor` body of `/v1/payments/verify`: the deterministic
+/// CBOR map `{"assertion": bstr}`.
+pub fn cbor_verify_body(assertion: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(assertion.len() + 16);
+    write_item(&mut out, assertion);
+    out
+}
+
+/// The `application/cbor` body of `/v1/payments/verify/batch`:
+/// `{"items": [{"assertion": bstr}, ...]}`.
+pub fn cbor_verify_batch_body(assertions: &[Vec<u8>]) -> Vec<u8> {
+    use biopay_core::cbor::{write_head, write_text};
+    let mut out = Vec::with_capacity(assertions.iter().map(|a| a.len() + 16).sum::<usize>() + 16);
+    write_head(&mut out, 5, 1);
+    write_text(&mut out, "items");
+    write_head(
+        &mut out,
+        4,
+        u64::try_from(assertions.len()).unwrap_or(u64::MAX),
+    );
+    for a in assertions {
+        write_item(&mut out, a);
+    }
+    out
+}
+
+fn write_item(out: &mut Vec<u8>, assertion: &[u8]) {
+    use biopay_core::cbor::{write_bytes, write_head, write_text};
+    write_head(out, 5, 1);
+    write_text(out, "assertion");
+    write_bytes(out, assertion);
 }
 
 fn payment_challenge_body(credential: &[u8], order: &str, amount_minor: u64) -> Value {

@@ -46,6 +46,8 @@ pub struct LoadConfig {
     /// server's (the biopay-server process, and the database's processes for
     /// PostgreSQL). Linux only (`/proc/<pid>/stat`); empty: not measured.
     pub server_pids: Vec<u32>,
+    /// Send the payment assertions as `application/cbor` instead of JSON.
+    pub cbor: bool,
 }
 
 /// What was measured.
@@ -55,6 +57,8 @@ pub struct LoadReport {
     pub clients: usize,
     /// Payments per request (1: the single-payment endpoints).
     pub batch: usize,
+    /// Whether the assertions went as `application/cbor`.
+    pub cbor: bool,
     /// Accepted payments.
     pub accepted: u64,
     /// Failed or rejected payments.
@@ -178,7 +182,7 @@ pub fn ecdsa_verifications_per_sec(threads: usize, secs: f64) -> Result<f64, Str
 /// Runs the load and reports.
 pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let api = ApiClient::new(&cfg.url, Some(&cfg.key));
+    let api = ApiClient::new(&cfg.url, Some(&cfg.key)).with_cbor(cfg.cbor);
     // Register every client's device first (not timed).
     let rp = rp_id(&api)?;
     let batch = cfg.batch.max(1);
@@ -272,6 +276,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     Ok(LoadReport {
         clients: cfg.clients,
         batch,
+        cbor: cfg.cbor,
         operations_per_commit,
         client_cpu_us_per_payment: per_payment(client_cpu),
         server_cpu_us_per_payment: per_payment(server_cpu),

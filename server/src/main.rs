@@ -202,6 +202,10 @@ struct LoadArgs {
     /// server, and for PostgreSQL the database's processes). Linux only.
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
+    /// Send the payment assertions as `application/cbor` (the statement
+    /// bytes as they are) instead of JSON with base64url.
+    #[arg(long)]
+    cbor: bool,
 }
 
 fn config_of(store: &StoreArgs) -> Result<Config, String> {
@@ -486,6 +490,7 @@ fn main() -> ExitCode {
             max_payments: a.max_payments,
             ecdsa_secs: a.ecdsa_seconds,
             server_pids: a.server_pids.clone(),
+            cbor: a.cbor,
         })
         .map(|r| {
             println!(

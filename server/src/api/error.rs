@@ -100,10 +100,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) fn parse_json<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| {
+/// The body, or why it could not be read (413 `BODY_TOO_LARGE`, 400).
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "BODY_TOO_LARGE"
@@ -111,7 +110,13 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
             "BAD_REQUEST"
         };
         ApiError::new(status, code, e.body_text())
-    })?;
+    })
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body_bytes(body)?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
 

@@ -5,7 +5,7 @@ use crate::{b64::b64, config::modality_name, AppState};
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     Json,
 };
 use biopay_core::{
@@ -54,20 +54,28 @@ pub(crate) fn issue_payment_challenge(
 
 /// Verifies a payment assertion (P1–P20); on acceptance the challenge is
 /// consumed, the counter advanced and the decision audited in one transaction.
+/// The body is JSON (base64url fields) or `application/cbor` (deterministic
+/// CBOR, the same keys with byte strings); the answer is JSON either way.
 #[utoipa::path(post, path = "/v1/payments/verify", tag = "payments",
-    request_body = VerifyPaymentRequest,
+    request_body(content(
+        (VerifyPaymentRequest = "application/json"),
+        (VerifyPaymentCbor = "application/cbor")
+    )),
     responses((status = 200, body = PaymentAccepted),
         (status = 409, description = "replayed or concurrently used challenge", body = ErrorBody),
         (status = 408, description = "TIMEOUT: not answered within the server's limit; the payment may still have been decided (resubmit: P9 if it was)", body = ErrorBody),
+        (status = 400, description = "malformed JSON or CBOR body", body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody),
         (status = 422, description = "rejected at a verification step", body = ErrorBody),
         (status = 429, description = "too many failures for the credential or account", body = ErrorBody),
         (status = 503, description = "store unavailable; nothing was accepted", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn verify_payment(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PaymentAccepted>, ApiError> {
-    let req: VerifyPaymentRequest = parse_json(body)?;
+    let req = parse_verify(&headers, body)?;
     let started = Instant::now();
     let st = state.clone();
     let in_place = state.store().blocks_on_own_runtime();
@@ -83,21 +91,16 @@ pub async fn verify_payment(
 /// the commit; on rejection the audit record and failure count.
 pub(crate) fn verify_one_payment(
     st: &AppState,
-    req: &VerifyPaymentRequest,
+    req: &PaymentItem,
 ) -> Result<PaymentAccepted, ApiError> {
-    let statement = bytes_field("assertion", &req.assertion)?;
-    let peeked = peek(&statement, false, |a: &PaymentAssertion| &a.credential_id);
+    let statement = &req.assertion;
+    let peeked = peek(statement, false, |a: &PaymentAssertion| &a.credential_id);
     if let Some(id) = &peeked {
         st.check_limits(id)?;
     }
-    let app_attest = req
-        .app_attest_assertion
-        .as_deref()
-        .map(|a| bytes_field("app_attest_assertion", a))
-        .transpose()?;
     match st
         .verifier
-        .verify_payment_with_app_attest(&statement, app_attest.as_deref())
+        .verify_payment_with_app_attest(statement, req.app_attest_assertion.as_deref())
     {
         Ok(p) => {
             // The commit cleared the credential's failure count.
@@ -123,7 +126,7 @@ pub(crate) fn verify_one_payment(
             })
         }
         Err(r) => {
-            st.record_rejection("payment", peeked.as_ref(), &statement, &r);
+            st.record_rejection("payment", peeked.as_ref(), statement, &r);
             Err(ApiError::from(&r))
         }
     }
@@ -215,10 +218,9 @@ pub(crate) async fn run_batch<I: Send + 'static, T: Send + 'static>(
 
 /// The credential id a payment assertion names, unverified: the key that
 /// keeps one credential's batch items in order.
-pub(crate) fn payment_batch_key(req: &VerifyPaymentRequest) -> Option<Vec<u8>> {
-    let statement = bytes_field("assertion", &req.assertion).ok()?;
-    peek(&statement, false, |a: &PaymentAssertion| &a.credential_id)
-        .map(|id| id.as_bytes().to_vec())
+pub(crate) fn payment_batch_key(req: &Result<PaymentItem, ApiError>) -> Option<Vec<u8>> {
+    let statement = &req.as_ref().ok()?.assertion;
+    peek(statement, false, |a: &PaymentAssertion| &a.credential_id).map(|id| id.as_bytes().to_vec())
 }
 
 /// Issues several payment challenges in one request (for a payment gateway
@@ -256,21 +258,27 @@ pub async fn payment_challenge_batch(
 /// by one in order: items of one credential are verified in item order,
 /// items of different credentials in parallel, their commits sharing the
 /// store's group commit.
+/// The body is JSON or `application/cbor` as for `/v1/payments/verify`.
 #[utoipa::path(post, path = "/v1/payments/verify/batch", tag = "payments",
-    request_body = VerifyPaymentBatchRequest,
+    request_body(content(
+        (VerifyPaymentBatchRequest = "application/json"),
+        (VerifyPaymentBatchCbor = "application/cbor")
+    )),
     responses((status = 200, description = "one outcome per item, in order", body = VerifyBatchResponse),
-        (status = 400, description = "malformed, empty or more than max_batch_items", body = ErrorBody),
+        (status = 400, description = "malformed (JSON or CBOR), empty or more than max_batch_items", body = ErrorBody),
         (status = 408, description = "TIMEOUT: the batch was not answered within the server's limit; items may still have been decided (resubmit each: P9 if it was)", body = ErrorBody),
-        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody)),
+        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn verify_payment_batch(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VerifyBatchResponse>, ApiError> {
-    let req: VerifyPaymentBatchRequest = parse_json(body)?;
+    let items = parse_verify_batch(&headers, body)?;
     let started = Instant::now();
-    let outcomes = run_batch(&state, req.items, payment_batch_key, |st, item| {
-        verify_one_payment(st, &item)
+    let outcomes = run_batch(&state, items, payment_batch_key, |st, item| {
+        verify_one_payment(st, &item?)
     })
     .await?;
     // Each statement waited for the whole batch: one observation per item.
