@@ -236,6 +236,51 @@ impl SqliteStore {
         self.committer.stats()
     }
 
+    /// See [`super::AnyStore::danger_insert_filler_credentials`].
+    pub fn danger_insert_filler_credentials(
+        &self,
+        template: &CredentialRecord,
+        first: u64,
+        count: u64,
+    ) -> Result<(), StoreError> {
+        let t = template.clone();
+        let end = first
+            .checked_add(count)
+            .ok_or_else(|| StoreError("filler range overflows".into()))?;
+        self.write(false, move |c, _| {
+            let mut stmt = c
+                .prepare_cached(
+                    "INSERT INTO credentials (credential_id, rp_id, account_handle, public_key,
+                        modalities, enrollment_epoch, security_level, kind, device_model,
+                        counter, status, registered_at)
+                     VALUES (?1, ?2, ?1, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
+                )
+                .map_err(be)?;
+            let (modalities, level) = (
+                modalities_str(&t.modalities),
+                i64_of(t.security_level.to_u64())?,
+            );
+            let registered_at = i64_of(t.registered_at)?;
+            for i in first..end {
+                stmt.execute(params![
+                    super::filler_id(&t.credential_id, i),
+                    t.rp_id,
+                    t.public_key,
+                    modalities,
+                    t.enrollment_epoch.to_vec(),
+                    level,
+                    t.kind.as_str(),
+                    t.device_model,
+                    CredentialStatus::Active.as_str(),
+                    registered_at,
+                ])
+                .map_err(be)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| StoreError(e.to_string()))
+    }
+
     /// A read connection: a free one if any, else waits for one in turn.
     fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         let n = self.readers.len();
