@@ -43,7 +43,8 @@
 #                       "--lock-after-failures 0" to measure without rate limiting)
 #   --loader BINARY     the biopay-server whose `load` drives every run
 #                       (default: the first BINARY), so that builds without
-#                       the batch endpoints or `--batch` can be compared
+#                       the batch endpoints or `--batch` can be compared (it
+#                       must know `load --prepopulate` and `--db-pid`)
 #
 # Loopback only; every run is bounded by --seconds.
 set -euo pipefail

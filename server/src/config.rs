@@ -76,7 +76,8 @@ pub struct Config {
     /// the thread hand-offs, but a worker waiting for a commit takes no other
     /// request meanwhile. Batches always use blocking threads. On PostgreSQL,
     /// whose synchronous client blocks on a runtime of its own, the worker
-    /// steps out with `block_in_place`. Default false.
+    /// steps out with `block_in_place`. An inline verification answers when
+    /// it is done: `request_timeout_ms` cannot cut it short. Default false.
     pub inline_verify: bool,
 }
 
