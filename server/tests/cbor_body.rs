@@ -167,68 +167,93 @@ fn malformed_cbor_bodies_are_400_and_store_nothing(b: &TestBackend) {
     write_text(&mut batch_not_array, "items");
     write_bytes(&mut batch_not_array, &good);
     let json = serde_json::json!({"assertion": b64(&a)}).to_string();
-    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
-        ("not CBOR", "/v1/payments/verify", vec![0xff, 0x00]),
-        ("empty", "/v1/payments/verify", vec![]),
+    let mut attest_as_text = Vec::new();
+    write_head(&mut attest_as_text, 5, 2);
+    write_text(&mut attest_as_text, "assertion");
+    write_bytes(&mut attest_as_text, &a);
+    write_text(&mut attest_as_text, "app_attest_assertion");
+    write_text(&mut attest_as_text, "x");
+    let verify = "/v1/payments/verify";
+    let batch = "/v1/payments/verify/batch";
+    // (what, endpoint, body, what the reason must say). Maps are in
+    // deterministic key order unless the case is about the order.
+    let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        ("not CBOR", verify, vec![0xff, 0x00], "not well-formed"),
+        ("empty", verify, vec![], "not well-formed"),
         (
             "truncated",
-            "/v1/payments/verify",
+            verify,
             good.get(..good.len() - 1).unwrap().to_vec(),
+            "not well-formed",
         ),
-        ("trailing byte", "/v1/payments/verify", trailing),
-        ("keys out of order", "/v1/payments/verify", unordered),
-        ("non-shortest head", "/v1/payments/verify", long_head),
-        ("assertion as text", "/v1/payments/verify", as_text),
-        ("array body", "/v1/payments/verify", as_array),
-        ("integer key", "/v1/payments/verify", int_key),
+        ("trailing byte", verify, trailing, "trailing bytes"),
+        (
+            "keys out of order",
+            verify,
+            unordered,
+            "not deterministically",
+        ),
+        (
+            "non-shortest head",
+            verify,
+            long_head,
+            "not deterministically",
+        ),
+        (
+            "assertion as text",
+            verify,
+            as_text,
+            "must be a byte string",
+        ),
+        ("array body", verify, as_array, "must be a map"),
+        ("integer key", verify, int_key, "not a text string"),
         (
             "unknown key",
-            "/v1/payments/verify",
-            map_of(&[("assertion", &a), ("memo", b"x")]),
+            verify,
+            map_of(&[("memo", b"x"), ("assertion", &a)]),
+            "unknown key `memo`",
         ),
         (
             "missing assertion",
-            "/v1/payments/verify",
+            verify,
             map_of(&[("app_attest_assertion", b"x")]),
+            "missing `assertion`",
         ),
-        ("app_attest_assertion as text", "/v1/payments/verify", {
-            let mut m = Vec::new();
-            write_head(&mut m, 5, 2);
-            write_text(&mut m, "assertion");
-            write_bytes(&mut m, &a);
-            write_text(&mut m, "app_attest_assertion");
-            write_text(&mut m, "x");
-            m
-        }),
         (
-            "JSON declared CBOR",
-            "/v1/payments/verify",
-            json.into_bytes(),
+            "app_attest_assertion as text",
+            verify,
+            attest_as_text,
+            "must be a byte string",
         ),
+        ("JSON declared CBOR", verify, json.into_bytes(), "CBOR"),
         (
             "batch items not an array",
-            "/v1/payments/verify/batch",
+            batch,
             batch_not_array,
+            "must be an array",
         ),
         (
             "batch with an unknown key",
-            "/v1/payments/verify/batch",
-            map_of(&[("items", b""), ("x", b"")]),
+            batch,
+            map_of(&[("x", b""), ("items", b"")]),
+            "unknown key `x`",
         ),
         (
             "single body to batch",
-            "/v1/payments/verify/batch",
+            batch,
             good.clone(),
+            "unknown key `assertion`",
         ),
     ];
     let audited = audit_count(&api);
-    for (what, path, body) in &cases {
+    for (what, path, body, says) in &cases {
         let r = raw_post(&url, path, "application/cbor", body);
         assert_eq!(r.status, 400, "{what}: {}", r.body);
         assert_eq!(r.code(), Some("BAD_REQUEST"), "{what}: {}", r.body);
+        let reason = r.body["error"]["reason"].as_str().unwrap();
         assert!(
-            r.body["error"]["reason"].as_str().unwrap().contains("CBOR"),
-            "{what}: {}",
+            reason.contains("CBOR") && reason.contains(says),
+            "{what}: expected {says:?}: {}",
             r.body
         );
     }
