@@ -34,7 +34,7 @@
 #                       the store before the warm-up (`load --prepopulate`),
 #                       e.g. "1000 100000 1000000"
 #   --bodies "json cbor"  request body types to try (default "json"; cbor sends
-#                       the assertions as application/cbor, `load --cbor`)
+#                       the payment requests as application/cbor, `load --cbor`)
 #   --inline "off on"   verification modes to try (default "off"; on starts the
 #                       server with --inline-verify)
 #   --ecdsa-seconds S   raw ECDSA baseline per run (default 3, once on one core

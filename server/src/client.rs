@@ -53,8 +53,8 @@ impl ApiClient {
         }
     }
 
-    /// The same client, sending payment assertions to the verify endpoints
-    /// as `application/cbor` ([`cbor_verify_body`]) when `on`.
+    /// The same client, sending the payment endpoints' bodies (challenges
+    /// and assertions) as `application/cbor` ([`cbor_verify_body`]) when `on`.
     pub fn with_cbor(mut self, on: bool) -> Self {
         self.cbor = on;
         self
@@ -131,6 +131,11 @@ impl ApiClient {
         order: &str,
         amount_minor: u64,
     ) -> Result<Reply, String> {
+        if self.cbor {
+            let mut body = Vec::new();
+            write_challenge(&mut body, credential, order, amount_minor);
+            return self.post_cbor("/v1/payments/challenge", &body);
+        }
         self.post(
             "/v1/payments/challenge",
             payment_challenge_body(credential, order, amount_minor),
@@ -148,6 +153,17 @@ impl ApiClient {
     /// Payment challenges for `(credential, order, amount_minor)` items in
     /// one request (`/v1/payments/challenge/batch`).
     pub fn payment_challenge_batch(&self, items: &[(&[u8], &str, u64)]) -> Result<Reply, String> {
+        if self.cbor {
+            use biopay_core::cbor::{write_head, write_text};
+            let mut body = Vec::new();
+            write_head(&mut body, 5, 1);
+            write_text(&mut body, "items");
+            write_head(&mut body, 4, u64::try_from(items.len()).unwrap_or(u64::MAX));
+            for (c, o, a) in items {
+                write_challenge(&mut body, c, o, *a);
+            }
+            return self.post_cbor("/v1/payments/challenge/batch", &body);
+        }
         let items: Vec<Value> = items
             .iter()
             .map(|(c, o, a)| payment_challenge_body(c, o, *a))
@@ -216,6 +232,28 @@ fn write_item(out: &mut Vec<u8>, assertion: &[u8]) {
     write_head(out, 5, 1);
     write_text(out, "assertion");
     write_bytes(out, assertion);
+}
+
+/// A challenge request as deterministic CBOR (keys in the bytewise order of
+/// their encodings: shorter first).
+fn write_challenge(out: &mut Vec<u8>, credential: &[u8], order: &str, amount_minor: u64) {
+    use biopay_core::cbor::{write_bytes, write_head, write_text};
+    write_head(out, 5, 2);
+    write_text(out, "transaction");
+    write_head(out, 5, 5);
+    for (k, v) in [
+        ("currency", "CNY"),
+        ("order_id", order),
+        ("payee_id", "merchant-0042"),
+        ("payee_name", "Coffee Corner"),
+    ] {
+        write_text(out, k);
+        write_text(out, v);
+    }
+    write_text(out, "amount_minor");
+    write_head(out, 0, amount_minor);
+    write_text(out, "credential_id");
+    write_bytes(out, credential);
 }
 
 fn payment_challenge_body(credential: &[u8], order: &str, amount_minor: u64) -> Value {

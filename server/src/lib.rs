@@ -208,17 +208,17 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             post(api::registration_challenge),
         )
         .route("/v1/registrations", post(api::register))
-        .route("/v1/payments/challenge", post(api::payment_challenge))
-        .route(
-            "/v1/payments/challenge/batch",
-            post(api::payment_challenge_batch),
-        )
         .route("/v1/credentials/{id}/deregister", post(api::deregister))
         .route("/v1/credentials", get(api::list_credentials))
         .route_layer(middleware::from_fn(api::require_json))
-        // JSON or the statement bytes as they are (application/cbor).
+        // The payment endpoints: JSON or the bytes as they are (application/cbor).
         .merge(
             Router::new()
+                .route("/v1/payments/challenge", post(api::payment_challenge))
+                .route(
+                    "/v1/payments/challenge/batch",
+                    post(api::payment_challenge_batch),
+                )
                 .route("/v1/payments/verify", post(api::verify_payment))
                 .route("/v1/payments/verify/batch", post(api::verify_payment_batch))
                 .route_layer(middleware::from_fn(api::require_json_or_cbor)),

@@ -49,7 +49,8 @@ pub struct LoadConfig {
     /// The database's processes (PostgreSQL), measured like `server_pids`
     /// but reported apart (`database_cpu_us_per_payment`).
     pub database_pids: Vec<u32>,
-    /// Send the payment assertions as `application/cbor` instead of JSON.
+    /// Send the payment endpoints' bodies (challenge requests, assertions)
+    /// as `application/cbor` instead of JSON.
     pub cbor: bool,
     /// Before the payment phase, add filler credentials so that this run's
     /// clients and the filler make this many ([`prepopulate`]; on a fresh
@@ -122,7 +123,7 @@ pub struct LoadReport {
     pub clients: usize,
     /// Payments per request (1: the single-payment endpoints).
     pub batch: usize,
-    /// Whether the assertions went as `application/cbor`.
+    /// Whether the payment requests went as `application/cbor`.
     pub cbor: bool,
     /// Filler credentials this run wrote into the store (`--prepopulate`).
     pub prepopulated: u64,

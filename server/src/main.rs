@@ -206,8 +206,8 @@ struct LoadArgs {
     /// `--server-pid` but reported apart. Linux only.
     #[arg(long = "db-pid")]
     database_pids: Vec<u32>,
-    /// Send the payment assertions as `application/cbor` (the statement
-    /// bytes as they are) instead of JSON with base64url.
+    /// Send the payment challenge requests and assertions as
+    /// `application/cbor` (the bytes as they are) instead of JSON with base64url.
     #[arg(long)]
     cbor: bool,
     /// Before the payment phase, add filler credentials (copied from one

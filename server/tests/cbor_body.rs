@@ -12,10 +12,12 @@ mod common;
 use biopay_core::{
     cbor::{write_bytes, write_head, write_text},
     crypto::sha256,
+    messages::Message,
+    PaymentChallenge,
 };
 use biopay_server::{
     audit::AuditEntry,
-    client::{b64, batch_items, cbor_verify_body, ApiClient, Reply},
+    client::{b64, batch_items, cbor_verify_body, field_bytes, unb64, ApiClient, Reply},
     store::{postgres::PgStore, sqlite::SqliteStore, ServerStore},
 };
 use common::*;
@@ -266,13 +268,18 @@ fn malformed_cbor_bodies_are_400_and_store_nothing(b: &TestBackend) {
     s.stop();
 }
 
-/// Only the verify endpoints admit CBOR; every other body type is still 415
+/// Only the payment endpoints admit CBOR; every other body type is still 415
 /// before the body is read, and CBOR elsewhere is 415 too.
 fn other_body_types_are_still_415(b: &TestBackend) {
     let s = b.server(&[]);
     let url = s.url();
     let body = cbor_verify_body(&[1, 2, 3]);
-    for path in ["/v1/payments/verify", "/v1/payments/verify/batch"] {
+    for path in [
+        "/v1/payments/verify",
+        "/v1/payments/verify/batch",
+        "/v1/payments/challenge",
+        "/v1/payments/challenge/batch",
+    ] {
         for ct in [
             "text/plain",
             "application/octet-stream",
@@ -286,8 +293,6 @@ fn other_body_types_are_still_415(b: &TestBackend) {
     for path in [
         "/v1/registrations/challenge",
         "/v1/registrations",
-        "/v1/payments/challenge",
-        "/v1/payments/challenge/batch",
         "/v1/credentials/AAAAAAAAAAAAAAAAAAAAAA/deregister",
     ] {
         let r = raw_post(&url, path, "application/cbor", &body);
@@ -337,7 +342,208 @@ fn cbor_batch_is_decided_item_by_item(b: &TestBackend) {
     s.stop();
 }
 
+/// A CBOR value for hand-built bodies (written in the order given).
+enum V<'a> {
+    B(&'a [u8]),
+    T(&'a str),
+    U(u64),
+    N(u64),
+    M(Vec<(&'a str, V<'a>)>),
+}
+
+fn enc(out: &mut Vec<u8>, v: &V<'_>) {
+    match v {
+        V::B(b) => write_bytes(out, b),
+        V::T(t) => write_text(out, t),
+        V::U(u) => write_head(out, 0, *u),
+        V::N(n) => write_head(out, 1, *n),
+        V::M(entries) => {
+            write_head(out, 5, u64::try_from(entries.len()).unwrap());
+            for (k, v) in entries {
+                write_text(out, k);
+                enc(out, v);
+            }
+        }
+    }
+}
+
+/// A challenge request in deterministic key order with `amount` and an
+/// optional extra transaction entry (sorting first: a 1-letter key).
+fn challenge_map<'a>(id: &'a [u8], amount: V<'a>, extra: Option<(&'a str, V<'a>)>) -> Vec<u8> {
+    let mut tx = Vec::new();
+    if let Some(e) = extra {
+        tx.push(e);
+    }
+    tx.extend([
+        ("currency", V::T("CNY")),
+        ("order_id", V::T("o-c")),
+        ("payee_id", V::T("merchant-0042")),
+        ("payee_name", V::T("Coffee Corner")),
+        ("amount_minor", amount),
+    ]);
+    let mut out = Vec::new();
+    enc(
+        &mut out,
+        &V::M(vec![("transaction", V::M(tx)), ("credential_id", V::B(id))]),
+    );
+    out
+}
+
+/// A challenge requested in CBOR is the one JSON would get (same
+/// transaction, same display text) and pays; malformed challenge bodies are
+/// 400 for their own reason and write nothing; a CBOR challenge batch is
+/// decided item by item.
+fn cbor_challenge_is_issued_as_json(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let cbor_api = s.api().with_cbor(true);
+    let url = s.url();
+    let mut p = enroll(&api, b"cbor-c");
+    let by_json = api.payment_challenge(&p.id, "o-c", 8800).unwrap();
+    let by_cbor = raw_post(
+        &url,
+        "/v1/payments/challenge",
+        "application/cbor",
+        &challenge_map(&p.id, V::U(8800), None),
+    );
+    assert_eq!(by_cbor.status, 200, "{}", by_cbor.body);
+    assert_eq!(by_cbor.body["display_text"], by_json.body["display_text"]);
+    let tx = |r: &Reply| {
+        PaymentChallenge::from_cbor(&field_bytes(r, "challenge").unwrap())
+            .unwrap()
+            .transaction
+    };
+    let (jt, ct) = (tx(&by_json), tx(&by_cbor));
+    assert_eq!(
+        (
+            ct.amount_minor,
+            &ct.currency,
+            &ct.payee_id,
+            &ct.payee_name,
+            &ct.order_id,
+            &ct.memo
+        ),
+        (
+            8800,
+            &"CNY".to_owned(),
+            &"merchant-0042".to_owned(),
+            &"Coffee Corner".to_owned(),
+            &"o-c".to_owned(),
+            &None
+        )
+    );
+    assert_eq!(jt.amount_minor, ct.amount_minor);
+    let a = p
+        .device
+        .authorize(&field_bytes(&by_cbor, "challenge").unwrap())
+        .unwrap();
+    let r = cbor_api.verify_payment(&a).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["transaction"]["order_id"], "o-c");
+
+    // Malformed: nothing issued, nothing written.
+    let ops = metric(&api, "biopay_store_commit_operations_total");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "unknown transaction key",
+            challenge_map(&p.id, V::U(1), Some(("x", V::T("y")))),
+            "unknown key `x`",
+        ),
+        (
+            "amount as text",
+            challenge_map(&p.id, V::T("8800"), None),
+            "unsigned integer",
+        ),
+        (
+            "negative amount",
+            challenge_map(&p.id, V::N(0), None),
+            "unsigned integer",
+        ),
+        (
+            "amount beyond int64",
+            challenge_map(&p.id, V::U(1 << 63), None),
+            "amount_minor",
+        ),
+        (
+            "memo as bytes",
+            challenge_map(&p.id, V::U(1), Some(("memo", V::B(b"x")))),
+            "must be a text string",
+        ),
+        (
+            "credential id as text",
+            {
+                let mut out = Vec::new();
+                enc(
+                    &mut out,
+                    &V::M(vec![
+                        ("transaction", V::M(vec![])),
+                        ("credential_id", V::T("AAAA")),
+                    ]),
+                );
+                out
+            },
+            "must be a byte string",
+        ),
+        (
+            "missing order_id",
+            {
+                let mut out = Vec::new();
+                enc(
+                    &mut out,
+                    &V::M(vec![
+                        (
+                            "transaction",
+                            V::M(vec![
+                                ("currency", V::T("CNY")),
+                                ("payee_id", V::T("merchant-0042")),
+                                ("payee_name", V::T("c")),
+                                ("amount_minor", V::U(1)),
+                            ]),
+                        ),
+                        ("credential_id", V::B(&p.id)),
+                    ]),
+                );
+                out
+            },
+            "missing `order_id`",
+        ),
+    ];
+    for (what, body, says) in &cases {
+        let r = raw_post(&url, "/v1/payments/challenge", "application/cbor", body);
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        let reason = r.body["error"]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(says),
+            "{what}: expected {says:?}: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        metric(&api, "biopay_store_commit_operations_total"),
+        ops,
+        "a malformed challenge request wrote to the store"
+    );
+
+    // The batch: each item on its own.
+    let r = cbor_api
+        .payment_challenge_batch(&[(&p.id, "b-1", 100), (&[1; 8], "b-2", 100)])
+        .unwrap();
+    let items = batch_items(&r, 2).unwrap();
+    assert_eq!(items[0]["status"], 200, "{}", r.body);
+    assert_eq!(items[1]["status"], 400, "{}", r.body);
+    let c = unb64(items[0]["challenge"]["challenge"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        PaymentChallenge::from_cbor(&c)
+            .unwrap()
+            .transaction
+            .order_id,
+        "b-1"
+    );
+    s.stop();
+}
+
 suite!(
+    cbor_challenge_is_issued_as_json,
     cbor_payment_is_audited_as_json_and_its_replay_refused_p9,
     malformed_cbor_bodies_are_400_and_store_nothing,
     other_body_types_are_still_415,

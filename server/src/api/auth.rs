@@ -72,8 +72,8 @@ pub async fn require_json(req: Request, next: Next) -> Response {
     check_body_type(req, next, false).await
 }
 
-/// Middleware of the payment verification endpoints: as [`require_json`],
-/// but `Content-Type: application/cbor` is admitted too.
+/// Middleware of the payment endpoints (challenges and verification): as
+/// [`require_json`], but `Content-Type: application/cbor` is admitted too.
 pub async fn require_json_or_cbor(req: Request, next: Next) -> Response {
     check_body_type(req, next, true).await
 }

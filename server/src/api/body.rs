@@ -1,6 +1,7 @@
-//! The two body types of the payment verification endpoints: JSON (the
-//! default, binary fields base64url) and `application/cbor` (the statement
-//! bytes as they are), both parsed into one [`PaymentItem`] of raw bytes.
+//! The two body types of the payment endpoints: JSON (the default, binary
+//! fields base64url) and `application/cbor` (the statement bytes as they
+//! are), both parsed into one [`PaymentItem`] (verification) or
+//! [`ChallengeItem`] (challenges) of raw bytes.
 //!
 //! The CBOR body is one deterministic CBOR item (RFC 8949 §4.2.1, read by
 //! biopay-core's strict decoder: shortest forms, definite lengths, map keys
@@ -10,6 +11,10 @@
 //! ```cddl
 //! VerifyPaymentRequest = { "assertion": bstr, ? "app_attest_assertion": bstr }
 //! VerifyPaymentBatchRequest = { "items": [+ VerifyPaymentRequest] }
+//! PaymentChallengeRequest = { "credential_id": bstr, "transaction": Transaction }
+//! Transaction = { "amount_minor": uint, "currency": tstr, "payee_id": tstr,
+//!                 "payee_name": tstr, "order_id": tstr, ? "memo": tstr }
+//! PaymentChallengeBatchRequest = { "items": [+ PaymentChallengeRequest] }
 //! ```
 //!
 //! Any other key, type or encoding is 400 `BAD_REQUEST`. Responses are JSON
@@ -21,7 +26,10 @@ use axum::{
     extract::rejection::BytesRejection,
     http::{header, HeaderMap},
 };
-use biopay_core::cbor::{self, Item};
+use biopay_core::{
+    cbor::{self, Item},
+    Transaction,
+};
 
 /// The media type of the binary body.
 pub const CBOR_MEDIA_TYPE: &str = "application/cbor";
@@ -103,13 +111,7 @@ pub(crate) fn parse_verify_batch(
         Some(BodyType::Cbor) => {
             let bytes = body_bytes(body)?;
             let root = decode(&bytes)?;
-            let fields = map_fields(&root, "the body", &["items"])?;
-            let Some(Item::Array(items)) = fields.first().copied().flatten() else {
-                return Err(ApiError::bad_request(
-                    "invalid CBOR body: `items` must be an array",
-                ));
-            };
-            items
+            cbor_items(&root)?
                 .iter()
                 .enumerate()
                 .map(|(i, item)| cbor_item(item, &format!("items[{i}]")).map(Ok))
@@ -179,4 +181,137 @@ fn map_fields<'i, 'a>(
         }
     }
     Ok(out)
+}
+
+/// One payment challenge to issue, as either body carries it.
+#[derive(Debug)]
+pub(crate) struct ChallengeItem {
+    /// The credential id's bytes (checked at issuance).
+    pub credential_id: Vec<u8>,
+    /// The transaction.
+    pub transaction: Transaction,
+}
+
+impl TryFrom<PaymentChallengeRequest> for ChallengeItem {
+    type Error = ApiError;
+
+    fn try_from(req: PaymentChallengeRequest) -> Result<Self, ApiError> {
+        Ok(Self {
+            credential_id: bytes_field("credential id", &req.credential_id)?,
+            transaction: req.transaction.into(),
+        })
+    }
+}
+
+/// The body of `/v1/payments/challenge`, JSON or CBOR.
+pub(crate) fn parse_challenge(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ChallengeItem, ApiError> {
+    match body_type(headers) {
+        Some(BodyType::Cbor) => {
+            let bytes = body_bytes(body)?;
+            cbor_challenge(&decode(&bytes)?, "the body")
+        }
+        _ => parse_json::<PaymentChallengeRequest>(body)?.try_into(),
+    }
+}
+
+/// The body of `/v1/payments/challenge/batch`, JSON or CBOR; as
+/// [`parse_verify_batch`].
+pub(crate) fn parse_challenge_batch(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<Result<ChallengeItem, ApiError>>, ApiError> {
+    match body_type(headers) {
+        Some(BodyType::Cbor) => {
+            let bytes = body_bytes(body)?;
+            let root = decode(&bytes)?;
+            cbor_items(&root)?
+                .iter()
+                .enumerate()
+                .map(|(i, item)| cbor_challenge(item, &format!("items[{i}]")).map(Ok))
+                .collect()
+        }
+        _ => Ok(parse_json::<PaymentChallengeBatchRequest>(body)?
+            .items
+            .into_iter()
+            .map(ChallengeItem::try_from)
+            .collect()),
+    }
+}
+
+/// The `items` array of a batch body `{"items": [...]}`.
+fn cbor_items<'i, 'a>(root: &'i Item<'a>) -> Result<&'i [Item<'a>], ApiError> {
+    let fields = map_fields(root, "the body", &["items"])?;
+    match fields.first().copied().flatten() {
+        Some(Item::Array(items)) => Ok(items),
+        _ => Err(ApiError::bad_request(
+            "invalid CBOR body: `items` must be an array",
+        )),
+    }
+}
+
+/// One `PaymentChallengeRequest` map:
+/// `{"credential_id": bstr, "transaction": {"amount_minor": uint,
+/// "currency": tstr, "payee_id": tstr, "payee_name": tstr, "order_id": tstr,
+/// ? "memo": tstr}}`.
+fn cbor_challenge(item: &Item<'_>, what: &str) -> Result<ChallengeItem, ApiError> {
+    let fields = map_fields(item, what, &["credential_id", "transaction"])?;
+    let bad = |m: String| ApiError::bad_request(format!("invalid CBOR body: {what}: {m}"));
+    let credential_id = match fields.first().copied().flatten() {
+        Some(Item::Bytes(b)) => b.to_vec(),
+        Some(_) => return Err(bad("`credential_id` must be a byte string".into())),
+        None => return Err(bad("missing `credential_id`".into())),
+    };
+    let Some(tx) = fields.get(1).copied().flatten() else {
+        return Err(bad("missing `transaction`".into()));
+    };
+    const TX: [&str; 6] = [
+        "amount_minor",
+        "currency",
+        "payee_id",
+        "payee_name",
+        "order_id",
+        "memo",
+    ];
+    let tx = map_fields(tx, &format!("{what}.transaction"), &TX)?;
+    let text = |i: usize| -> Result<Option<String>, ApiError> {
+        match tx.get(i).copied().flatten() {
+            None => Ok(None),
+            Some(Item::Text(t)) => Ok(Some((*t).to_owned())),
+            Some(_) => Err(bad(format!(
+                "transaction: `{}` must be a text string",
+                TX.get(i).unwrap_or(&"")
+            ))),
+        }
+    };
+    let required = |i: usize| -> Result<String, ApiError> {
+        text(i)?.ok_or_else(|| {
+            bad(format!(
+                "transaction: missing `{}`",
+                TX.get(i).unwrap_or(&"")
+            ))
+        })
+    };
+    let amount_minor = match tx.first().copied().flatten() {
+        Some(Item::Uint(n)) => *n,
+        Some(_) => {
+            return Err(bad(
+                "transaction: `amount_minor` must be an unsigned integer".into(),
+            ))
+        }
+        None => return Err(bad("transaction: missing `amount_minor`".into())),
+    };
+    Ok(ChallengeItem {
+        credential_id,
+        transaction: Transaction {
+            amount_minor,
+            currency: required(1)?,
+            payee_id: required(2)?,
+            payee_name: required(3)?,
+            order_id: required(4)?,
+            memo: text(5)?,
+        },
+    })
 }

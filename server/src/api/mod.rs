@@ -5,8 +5,8 @@
 //! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, `TIMEOUT`,
 //! ...) and a null step.
 //!
-//! The payment verification endpoints also take `application/cbor` bodies
-//! (`body`).
+//! The payment endpoints (challenges and verification) also take
+//! `application/cbor` bodies (`body`).
 //!
 //! Layout: `error` (the envelope), `auth` (API keys, middlewares), `body`
 //! (the JSON or CBOR payment bodies), `dto`

@@ -9,22 +9,28 @@ use axum::{
     Json,
 };
 use biopay_core::{
-    messages::Message, render_transaction, store::DecisionKind, PaymentAssertion, Transaction,
+    messages::Message, render_transaction, store::DecisionKind, CredentialId, PaymentAssertion,
 };
 use std::{sync::Arc, time::Instant};
 
-/// Issues a payment challenge for a transaction.
+/// Issues a payment challenge for a transaction. The body is JSON or
+/// `application/cbor`; the answer is JSON either way.
 #[utoipa::path(post, path = "/v1/payments/challenge", tag = "payments",
-    request_body = PaymentChallengeRequest,
+    request_body(content(
+        (PaymentChallengeRequest = "application/json"),
+        (PaymentChallengeCbor = "application/cbor")
+    )),
     responses((status = 200, body = ChallengeResponse), (status = 400, body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody),
         (status = 409, description = "credential unknown or not active", body = ErrorBody),
         (status = 422, description = "policy unsatisfiable", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn payment_challenge(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
-    let req: PaymentChallengeRequest = parse_json(body)?;
+    let req = parse_challenge(&headers, body)?;
     let (inline, in_place) = (state.inline_verify, state.store().blocks_on_own_runtime());
     maybe_blocking(inline, in_place, move || {
         issue_payment_challenge(&state, req)
@@ -37,13 +43,13 @@ pub async fn payment_challenge(
 /// challenge durably).
 pub(crate) fn issue_payment_challenge(
     state: &AppState,
-    req: PaymentChallengeRequest,
+    req: ChallengeItem,
 ) -> Result<ChallengeResponse, ApiError> {
-    let id = credential_id(&req.credential_id)?;
-    let tx: Transaction = req.transaction.into();
+    let id = CredentialId::new(req.credential_id)
+        .map_err(|e| ApiError::bad_request(format!("credential id: {e}")))?;
     let c = state
         .verifier
-        .payment_challenge(&id, tx)
+        .payment_challenge(&id, req.transaction)
         .map_err(issue_error)?;
     Ok(ChallengeResponse {
         challenge: b64(&c.to_cbor()),
@@ -226,29 +232,40 @@ pub(crate) fn payment_batch_key(req: &Result<PaymentItem, ApiError>) -> Option<V
 /// Issues several payment challenges in one request (for a payment gateway
 /// that gathers its traffic); each item is issued, or refused, exactly as
 /// `/v1/payments/challenge` would.
+/// The body is JSON or `application/cbor` as for `/v1/payments/challenge`.
 #[utoipa::path(post, path = "/v1/payments/challenge/batch", tag = "payments",
-    request_body = PaymentChallengeBatchRequest,
+    request_body(content(
+        (PaymentChallengeBatchRequest = "application/json"),
+        (PaymentChallengeBatchCbor = "application/cbor")
+    )),
     responses((status = 200, description = "one outcome per item, in order", body = ChallengeBatchResponse),
-        (status = 400, description = "malformed, empty or more than max_batch_items", body = ErrorBody),
-        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody)),
+        (status = 400, description = "malformed (JSON or CBOR), empty or more than max_batch_items", body = ErrorBody),
+        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn payment_challenge_batch(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChallengeBatchResponse>, ApiError> {
-    let req: PaymentChallengeBatchRequest = parse_json(body)?;
-    let items = run_batch(&state, req.items, |_| None, issue_payment_challenge)
-        .await?
-        .into_iter()
-        .map(|(status, r)| {
-            let (challenge, error) = split(r);
-            ChallengeBatchItem {
-                status: status.as_u16(),
-                challenge,
-                error,
-            }
-        })
-        .collect();
+    let items = parse_challenge_batch(&headers, body)?;
+    let items = run_batch(
+        &state,
+        items,
+        |_| None,
+        |st, item| issue_payment_challenge(st, item?),
+    )
+    .await?
+    .into_iter()
+    .map(|(status, r)| {
+        let (challenge, error) = split(r);
+        ChallengeBatchItem {
+            status: status.as_u16(),
+            challenge,
+            error,
+        }
+    })
+    .collect();
     Ok(Json(ChallengeBatchResponse { items }))
 }
 
