@@ -3,12 +3,22 @@
 #
 #   scripts/bench-server.sh [options] [BINARY...]
 #
-# For each round, for each server BINARY (default: target/release/biopay-server,
-# built), for each batch size: start a fresh server on an empty store, warm up
-# for 1 s, run `biopay-server-tools load` with the server's (and for
-# PostgreSQL the database's) processes measured, print one summary line, stop
-# the server. Interleaving the builds round by round is what makes their
-# figures comparable on a shared, noisy machine.
+# For each round, for each credential count, for each BINARY (default:
+# target/release/biopay-server, built if missing), for each batch size, body
+# type and verification mode: start a fresh server on an empty store, fill it
+# with the credentials and warm up for 1 s (`load --prepopulate`), run
+# `biopay-server-tools load` with the server's and (PostgreSQL) the database's
+# processes measured apart, print one summary line, stop the server.
+# Interleaving the variants round by round is what makes their figures
+# comparable on a shared, noisy machine.
+#
+# Each line: payments/s, p50/p99 latency, server CPU µs per accepted payment,
+# database CPU µs per payment (PostgreSQL's processes; 0 on SQLite), one ring
+# ECDSA-P256 verification on one core in µs (measured in the same run, after
+# the payments), the server ratio = ring µs ÷ (server + database µs per
+# payment, the load generator excluded), store operations per commit, and
+# for reference the load generator's CPU µs per payment, the fill (filler
+# credentials/seconds) and the load average.
 #
 # Options:
 #   --postgres          use a PostgreSQL started here (initdb into a temporary
@@ -19,19 +29,30 @@
 #   --clients C         concurrent clients (default 16)
 #   --batch "B1 B2..."  payments per request to try (default "1"; >1 uses the
 #                       /batch endpoints, each client holding B devices)
-#   --ecdsa-seconds S   raw ECDSA baseline per run (default 3)
+#   --credentials "N1 N2..."  credentials in the store per run (default "0":
+#                       only the clients' own); more are written straight into
+#                       the store before the warm-up (`load --prepopulate`),
+#                       e.g. "1000 100000 1000000"
+#   --bodies "json cbor"  request body types to try (default "json"; cbor sends
+#                       the payment requests as application/cbor, `load --cbor`)
+#   --inline "off on"   verification modes to try (default "off"; on starts the
+#                       server with --inline-verify)
+#   --ecdsa-seconds S   raw ECDSA baseline per run (default 3, once on one core
+#                       and once on all)
 #   --server-args "A B"  extra arguments for every server (e.g.
 #                       "--lock-after-failures 0" to measure without rate limiting)
 #   --loader BINARY     the binary whose `load` drives every run (default:
 #                       target/release/biopay-server-tools, built), so that
 #                       builds without the batch endpoints or `--batch` can be
 #                       compared; a biopay-server from before the tools moved
-#                       to biopay-server-tools also has `load`
+#                       to biopay-server-tools also has `load`; it
+#                       must know `load --prepopulate` and `--db-pid`
 #
 # Loopback only; every run is bounded by --seconds.
 set -euo pipefail
 
 rounds=3 seconds=8 clients=16 batches="1" ecdsa=3 postgres=0 loader='' server_args=()
+credentials="0" bodies="json" inlines="off"
 bins=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,10 +61,13 @@ while [ $# -gt 0 ]; do
         --seconds) seconds=$2; shift ;;
         --clients) clients=$2; shift ;;
         --batch) batches=$2; shift ;;
+        --credentials) credentials=$2; shift ;;
+        --bodies) bodies=$2; shift ;;
+        --inline) inlines=$2; shift ;;
         --ecdsa-seconds) ecdsa=$2; shift ;;
         --loader) loader=$2; shift ;;
         --server-args) read -r -a server_args <<< "$2"; shift ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
         *) bins+=("$1") ;;
     esac
     shift
@@ -87,45 +111,60 @@ if [ "$postgres" = 1 ]; then
         -o "-h 127.0.0.1 -p $pg_port -k $work -c max_connections=200 -c shared_buffers=128MB" start >/dev/null
 fi
 
-run_one() { # binary batch
-    local bin=$1 batch=$2 data args=() pids url
+run_one() { # binary batch credentials body inline
+    local bin=$1 batch=$2 creds=$3 body=$4 inline=$5 data args=() store=() pids=() load_args=() url
     data=$(mktemp -d "$work/d.XXXX")
+    store=(--data-dir "$data")
     if [ "$postgres" = 1 ]; then
         as_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" postgres >/dev/null
         args=(--database-url "postgres://postgres@127.0.0.1:$pg_port/bench")
+        store=("${args[@]}")
     fi
+    if [ "$inline" = on ]; then args+=(--inline-verify); fi
+    if [ "$body" = cbor ]; then load_args+=(--cbor); fi
     local port; port=$(free_port)
     "$bin" --danger-demo-trust --danger-demo-keys --listen "127.0.0.1:$port" --data-dir "$data" "${args[@]}" "${server_args[@]}" \
         >"$data/log" 2>&1 &
     server_pid=$!
     url="http://127.0.0.1:$port"
     for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
-    "$loader" load --url "$url" --clients "$clients" --batch "$batch" --seconds 1 --ecdsa-seconds 0 >/dev/null
+    # Fill the store, then warm up (neither measured).
+    "$loader" load --url "$url" --clients "$clients" --batch "$batch" --seconds 1 --ecdsa-seconds 0 \
+        --prepopulate "$creds" "${store[@]}" "${load_args[@]}" > "$data/warmup.json"
     pids=(--server-pid "$server_pid")
     if [ "$postgres" = 1 ]; then
-        for p in $(pgrep -u postgres -x postgres); do pids+=(--server-pid "$p"); done
+        for p in $(pgrep -u postgres -x postgres); do pids+=(--db-pid "$p"); done
     fi
     "$loader" load --url "$url" --clients "$clients" --batch "$batch" --seconds "$seconds" \
-        --ecdsa-seconds "$ecdsa" "${pids[@]}" > "$data/report.json"
+        --ecdsa-seconds "$ecdsa" "${pids[@]}" "${load_args[@]}" > "$data/report.json"
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
     server_pid=
-    python3 - "$data/report.json" "$bin" "$(cut -d' ' -f1 /proc/loadavg)" <<'EOF'
+    python3 - "$data/report.json" "$data/warmup.json" "$bin" "$creds" "$body" "$inline" "$(cut -d' ' -f1 /proc/loadavg)" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:<40} batch={d['batch']:<3} payments/s={d['payments_per_sec']:7.0f} "
-      f"p50={d['p50_ms']:5.1f}ms p99={d['p99_ms']:5.1f}ms ecdsa/s={d['ecdsa_verifications_per_sec']:6.0f} "
-      f"ratio={d['ratio']:.3f} server_us={d['server_cpu_us_per_payment']:4.0f} "
-      f"client_us={d['client_cpu_us_per_payment']:3.0f} server_only={d['server_only_ratio']:.3f} "
-      f"ops/commit={d['operations_per_commit']:.1f} load={sys.argv[3]}")
+w = json.load(open(sys.argv[2]))
+bin_, creds, body, inline, load = sys.argv[3:8]
+print(f"{bin_:<40} creds={creds:<7} batch={d['batch']:<3} body={body:<4} inline={inline:<3} "
+      f"payments/s={d['payments_per_sec']:7.0f} p50={d['p50_ms']:5.1f}ms p99={d['p99_ms']:5.1f}ms "
+      f"server_us={d['server_cpu_us_per_payment']:4.0f} db_us={d['database_cpu_us_per_payment']:4.0f} "
+      f"ring_us={d['ring_verify_us']:5.1f} server_ratio={d['server_ratio']:.3f} "
+      f"ops/commit={d['operations_per_commit']:.1f} client_us={d['client_cpu_us_per_payment']:3.0f} "
+      f"fill={w['prepopulated']}/{w['prepopulate_seconds']:.1f}s load={load}")
 EOF
     rm -rf "$data"
 }
 
 echo "store=$([ "$postgres" = 1 ] && echo postgresql || echo sqlite) clients=$clients seconds=$seconds $(date -u +%FT%TZ)"
 for _ in $(seq "$rounds"); do
-    for bin in "${bins[@]}"; do
-        for batch in $batches; do
-            run_one "$bin" "$batch"
+    for creds in $credentials; do
+        for bin in "${bins[@]}"; do
+            for batch in $batches; do
+                for body in $bodies; do
+                    for inline in $inlines; do
+                        run_one "$bin" "$batch" "$creds" "$body" "$inline"
+                    done
+                done
+            done
         done
     done
 done

@@ -28,6 +28,7 @@ pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
     key: Option<String>,
+    cbor: bool,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -48,7 +49,15 @@ impl ApiClient {
                 .build(),
             base: base.trim_end_matches('/').to_owned(),
             key: key.map(str::to_owned),
+            cbor: false,
         }
+    }
+
+    /// The same client, sending the payment endpoints' bodies (challenges
+    /// and assertions) as `application/cbor` ([`cbor_verify_body`]) when `on`.
+    pub fn with_cbor(mut self, on: bool) -> Self {
+        self.cbor = on;
+        self
     }
 
     /// The same server with another key.
@@ -57,6 +66,7 @@ impl ApiClient {
             agent: self.agent.clone(),
             base: self.base.clone(),
             key: key.map(str::to_owned),
+            cbor: self.cbor,
         }
     }
 
@@ -72,17 +82,19 @@ impl ApiClient {
             Some(b) => req.send_json(b),
             None => req.call(),
         };
-        let resp = match res {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(e.to_string()),
-        };
-        let status = resp.status();
-        let text = resp.into_string().map_err(|e| e.to_string())?;
-        Ok(Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        })
+        reply(res)
+    }
+
+    /// POST with an `application/cbor` body.
+    pub fn post_cbor(&self, path: &str, body: &[u8]) -> Result<Reply, String> {
+        let mut req = self
+            .agent
+            .post(&format!("{}{}", self.base, path))
+            .set("Content-Type", "application/cbor");
+        if let Some(k) = &self.key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        reply(req.send_bytes(body))
     }
 
     /// POST with a JSON body.
@@ -119,20 +131,39 @@ impl ApiClient {
         order: &str,
         amount_minor: u64,
     ) -> Result<Reply, String> {
+        if self.cbor {
+            let mut body = Vec::new();
+            write_challenge(&mut body, credential, order, amount_minor);
+            return self.post_cbor("/v1/payments/challenge", &body);
+        }
         self.post(
             "/v1/payments/challenge",
             payment_challenge_body(credential, order, amount_minor),
         )
     }
 
-    /// Submits a payment assertion.
+    /// Submits a payment assertion (JSON, or CBOR [`Self::with_cbor`]).
     pub fn verify_payment(&self, assertion: &[u8]) -> Result<Reply, String> {
+        if self.cbor {
+            return self.post_cbor("/v1/payments/verify", &cbor_verify_body(assertion));
+        }
         self.post("/v1/payments/verify", json!({"assertion": b64(assertion)}))
     }
 
     /// Payment challenges for `(credential, order, amount_minor)` items in
     /// one request (`/v1/payments/challenge/batch`).
     pub fn payment_challenge_batch(&self, items: &[(&[u8], &str, u64)]) -> Result<Reply, String> {
+        if self.cbor {
+            use biopay_core::cbor::{write_head, write_text};
+            let mut body = Vec::new();
+            write_head(&mut body, 5, 1);
+            write_text(&mut body, "items");
+            write_head(&mut body, 4, u64::try_from(items.len()).unwrap_or(u64::MAX));
+            for (c, o, a) in items {
+                write_challenge(&mut body, c, o, *a);
+            }
+            return self.post_cbor("/v1/payments/challenge/batch", &body);
+        }
         let items: Vec<Value> = items
             .iter()
             .map(|(c, o, a)| payment_challenge_body(c, o, *a))
@@ -142,12 +173,87 @@ impl ApiClient {
 
     /// Submits payment assertions in one request (`/v1/payments/verify/batch`).
     pub fn verify_payment_batch(&self, assertions: &[Vec<u8>]) -> Result<Reply, String> {
+        if self.cbor {
+            return self.post_cbor(
+                "/v1/payments/verify/batch",
+                &cbor_verify_batch_body(assertions),
+            );
+        }
         let items: Vec<Value> = assertions
             .iter()
             .map(|a| json!({"assertion": b64(a)}))
             .collect();
         self.post("/v1/payments/verify/batch", json!({ "items": items }))
     }
+}
+
+fn reply(res: Result<ureq::Response, ureq::Error>) -> Result<Reply, String> {
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = resp.status();
+    let text = resp.into_string().map_err(|e| e.to_string())?;
+    Ok(Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    })
+}
+
+/// The `application/cbor` body of `/v1/payments/verify`: the deterministic
+/// CBOR map `{"assertion": bstr}`.
+pub fn cbor_verify_body(assertion: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(assertion.len() + 16);
+    write_item(&mut out, assertion);
+    out
+}
+
+/// The `application/cbor` body of `/v1/payments/verify/batch`:
+/// `{"items": [{"assertion": bstr}, ...]}`.
+pub fn cbor_verify_batch_body(assertions: &[Vec<u8>]) -> Vec<u8> {
+    use biopay_core::cbor::{write_head, write_text};
+    let mut out = Vec::with_capacity(assertions.iter().map(|a| a.len() + 16).sum::<usize>() + 16);
+    write_head(&mut out, 5, 1);
+    write_text(&mut out, "items");
+    write_head(
+        &mut out,
+        4,
+        u64::try_from(assertions.len()).unwrap_or(u64::MAX),
+    );
+    for a in assertions {
+        write_item(&mut out, a);
+    }
+    out
+}
+
+fn write_item(out: &mut Vec<u8>, assertion: &[u8]) {
+    use biopay_core::cbor::{write_bytes, write_head, write_text};
+    write_head(out, 5, 1);
+    write_text(out, "assertion");
+    write_bytes(out, assertion);
+}
+
+/// A challenge request as deterministic CBOR (keys in the bytewise order of
+/// their encodings: shorter first).
+fn write_challenge(out: &mut Vec<u8>, credential: &[u8], order: &str, amount_minor: u64) {
+    use biopay_core::cbor::{write_bytes, write_head, write_text};
+    write_head(out, 5, 2);
+    write_text(out, "transaction");
+    write_head(out, 5, 5);
+    for (k, v) in [
+        ("currency", "CNY"),
+        ("order_id", order),
+        ("payee_id", "merchant-0042"),
+        ("payee_name", "Coffee Corner"),
+    ] {
+        write_text(out, k);
+        write_text(out, v);
+    }
+    write_text(out, "amount_minor");
+    write_head(out, 0, amount_minor);
+    write_text(out, "credential_id");
+    write_bytes(out, credential);
 }
 
 fn payment_challenge_body(credential: &[u8], order: &str, amount_minor: u64) -> Value {

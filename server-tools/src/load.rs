@@ -43,9 +43,77 @@ pub struct LoadConfig {
     /// Seconds to measure raw ECDSA verification (0 skips it).
     pub ecdsa_secs: f64,
     /// Processes whose CPU time during the payment phase is reported as the
-    /// server's (the biopay-server process, and the database's processes for
-    /// PostgreSQL). Linux only (`/proc/<pid>/stat`); empty: not measured.
+    /// server's (the biopay-server process; PostgreSQL's go in
+    /// `database_pids`). Linux only (`/proc/<pid>/stat`); empty: not measured.
     pub server_pids: Vec<u32>,
+    /// The database's processes (PostgreSQL), measured like `server_pids`
+    /// but reported apart (`database_cpu_us_per_payment`).
+    pub database_pids: Vec<u32>,
+    /// Send the payment endpoints' bodies (challenge requests, assertions)
+    /// as `application/cbor` instead of JSON.
+    pub cbor: bool,
+    /// Before the payment phase, add filler credentials so that this run's
+    /// clients and the filler make this many ([`prepopulate`]; on a fresh
+    /// store, the store then holds that many); 0: only the clients' own.
+    pub prepopulate: u64,
+    /// The store of the server under test (its data directory or database
+    /// URL), for `prepopulate`.
+    pub store: Option<StoreLocation>,
+}
+
+/// Where the server under test keeps its store.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// SQLite: the server's data directory (`biopay.db` in it).
+    DataDir(std::path::PathBuf),
+    /// PostgreSQL: the server's database URL.
+    DatabaseUrl(String),
+}
+
+/// Filler credentials per transaction.
+const PREPOPULATE_CHUNK: u64 = 50_000;
+
+/// Adds `total` − `registered` credentials to the store at `location`
+/// (`registered`: those this run's clients registered over HTTP), filler copied from
+/// the credential `template` (a real registration: same public key, model,
+/// epoch; own id and account), written straight into the store in
+/// transactions of [`PREPOPULATE_CHUNK`], not one HTTP registration each.
+/// The server keeps running meanwhile (idle: SQLite's WAL admits this second
+/// writer; PostgreSQL any number). Returns (filler inserted, seconds).
+pub fn prepopulate(
+    location: &StoreLocation,
+    template: &biopay_core::CredentialId,
+    total: u64,
+    registered: u64,
+) -> Result<(u64, f64), String> {
+    use biopay_core::Store as _;
+    let filler = total.saturating_sub(registered);
+    if filler == 0 {
+        return Ok((0, 0.0));
+    }
+    let started = Instant::now();
+    let store = match location {
+        StoreLocation::DataDir(d) => biopay_server::store::AnyStore::Sqlite(
+            biopay_server::store::sqlite::SqliteStore::open(&d.join("biopay.db"))
+                .map_err(|e| e.to_string())?,
+        ),
+        StoreLocation::DatabaseUrl(u) => biopay_server::store::AnyStore::Postgres(
+            biopay_server::store::postgres::PgStore::connect(u, 2).map_err(|e| e.to_string())?,
+        ),
+    };
+    let record = store
+        .credential(template)
+        .map_err(|e| e.to_string())?
+        .ok_or("prepopulate: the template credential is not in that store (another server's?)")?;
+    let mut first = 0;
+    while first < filler {
+        let n = PREPOPULATE_CHUNK.min(filler - first);
+        store
+            .danger_insert_filler_credentials(&record, first, n)
+            .map_err(|e| format!("prepopulate: {e}"))?;
+        first += n;
+    }
+    Ok((filler, started.elapsed().as_secs_f64()))
 }
 
 /// What was measured.
@@ -55,6 +123,12 @@ pub struct LoadReport {
     pub clients: usize,
     /// Payments per request (1: the single-payment endpoints).
     pub batch: usize,
+    /// Whether the payment requests went as `application/cbor`.
+    pub cbor: bool,
+    /// Filler credentials this run wrote into the store (`--prepopulate`).
+    pub prepopulated: u64,
+    /// Seconds that took.
+    pub prepopulate_seconds: f64,
     /// Accepted payments.
     pub accepted: u64,
     /// Failed or rejected payments.
@@ -81,9 +155,22 @@ pub struct LoadReport {
     pub server_cpu_us_per_payment: f64,
     /// Server-only ratio: payments per second of server CPU ÷ ECDSA
     /// verifications per second of one core, i.e. the ratio if the load
-    /// generator ran elsewhere and the server had the cores to itself. Not
-    /// the headline figure (0 when not measured).
+    /// generator ran elsewhere and the server had the cores to itself
+    /// (`server_pids` only; [`Self::server_ratio`] adds the database and
+    /// uses a one-core ring measurement). Not the headline figure (0 when
+    /// not measured).
     pub server_only_ratio: f64,
+    /// CPU time of the `database_pids` per accepted payment, microseconds
+    /// (0 when not measured).
+    pub database_cpu_us_per_payment: f64,
+    /// One raw ring ECDSA-P256 verification on one core, measured after the
+    /// payment phase in the same run, microseconds (0 when skipped).
+    pub ring_verify_us: f64,
+    /// The server ratio of issue #12: `ring_verify_us` ÷ (server +
+    /// database CPU µs per accepted payment), the load generator excluded
+    /// (0 when not measured). 1.0 would be a server spending exactly one
+    /// signature check's CPU per payment.
+    pub server_ratio: f64,
     /// Write operations per store transaction during the payment phase (the
     /// group commit's batch size, from the server's /metrics; 0 if unknown).
     pub operations_per_commit: f64,
@@ -197,7 +284,7 @@ pub fn ecdsa_verifications_per_sec(threads: usize, secs: f64) -> Result<f64, Str
 /// Runs the load and reports.
 pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let api = ApiClient::new(&cfg.url, Some(&cfg.key));
+    let api = ApiClient::new(&cfg.url, Some(&cfg.key)).with_cbor(cfg.cbor);
     // Register every client's device first (not timed).
     let rp = rp_id(&api)?;
     let batch = cfg.batch.max(1);
@@ -216,6 +303,22 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         }
         clients.push(devices);
     }
+    let (prepopulated, prepopulate_seconds) =
+        match (&cfg.store, clients.first().and_then(|d| d.first())) {
+            (Some(location), Some(d)) if cfg.prepopulate > 0 => {
+                let registered = clients.iter().map(Vec::len).sum::<usize>();
+                prepopulate(
+                    location,
+                    d.credential_id(),
+                    cfg.prepopulate,
+                    u64::try_from(registered).unwrap_or(u64::MAX),
+                )?
+            }
+            (None, _) if cfg.prepopulate > 0 => {
+                return Err("--prepopulate needs the server's --data-dir or --database-url".into())
+            }
+            _ => (0, 0.0),
+        };
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + cfg.duration;
@@ -223,6 +326,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let shards0 = shard_operations(&api);
     let client_cpu0 = process_cpu_secs("self").unwrap_or(0.0);
     let server_cpu0 = cpu_of(&cfg.server_pids);
+    let database_cpu0 = cpu_of(&cfg.database_pids);
     let started = Instant::now();
     let mut latencies: Vec<Duration> = std::thread::scope(|s| {
         let handles: Vec<_> = clients
@@ -264,6 +368,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let seconds = started.elapsed().as_secs_f64();
     let client_cpu = process_cpu_secs("self").unwrap_or(0.0) - client_cpu0;
     let server_cpu = cpu_of(&cfg.server_pids) - server_cpu0;
+    let database_cpu = cpu_of(&cfg.database_pids) - database_cpu0;
     #[allow(clippy::cast_precision_loss)]
     let operations_per_commit = match (commits0, commit_counters(&api)) {
         (Some((b0, o0)), Some((b1, o1))) if b1 > b0 => (o1 - o0) as f64 / (b1 - b0) as f64,
@@ -279,10 +384,14 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     #[allow(clippy::cast_precision_loss)]
     let payments_per_sec = accepted as f64 / seconds;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ecdsa = if cfg.ecdsa_secs > 0.0 {
-        ecdsa_verifications_per_sec(threads, cfg.ecdsa_secs)?
+    let (ecdsa, ring_verify_us) = if cfg.ecdsa_secs > 0.0 {
+        let one_core = ecdsa_verifications_per_sec(1, cfg.ecdsa_secs)?;
+        (
+            ecdsa_verifications_per_sec(threads, cfg.ecdsa_secs)?,
+            if one_core > 0.0 { 1e6 / one_core } else { 0.0 },
+        )
     } else {
-        0.0
+        (0.0, 0.0)
     };
     #[allow(clippy::cast_precision_loss)]
     let per_payment = |cpu: f64| {
@@ -297,10 +406,20 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     Ok(LoadReport {
         clients: cfg.clients,
         batch,
+        cbor: cfg.cbor,
+        prepopulated,
+        prepopulate_seconds,
         operations_per_commit,
         shard_operations,
         client_cpu_us_per_payment: per_payment(client_cpu),
         server_cpu_us_per_payment: per_payment(server_cpu),
+        database_cpu_us_per_payment: per_payment(database_cpu),
+        ring_verify_us,
+        server_ratio: if server_cpu > 0.0 && accepted > 0 {
+            ring_verify_us / per_payment(server_cpu + database_cpu)
+        } else {
+            0.0
+        },
         server_only_ratio: if server_cpu > 0.0 && per_core_ecdsa > 0.0 {
             #[allow(clippy::cast_precision_loss)]
             let per_server_cpu_sec = accepted as f64 / server_cpu;

@@ -86,6 +86,26 @@ struct LoadArgs {
     /// server, and for PostgreSQL the database's processes). Linux only.
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
+    /// The database's processes (repeatable: PostgreSQL's), measured like
+    /// `--server-pid` but reported apart. Linux only.
+    #[arg(long = "db-pid")]
+    database_pids: Vec<u32>,
+    /// Send the payment challenge requests and assertions as
+    /// `application/cbor` (the bytes as they are) instead of JSON with base64url.
+    #[arg(long)]
+    cbor: bool,
+    /// Before the payment phase, add filler credentials (copied from one
+    /// client's, written straight into the store) so that this run's
+    /// clients and the filler make N: a fresh store then holds N. Needs the
+    /// server's `--data-dir` or `--database-url`. DANGER: test stores only.
+    #[arg(long, default_value_t = 0)]
+    prepopulate: u64,
+    /// The server's data directory (SQLite), for `--prepopulate`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The server's PostgreSQL URL, for `--prepopulate`.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 fn demo(cmd: &DemoCmd) -> Result<(), String> {
@@ -127,6 +147,14 @@ fn main() -> ExitCode {
             max_payments: a.max_payments,
             ecdsa_secs: a.ecdsa_seconds,
             server_pids: a.server_pids.clone(),
+            database_pids: a.database_pids.clone(),
+            cbor: a.cbor,
+            prepopulate: a.prepopulate,
+            store: match (&a.database_url, &a.data_dir) {
+                (Some(u), _) => Some(load::StoreLocation::DatabaseUrl(u.clone())),
+                (None, Some(d)) => Some(load::StoreLocation::DataDir(d.clone())),
+                (None, None) => None,
+            },
         })
         .map(|r| {
             println!(

@@ -76,6 +76,16 @@ pub struct Config {
     pub purge_interval_secs: u64,
     /// How often the audit head is checkpointed (signed), seconds.
     pub checkpoint_interval_secs: u64,
+    /// Run the single-payment endpoints' work (`/v1/payments/challenge`,
+    /// `/v1/payments/verify`: verification and the wait for its commit) on
+    /// the async worker that received the request instead of handing it to
+    /// a blocking thread (`spawn_blocking`). A measurement switch: it saves
+    /// the thread hand-offs, but a worker waiting for a commit takes no other
+    /// request meanwhile. Batches always use blocking threads. On PostgreSQL,
+    /// whose synchronous client blocks on a runtime of its own, the worker
+    /// steps out with `block_in_place`. An inline verification answers when
+    /// it is done: `request_timeout_ms` cannot cut it short. Default false.
+    pub inline_verify: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -107,6 +117,7 @@ impl std::fmt::Debug for Config {
             .field("challenge_ttl_secs", &self.challenge_ttl_secs)
             .field("purge_interval_secs", &self.purge_interval_secs)
             .field("checkpoint_interval_secs", &self.checkpoint_interval_secs)
+            .field("inline_verify", &self.inline_verify)
             .finish()
     }
 }
@@ -178,6 +189,7 @@ impl Default for Config {
             challenge_ttl_secs: 120,
             purge_interval_secs: 30,
             checkpoint_interval_secs: 10,
+            inline_verify: false,
         }
     }
 }

@@ -71,6 +71,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The audit checkpoint key (one key signs every shard's checkpoints).
     pub signing_key: SigningKey,
+    /// Single-payment work runs on the async worker, not behind
+    /// `spawn_blocking` ([`Config::inline_verify`]).
+    pub inline_verify: bool,
 }
 
 impl AppState {
@@ -104,6 +107,7 @@ impl AppState {
             failure_window_secs: config.failure_window_secs,
             metrics: Metrics::default(),
             signing_key,
+            inline_verify: config.inline_verify,
         })
     }
 
@@ -189,16 +193,21 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             post(api::registration_challenge),
         )
         .route("/v1/registrations", post(api::register))
-        .route("/v1/payments/challenge", post(api::payment_challenge))
-        .route("/v1/payments/verify", post(api::verify_payment))
-        .route(
-            "/v1/payments/challenge/batch",
-            post(api::payment_challenge_batch),
-        )
-        .route("/v1/payments/verify/batch", post(api::verify_payment_batch))
         .route("/v1/credentials/{id}/deregister", post(api::deregister))
         .route("/v1/credentials", get(api::list_credentials))
         .route_layer(middleware::from_fn(api::require_json))
+        // The payment endpoints: JSON or the bytes as they are (application/cbor).
+        .merge(
+            Router::new()
+                .route("/v1/payments/challenge", post(api::payment_challenge))
+                .route(
+                    "/v1/payments/challenge/batch",
+                    post(api::payment_challenge_batch),
+                )
+                .route("/v1/payments/verify", post(api::verify_payment))
+                .route("/v1/payments/verify/batch", post(api::verify_payment_batch))
+                .route_layer(middleware::from_fn(api::require_json_or_cbor)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             api::require_rp,

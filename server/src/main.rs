@@ -148,6 +148,10 @@ struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Verify single payments on the async worker instead of a blocking
+    /// thread (measurement switch; see `inline_verify` in the config).
+    #[arg(long)]
+    inline_verify: bool,
 }
 
 fn config_of(store: &StoreArgs) -> Result<Config, String> {
@@ -189,6 +193,7 @@ fn serve_config(a: &ServeArgs) -> Result<Config, String> {
     }
     c.danger_demo_trust |= a.danger_demo_trust;
     c.danger_demo_keys |= a.danger_demo_keys;
+    c.inline_verify |= a.inline_verify;
     if let Some(n) = a.lock_after_failures {
         c.lock_after_failures = n;
     }

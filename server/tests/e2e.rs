@@ -12,7 +12,18 @@ use common::*;
 use serde_json::json;
 
 fn pay_replay_and_tamper(b: &TestBackend) {
-    let s = b.server(&[]);
+    pay_replay_and_tamper_on(b, &[]);
+}
+
+/// The same promises with verification on the async worker
+/// (`--inline-verify`, the measurement switch of issue #12): accepted once,
+/// the replay refused P9, the tampered amount P12, the clone P19.
+fn inline_verify_pays_and_refuses_replay_and_tamper(b: &TestBackend) {
+    pay_replay_and_tamper_on(b, &["--inline-verify"]);
+}
+
+fn pay_replay_and_tamper_on(b: &TestBackend, extra: &[&str]) {
+    let s = b.server(extra);
     let api = s.api();
     let mut p = enroll(&api, b"account-7");
     let a = assertion(&api, &mut p, "o-1", 8800);
@@ -470,6 +481,7 @@ fn durable_across_restart_and_audited(b: &TestBackend) {
 
 suite!(
     pay_replay_and_tamper,
+    inline_verify_pays_and_refuses_replay_and_tamper,
     lifecycle_and_admin,
     bad_requests_are_clear_errors,
     batch_endpoints,

@@ -872,6 +872,10 @@ fn load_runs_against_two_shards_and_reports_each() {
         max_payments: 400,
         ecdsa_secs: 0.0,
         server_pids: Vec::new(),
+        database_pids: Vec::new(),
+        cbor: false,
+        prepopulate: 0,
+        store: None,
     })
     .unwrap();
     assert!(report.accepted > 0, "{report:?}");

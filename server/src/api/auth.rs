@@ -69,6 +69,16 @@ pub(crate) fn bearer_token(value: &str) -> Option<&str> {
 /// case-insensitive); anything else is 415 `UNSUPPORTED_MEDIA_TYPE` before
 /// the body is read. Runs after authentication.
 pub async fn require_json(req: Request, next: Next) -> Response {
+    check_body_type(req, next, false).await
+}
+
+/// Middleware of the payment endpoints (challenges and verification): as
+/// [`require_json`], but `Content-Type: application/cbor` is admitted too.
+pub async fn require_json_or_cbor(req: Request, next: Next) -> Response {
+    check_body_type(req, next, true).await
+}
+
+async fn check_body_type(req: Request, next: Next, cbor: bool) -> Response {
     // RFC 9112 §6.3: without Transfer-Encoding or Content-Length, a
     // request has no body.
     let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -76,19 +86,23 @@ pub async fn require_json(req: Request, next: Next) -> Response {
             .headers()
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.to_str().map_or(true, |v| v.trim() != "0"));
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if req.method() == axum::http::Method::GET || !has_body || json {
+    let admitted = match body_type(req.headers()) {
+        Some(BodyType::Json) => true,
+        Some(BodyType::Cbor) => cbor,
+        None => false,
+    };
+    if req.method() == axum::http::Method::GET || !has_body || admitted {
         next.run(req).await
     } else {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UNSUPPORTED_MEDIA_TYPE",
-            "the request body must be JSON (Content-Type: application/json)",
+            if cbor {
+                "the request body must be JSON (Content-Type: application/json) or CBOR \
+                 (Content-Type: application/cbor)"
+            } else {
+                "the request body must be JSON (Content-Type: application/json)"
+            },
         )
         .into_response()
     }

@@ -190,6 +190,47 @@ pub struct VerifyPaymentRequest {
     pub app_attest_assertion: Option<String>,
 }
 
+/// Request (`Content-Type: application/cbor`): a payment challenge, as one
+/// deterministic CBOR map (RFC 8949 §4.2.1) with the JSON body's text keys:
+/// `{"credential_id": bstr, "transaction": {"amount_minor": uint,
+/// "currency": tstr, "payee_id": tstr, "payee_name": tstr, "order_id": tstr,
+/// ? "memo": tstr}}`. Any other key, type or encoding is 400 `BAD_REQUEST`.
+/// The answer is JSON.
+#[derive(Debug, ToSchema)]
+pub struct PaymentChallengeCbor {
+    /// The credential that must sign, a CBOR byte string.
+    #[schema(value_type = String, format = Binary)]
+    pub credential_id: Vec<u8>,
+    /// The transaction (a CBOR map; `amount_minor` an unsigned integer, the
+    /// rest text strings).
+    pub transaction: TransactionBody,
+}
+
+/// Request (`Content-Type: application/cbor`): several payment challenges,
+/// as one deterministic CBOR map `{"items": [+ PaymentChallengeCbor]}`.
+#[derive(Debug, ToSchema)]
+pub struct PaymentChallengeBatchCbor {
+    /// 1..=`max_batch_items` (default 64) challenge requests.
+    pub items: Vec<PaymentChallengeCbor>,
+}
+
+/// Request (`Content-Type: application/cbor`): a payment assertion to
+/// verify, as one deterministic CBOR map (RFC 8949 §4.2.1; shortest forms,
+/// definite lengths, keys in bytewise order, nothing after it) with these
+/// text keys and byte-string values: `{"assertion": bstr, ?
+/// "app_attest_assertion": bstr}`. Any other key, type or encoding is 400
+/// `BAD_REQUEST`. The answer is JSON.
+#[derive(Debug, ToSchema)]
+pub struct VerifyPaymentCbor {
+    /// The PaymentAssertion COSE_Sign1, a CBOR byte string.
+    #[schema(value_type = String, format = Binary)]
+    pub assertion: Vec<u8>,
+    /// The Apple App Attest assertion object, a CBOR byte string (as
+    /// `app_attest_assertion` of the JSON body).
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub app_attest_assertion: Option<Vec<u8>>,
+}
+
 /// Request: several payment challenges, one per item, issued independently.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -227,6 +268,15 @@ pub struct ChallengeBatchResponse {
 pub struct VerifyPaymentBatchRequest {
     /// 1..=`max_batch_items` (default 64) assertions.
     pub items: Vec<VerifyPaymentRequest>,
+}
+
+/// Request (`Content-Type: application/cbor`): several payment assertions,
+/// as one deterministic CBOR map `{"items": [+ VerifyPaymentCbor]}`. Any
+/// other key, type or encoding is 400 `BAD_REQUEST`. The answer is JSON.
+#[derive(Debug, ToSchema)]
+pub struct VerifyPaymentBatchCbor {
+    /// 1..=`max_batch_items` (default 64) assertions.
+    pub items: Vec<VerifyPaymentCbor>,
 }
 
 /// One item of a verification batch: `status` is what

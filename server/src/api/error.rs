@@ -121,10 +121,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) fn parse_json<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| {
+/// The body, or why it could not be read (413 `BODY_TOO_LARGE`, 400).
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "BODY_TOO_LARGE"
@@ -132,7 +131,13 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
             "BAD_REQUEST"
         };
         ApiError::new(status, code, e.body_text())
-    })?;
+    })
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body_bytes(body)?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
 
@@ -143,6 +148,27 @@ pub(crate) fn bytes_field(name: &str, s: &str) -> Result<Vec<u8>, ApiError> {
 pub(crate) fn credential_id(s: &str) -> Result<CredentialId, ApiError> {
     CredentialId::new(bytes_field("credential id", s)?)
         .map_err(|e| ApiError::bad_request(format!("credential id: {e}")))
+}
+
+/// Runs `f` on the calling async worker when `inline` (the
+/// `inline_verify` switch), else on a blocking thread. The synchronous
+/// PostgreSQL client blocks on a runtime of its own, which tokio refuses
+/// inside an async worker: for it (`in_place`) the worker steps out of the
+/// runtime with `block_in_place` (its other tasks move to another thread).
+/// Outside a multi-threaded runtime, where neither is possible, `f` runs on
+/// a blocking thread as by default.
+pub(crate) async fn maybe_blocking<T: Send + 'static>(
+    inline: bool,
+    in_place: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    match (inline, in_place) {
+        (true, false) => Ok(f()),
+        (true, true) if multi_thread => Ok(tokio::task::block_in_place(f)),
+        _ => blocking(f).await,
+    }
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -5,11 +5,16 @@
 //! upper-case code (`BAD_REQUEST`, `UNAUTHORIZED`, `RATE_LIMITED`, `TIMEOUT`,
 //! ...) and a null step.
 //!
-//! Layout: `error` (the envelope), `auth` (API keys, middlewares), `dto`
+//! The payment endpoints (challenges and verification) also take
+//! `application/cbor` bodies (`body`).
+//!
+//! Layout: `error` (the envelope), `auth` (API keys, middlewares), `body`
+//! (the JSON or CBOR payment bodies), `dto`
 //! (bodies), `limits` (rejection audit and lockout), `handlers/` (one file
 //! per area), `openapi` (the document).
 
 mod auth;
+mod body;
 mod dto;
 mod error;
 mod handlers;
@@ -17,6 +22,8 @@ mod limits;
 mod openapi;
 
 pub use auth::*;
+pub use body::CBOR_MEDIA_TYPE;
+use body::*;
 pub use dto::*;
 pub use error::*;
 pub use handlers::*;

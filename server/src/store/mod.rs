@@ -344,6 +344,18 @@ pub(crate) fn check_model(status: Option<&str>) -> Result<(), CommitError> {
 }
 
 /// The challenge bytes as stored.
+/// The id (and account handle) of filler credential `i` copied from
+/// `template`: 16 bytes of SHA-256 over a label, the template's id and `i`.
+pub fn filler_id(template: &CredentialId, i: u64) -> Vec<u8> {
+    let mut input = b"biopay load filler credential".to_vec();
+    input.extend_from_slice(template.as_bytes());
+    input.extend_from_slice(&i.to_be_bytes());
+    biopay_core::crypto::sha256(&input)
+        .get(..16)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
 pub(crate) fn challenge_key(c: &Challenge) -> Vec<u8> {
     c.to_vec()
 }
@@ -363,6 +375,30 @@ impl AnyStore {
             Self::Sqlite(_) => "sqlite",
             Self::Postgres(_) => "postgres",
         }
+    }
+
+    /// DANGER (load tests only): inserts `count` filler credentials, numbered
+    /// from `first`, copied from `template` (its public key, model, epoch,
+    /// rp; each with its own id and account handle, [`filler_id`], active,
+    /// counter 0), in one transaction, without attestation, challenge or
+    /// audit entry. For measuring a store that holds a million credentials
+    /// (`biopay-server load --prepopulate`); never on a production database.
+    pub fn danger_insert_filler_credentials(
+        &self,
+        template: &CredentialRecord,
+        first: u64,
+        count: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.danger_insert_filler_credentials(template, first, count),
+            Self::Postgres(s) => s.danger_insert_filler_credentials(template, first, count),
+        }
+    }
+
+    /// Whether its calls block on a tokio runtime of their own (the
+    /// synchronous PostgreSQL client), which cannot run on an async worker.
+    pub fn blocks_on_own_runtime(&self) -> bool {
+        matches!(self, Self::Postgres(_))
     }
 
     /// Group commit counters: (transactions, operations, batches re-run with

@@ -24,7 +24,7 @@ use super::{
     ops::SqlStore,
     sql::{self, pick, Backend, Db, Dialect, Paid, Param, Payment, Row, Sql, Value},
 };
-use biopay_core::store::{CommitError, StoreError};
+use biopay_core::store::{CommitError, CredentialRecord, CredentialStatus, StoreError};
 use postgres::{
     types::{ToSql, Type},
     NoTls, Statement,
@@ -300,6 +300,57 @@ impl SqlStore<Postgres> {
                 config: Box::new(config),
             },
         })
+    }
+}
+
+impl SqlStore<Postgres> {
+    /// See [`super::AnyStore::danger_insert_filler_credentials`]: one
+    /// statement over an array of ids (`UNNEST`).
+    pub fn danger_insert_filler_credentials(
+        &self,
+        template: &CredentialRecord,
+        first: u64,
+        count: u64,
+    ) -> Result<(), StoreError> {
+        let t = template.clone();
+        let end = first
+            .checked_add(count)
+            .ok_or_else(|| StoreError("filler range overflows".into()))?;
+        let ids: Vec<Vec<u8>> = (first..end)
+            .map(|i| super::filler_id(&t.credential_id, i))
+            .collect();
+        let (modalities, level) = (
+            super::modalities_str(&t.modalities),
+            super::i64_of(t.security_level.to_u64())?,
+        );
+        let registered_at = super::i64_of(t.registered_at)?;
+        self.backend
+            .write(false, move |w, _| {
+                w.conn()?
+                    .client
+                    .execute(
+                        "INSERT INTO credentials (credential_id, rp_id, account_handle, public_key,
+                            modalities, enrollment_epoch, security_level, kind, device_model,
+                            counter, status, registered_at)
+                         SELECT id, $2, id, $3, $4, $5, $6, $7, $8, 0, $9, $10
+                         FROM UNNEST($1::bytea[]) AS t(id)",
+                        &[
+                            &ids,
+                            &t.rp_id,
+                            &t.public_key,
+                            &modalities,
+                            &t.enrollment_epoch.to_vec(),
+                            &level,
+                            &t.kind.as_str(),
+                            &t.device_model,
+                            &CredentialStatus::Active.as_str(),
+                            &registered_at,
+                        ],
+                    )
+                    .map_err(be)?;
+                Ok(())
+            })
+            .map_err(|e| StoreError(e.to_string()))
     }
 }
 

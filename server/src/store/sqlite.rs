@@ -18,7 +18,7 @@ use super::{
     ops::SqlStore,
     sql::{self, pick, Backend, Db, Dialect, Param, Row, Sql, Value},
 };
-use biopay_core::store::{CommitError, StoreError};
+use biopay_core::store::{CommitError, CredentialRecord, CredentialStatus, StoreError};
 use rusqlite::{
     params,
     types::{ToSqlOutput, ValueRef},
@@ -194,6 +194,66 @@ impl SqlStore<Sqlite> {
                 next_reader: AtomicUsize::new(0),
             },
         })
+    }
+}
+
+impl SqlStore<Sqlite> {
+    /// See [`super::AnyStore::danger_insert_filler_credentials`]: one
+    /// prepared insert per row, ids sorted so that each chunk walks the
+    /// primary-key B-tree in order.
+    pub fn danger_insert_filler_credentials(
+        &self,
+        template: &CredentialRecord,
+        first: u64,
+        count: u64,
+    ) -> Result<(), StoreError> {
+        let t = template.clone();
+        let end = first
+            .checked_add(count)
+            .ok_or_else(|| StoreError("filler range overflows".into()))?;
+        let mut ids: Vec<Vec<u8>> = (first..end)
+            .map(|i| super::filler_id(&template.credential_id, i))
+            .collect();
+        ids.sort_unstable();
+        let (modalities, level) = (
+            super::modalities_str(&t.modalities),
+            super::i64_of(t.security_level.to_u64())?,
+        );
+        let registered_at = super::i64_of(t.registered_at)?;
+        self.backend
+            .write(false, move |w, _| {
+                let c = &w.conn;
+                // This connection's page cache (this process's only: the
+                // server has its own) large enough for a million rows'
+                // B-trees, so that random keys do not re-read pages from the
+                // OS (default 2 MiB).
+                c.execute_batch("PRAGMA cache_size = -262144").map_err(be)?;
+                let mut stmt = c
+                    .prepare_cached(
+                        "INSERT INTO credentials (credential_id, rp_id, account_handle, public_key,
+                            modalities, enrollment_epoch, security_level, kind, device_model,
+                            counter, status, registered_at)
+                         VALUES (?1, ?2, ?1, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
+                    )
+                    .map_err(be)?;
+                for id in &ids {
+                    stmt.execute(rusqlite::params![
+                        id,
+                        t.rp_id,
+                        t.public_key,
+                        modalities,
+                        t.enrollment_epoch.to_vec(),
+                        level,
+                        t.kind.as_str(),
+                        t.device_model,
+                        CredentialStatus::Active.as_str(),
+                        registered_at,
+                    ])
+                    .map_err(be)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| StoreError(e.to_string()))
     }
 }
 

@@ -5,42 +5,56 @@ use crate::{b64::b64, config::modality_name, AppState};
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     Json,
 };
 use biopay_core::{
     messages::Message, render_transaction, store::DecisionKind, CredentialId, Opened,
-    PaymentAssertion, Rejection, Transaction,
+    PaymentAssertion, Rejection,
 };
 use std::{sync::Arc, time::Instant};
 
-/// Issues a payment challenge for a transaction.
+/// Issues a payment challenge for a transaction. The body is JSON or
+/// `application/cbor`; the answer is JSON either way.
 #[utoipa::path(post, path = "/v1/payments/challenge", tag = "payments",
-    request_body = PaymentChallengeRequest,
+    request_body(content(
+        (PaymentChallengeRequest = "application/json"),
+        (PaymentChallengeCbor = "application/cbor")
+    )),
     responses((status = 200, body = ChallengeResponse), (status = 400, body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody),
         (status = 409, description = "credential unknown or not active", body = ErrorBody),
         (status = 422, description = "policy unsatisfiable", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn payment_challenge(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
-    let req: PaymentChallengeRequest = parse_json(body)?;
-    blocking(move || issue_payment_challenge(&state, req))
-        .await?
-        .map(Json)
+    let req = parse_challenge(&headers, body)?;
+    let (inline, in_place) = (
+        state.inline_verify,
+        state.shards.backend_name() == "postgres",
+    );
+    maybe_blocking(inline, in_place, move || {
+        issue_payment_challenge(&state, req)
+    })
+    .await?
+    .map(Json)
 }
 
 /// One payment challenge (blocking: reads the credential, stores the
 /// challenge durably).
 pub(crate) fn issue_payment_challenge(
     state: &AppState,
-    req: PaymentChallengeRequest,
+    req: ChallengeItem,
 ) -> Result<ChallengeResponse, ApiError> {
-    let id = credential_id(&req.credential_id)?;
-    let tx: Transaction = req.transaction.into();
+    let id = CredentialId::new(req.credential_id)
+        .map_err(|e| ApiError::bad_request(format!("credential id: {e}")))?;
     let shard = state.shard(state.shards.of_credential(&id))?;
-    let c = shard.payment_challenge(&id, tx).map_err(issue_error)?;
+    let c = shard
+        .payment_challenge(&id, req.transaction)
+        .map_err(issue_error)?;
     Ok(ChallengeResponse {
         challenge: b64(&c.to_cbor()),
         expires_at: c.expires_at,
@@ -50,58 +64,61 @@ pub(crate) fn issue_payment_challenge(
 
 /// Verifies a payment assertion (P1–P20); on acceptance the challenge is
 /// consumed, the counter advanced and the decision audited in one transaction.
+/// The body is JSON (base64url fields) or `application/cbor` (deterministic
+/// CBOR, the same keys with byte strings); the answer is JSON either way.
 #[utoipa::path(post, path = "/v1/payments/verify", tag = "payments",
-    request_body = VerifyPaymentRequest,
+    request_body(content(
+        (VerifyPaymentRequest = "application/json"),
+        (VerifyPaymentCbor = "application/cbor")
+    )),
     responses((status = 200, body = PaymentAccepted),
         (status = 409, description = "replayed or concurrently used challenge", body = ErrorBody),
         (status = 408, description = "TIMEOUT: not answered within the server's limit; the payment may still have been decided (resubmit: P9 if it was)", body = ErrorBody),
+        (status = 400, description = "malformed JSON or CBOR body", body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody),
         (status = 422, description = "rejected at a verification step", body = ErrorBody),
         (status = 429, description = "too many failures for the credential or account", body = ErrorBody),
         (status = 503, description = "store unavailable; nothing was accepted", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn verify_payment(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PaymentAccepted>, ApiError> {
-    let req: VerifyPaymentRequest = parse_json(body)?;
+    let req = parse_verify(&headers, body)?;
     let started = Instant::now();
     let st = state.clone();
-    let out = blocking(move || {
-        let input = PaymentInput::new(req);
-        verify_one_payment(&st, input)
+    // The synchronous PostgreSQL client blocks on a runtime of its own.
+    let in_place = state.shards.backend_name() == "postgres";
+    let out = maybe_blocking(state.inline_verify, in_place, move || {
+        verify_one_payment(&st, PaymentInput::new(Ok(req)))
     })
     .await?;
     state.metrics.verify_latency(started.elapsed());
     out.map(Json)
 }
 
-/// An assertion's bytes and what core opened of them (P1–P3).
-type ReadAssertion = (Vec<u8>, Result<Opened<PaymentAssertion>, Rejection>);
-
-/// A payment request as far as core has read it: the assertion's bytes and
-/// the statement core opened from them (P1–P3), which names the credential
-/// that orders a batch and is rate limited.
+/// A payment request as far as core has read it: the item's bytes and the
+/// statement core opened from them (P1–P3), which names the credential that
+/// orders a batch, is rate limited and picks the shard.
 pub(crate) struct PaymentInput {
-    assertion: Result<ReadAssertion, ApiError>,
-    app_attest_assertion: Option<String>,
+    read: Result<(PaymentItem, Result<Opened<PaymentAssertion>, Rejection>), ApiError>,
 }
 
 impl PaymentInput {
-    /// Reads `req` (decoding only, no state).
-    pub(crate) fn new(req: VerifyPaymentRequest) -> Self {
-        let assertion = bytes_field("assertion", &req.assertion).map(|statement| {
-            let opened = biopay_core::verifier::open_payment(&statement);
-            (statement, opened)
-        });
+    /// Opens `item`'s assertion (decoding only, no state).
+    pub(crate) fn new(item: Result<PaymentItem, ApiError>) -> Self {
         Self {
-            assertion,
-            app_attest_assertion: req.app_attest_assertion,
+            read: item.map(|i| {
+                let opened = biopay_core::verifier::open_payment(&i.assertion);
+                (i, opened)
+            }),
         }
     }
 
     /// The credential the assertion names (unverified), as core read it.
     fn credential_id(&self) -> Option<&CredentialId> {
-        match &self.assertion {
+        match &self.read {
             Ok((_, Ok(opened))) => Some(opened.credential_id()),
             _ => None,
         }
@@ -115,19 +132,15 @@ pub(crate) fn verify_one_payment(
     input: PaymentInput,
 ) -> Result<PaymentAccepted, ApiError> {
     let named = input.credential_id().cloned();
-    let (statement, opened) = input.assertion?;
+    let (item, opened) = input.read?;
     // The credential's shard; an assertion naming no readable credential
     // goes to shard 0, which audits its rejection.
     let shard = st.shard(named.as_ref().map_or(0, |id| st.shards.of_credential(id)))?;
     if let Some(id) = &named {
         st.check_limits(&shard, id)?;
     }
-    let app_attest = input
-        .app_attest_assertion
-        .as_deref()
-        .map(|a| bytes_field("app_attest_assertion", a))
-        .transpose()?;
-    match opened.and_then(|o| shard.verify_opened_payment(o, app_attest.as_deref())) {
+    match opened.and_then(|o| shard.verify_opened_payment(o, item.app_attest_assertion.as_deref()))
+    {
         Ok(p) => {
             // The commit cleared the credential's failure count.
             st.metrics.decision(
@@ -152,7 +165,7 @@ pub(crate) fn verify_one_payment(
             })
         }
         Err(r) => {
-            st.record_rejection(&shard, "payment", named.as_ref(), &statement, &r);
+            st.record_rejection(&shard, "payment", named.as_ref(), &item.assertion, &r);
             Err(ApiError::from(&r))
         }
     }
@@ -251,29 +264,40 @@ pub(crate) fn payment_batch_key(input: &PaymentInput) -> Option<Vec<u8>> {
 /// Issues several payment challenges in one request (for a payment gateway
 /// that gathers its traffic); each item is issued, or refused, exactly as
 /// `/v1/payments/challenge` would.
+/// The body is JSON or `application/cbor` as for `/v1/payments/challenge`.
 #[utoipa::path(post, path = "/v1/payments/challenge/batch", tag = "payments",
-    request_body = PaymentChallengeBatchRequest,
+    request_body(content(
+        (PaymentChallengeBatchRequest = "application/json"),
+        (PaymentChallengeBatchCbor = "application/cbor")
+    )),
     responses((status = 200, description = "one outcome per item, in order", body = ChallengeBatchResponse),
-        (status = 400, description = "malformed, empty or more than max_batch_items", body = ErrorBody),
-        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody)),
+        (status = 400, description = "malformed (JSON or CBOR), empty or more than max_batch_items", body = ErrorBody),
+        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn payment_challenge_batch(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChallengeBatchResponse>, ApiError> {
-    let req: PaymentChallengeBatchRequest = parse_json(body)?;
-    let items = run_batch(&state, req.items, |_| None, issue_payment_challenge)
-        .await?
-        .into_iter()
-        .map(|(status, r)| {
-            let (challenge, error) = split(r);
-            ChallengeBatchItem {
-                status: status.as_u16(),
-                challenge,
-                error,
-            }
-        })
-        .collect();
+    let items = parse_challenge_batch(&headers, body)?;
+    let items = run_batch(
+        &state,
+        items,
+        |_| None,
+        |st, item| issue_payment_challenge(st, item?),
+    )
+    .await?
+    .into_iter()
+    .map(|(status, r)| {
+        let (challenge, error) = split(r);
+        ChallengeBatchItem {
+            status: status.as_u16(),
+            challenge,
+            error,
+        }
+    })
+    .collect();
     Ok(Json(ChallengeBatchResponse { items }))
 }
 
@@ -283,26 +307,28 @@ pub async fn payment_challenge_batch(
 /// by one in order: items of one credential are verified in item order,
 /// items of different credentials in parallel, their commits sharing the
 /// store's group commit.
+/// The body is JSON or `application/cbor` as for `/v1/payments/verify`.
 #[utoipa::path(post, path = "/v1/payments/verify/batch", tag = "payments",
-    request_body = VerifyPaymentBatchRequest,
+    request_body(content(
+        (VerifyPaymentBatchRequest = "application/json"),
+        (VerifyPaymentBatchCbor = "application/cbor")
+    )),
     responses((status = 200, description = "one outcome per item, in order", body = VerifyBatchResponse),
-        (status = 400, description = "malformed, empty or more than max_batch_items", body = ErrorBody),
+        (status = 400, description = "malformed (JSON or CBOR), empty or more than max_batch_items", body = ErrorBody),
         (status = 408, description = "TIMEOUT: the batch was not answered within the server's limit; items may still have been decided (resubmit each: P9 if it was)", body = ErrorBody),
-        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody)),
+        (status = 413, description = "body larger than max_body_bytes", body = ErrorBody),
+        (status = 415, description = "the body is neither application/json nor application/cbor", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn verify_payment_batch(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VerifyBatchResponse>, ApiError> {
-    let req: VerifyPaymentBatchRequest = parse_json(body)?;
+    let items = parse_verify_batch(&headers, body)?;
     let started = Instant::now();
     // Core opens each assertion once (P1–P3): the credential it names
     // orders the batch, and the opened statement is what is decided.
-    let inputs = req
-        .items
-        .into_iter()
-        .map(PaymentInput::new)
-        .collect();
+    let inputs = items.into_iter().map(PaymentInput::new).collect();
     let outcomes = run_batch(&state, inputs, payment_batch_key, verify_one_payment).await?;
     // Each statement waited for the whole batch: one observation per item.
     let elapsed = started.elapsed();
