@@ -10,23 +10,30 @@ mod common;
 use biopay_core::CredentialId;
 use biopay_server::store::filler_id;
 use biopay_server_tools::client::b64;
+use biopay_server_tools::load::{run, LoadConfig, StoreLocation};
 use common::*;
-use std::process::Command;
+use std::time::Duration;
 
-/// Runs `biopay-server load` against `s` with `extra` arguments; its report.
-fn load(s: &ServerProcess, extra: &[&str]) -> serde_json::Value {
-    let mut cmd = Command::new(bin());
-    cmd.args(["load", "--url", &s.url(), "--key", RP_KEY])
-        .args(["--clients", "2", "--seconds", "1", "--ecdsa-seconds", "0"])
-        .args(extra)
-        .env_remove("BIOPAY_DATABASE_URL");
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "load failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// Runs the load generator (`biopay-server-tools load`, through its
+/// library: the flags map one to one onto `LoadConfig`) against `s`, with
+/// `set` changing the defaults; its report as JSON.
+fn load(s: &ServerProcess, set: impl FnOnce(&mut LoadConfig)) -> serde_json::Value {
+    let mut c = LoadConfig {
+        url: s.url(),
+        key: RP_KEY.into(),
+        clients: 2,
+        batch: 1,
+        duration: Duration::from_secs(1),
+        max_payments: 1_000_000,
+        ecdsa_secs: 0.0,
+        server_pids: Vec::new(),
+        database_pids: Vec::new(),
+        cbor: false,
+        prepopulate: 0,
+        store: None,
+    };
+    set(&mut c);
+    serde_json::to_value(run(&c).unwrap()).unwrap()
 }
 
 /// The number of credential rows and of distinct public keys among them.
@@ -52,13 +59,15 @@ fn credential_counts(s: &ServerProcess) -> (i64, i64) {
 /// (filler adds no entries).
 fn prepopulate_fills_the_store_with_valid_credentials(b: &TestBackend) {
     let s = b.server(&[]);
-    let store_arg = match &s.backend {
-        Backend::Sqlite => vec!["--data-dir".to_owned(), s.data_dir.display().to_string()],
-        Backend::Postgres(url) => vec!["--database-url".to_owned(), url.clone()],
+    let store = match &s.backend {
+        Backend::Sqlite => StoreLocation::DataDir(s.data_dir.clone()),
+        Backend::Postgres(url) => StoreLocation::DatabaseUrl(url.clone()),
     };
-    let mut args = vec!["--prepopulate", "5000"];
-    args.extend(store_arg.iter().map(String::as_str));
-    let report = load(&s, &args);
+    let prepopulate = |c: &mut LoadConfig| {
+        c.prepopulate = 5000;
+        c.store = Some(store.clone());
+    };
+    let report = load(&s, prepopulate);
     assert_eq!(report["prepopulated"], 4998, "{report}");
     assert!(report["accepted"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
@@ -90,9 +99,7 @@ fn prepopulate_fills_the_store_with_valid_credentials(b: &TestBackend) {
     // The count is per run (a bench starts each run on a fresh store): a
     // second run registers 2 more clients and copies 4,998 filler from one
     // of them, under other ids.
-    let mut args = vec!["--prepopulate", "5000"];
-    args.extend(store_arg.iter().map(String::as_str));
-    let report = load(&s, &args);
+    let report = load(&s, prepopulate);
     assert_eq!(report["prepopulated"], 4998, "{report}");
     assert_eq!(credential_counts(&s), (10_000, 4));
     let (data, backend) = (s.data_dir.clone(), s.backend.clone());
@@ -105,8 +112,11 @@ fn prepopulate_fills_the_store_with_valid_credentials(b: &TestBackend) {
 /// and batched.
 fn load_pays_through_the_cbor_body(b: &TestBackend) {
     let s = b.server(&[]);
-    for batch in ["1", "3"] {
-        let report = load(&s, &["--cbor", "--batch", batch]);
+    for batch in [1, 3] {
+        let report = load(&s, |c| {
+            c.cbor = true;
+            c.batch = batch;
+        });
         assert_eq!(report["cbor"], true, "{report}");
         assert!(report["accepted"].as_u64().unwrap() > 0, "{report}");
         assert_eq!(report["failed"], 0, "{report}");
