@@ -39,6 +39,9 @@
 #                       server with --inline-verify)
 #   --ecdsa-seconds S   raw ECDSA baseline per run (default 3, once on one core
 #                       and once on all)
+#   --shards "1 2"      with --postgres: shard counts to try, each shard its own
+#                       PostgreSQL instance started here (--shard-url per shard;
+#                       database CPU is every instance's)
 #   --server-args "A B"  extra arguments for every server (e.g.
 #                       "--lock-after-failures 0" to measure without rate limiting)
 #   --loader BINARY     the binary whose `load` drives every run (default:
@@ -52,7 +55,7 @@
 set -euo pipefail
 
 rounds=3 seconds=8 clients=16 batches="1" ecdsa=3 postgres=0 loader='' server_args=()
-credentials="0" bodies="json" inlines="off"
+credentials="0" bodies="json" inlines="off" shard_counts="1"
 bins=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,10 +67,11 @@ while [ $# -gt 0 ]; do
         --credentials) credentials=$2; shift ;;
         --bodies) bodies=$2; shift ;;
         --inline) inlines=$2; shift ;;
+        --shards) shard_counts=$2; shift ;;
         --ecdsa-seconds) ecdsa=$2; shift ;;
         --loader) loader=$2; shift ;;
         --server-args) read -r -a server_args <<< "$2"; shift ;;
-        -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
         *) bins+=("$1") ;;
     esac
     shift
@@ -84,12 +88,12 @@ if [ -z "$loader" ]; then
 fi
 
 work=$(mktemp -d)
-pg_bin='' pg_data='' pg_port=
+pg_bin='' pg_datas=() pg_ports=()
 cleanup() {
     if [ -n "${server_pid:-}" ]; then kill "$server_pid" 2>/dev/null || true; fi
-    if [ -n "$pg_data" ]; then
-        as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
-    fi
+    for d in "${pg_datas[@]}"; do
+        as_pg "$pg_bin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -104,21 +108,32 @@ if [ "$postgres" = 1 ]; then
     pg_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
     [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL not installed (apt-get install postgresql)" >&2; exit 1; }
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$work"
-    pg_data="$work/pg"
-    as_pg "$pg_bin/initdb" -A trust -U postgres -E UTF8 -D "$pg_data" >/dev/null
-    pg_port=$(free_port)
-    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -w -l "$work/pg.log" \
-        -o "-h 127.0.0.1 -p $pg_port -k $work -c max_connections=200 -c shared_buffers=128MB" start >/dev/null
+    max_shards=1
+    for n in $shard_counts; do [ "$n" -gt "$max_shards" ] && max_shards=$n; done
+    # One PostgreSQL instance per shard (a shard is a primary of its own).
+    for k in $(seq 0 $((max_shards - 1))); do
+        d="$work/pg$k"
+        as_pg "$pg_bin/initdb" -A trust -U postgres -E UTF8 -D "$d" >/dev/null
+        port=$(free_port)
+        as_pg "$pg_bin/pg_ctl" -D "$d" -w -l "$work/pg$k.log" \
+            -o "-h 127.0.0.1 -p $port -k $work -c max_connections=200 -c shared_buffers=128MB" start >/dev/null
+        pg_datas+=("$d") pg_ports+=("$port")
+    done
+elif [ "$shard_counts" != 1 ]; then
+    echo "--shards needs --postgres" >&2; exit 2
 fi
 
-run_one() { # binary batch credentials body inline
-    local bin=$1 batch=$2 creds=$3 body=$4 inline=$5 data args=() store=() pids=() load_args=() url
+run_one() { # binary batch credentials body inline shards
+    local bin=$1 batch=$2 creds=$3 body=$4 inline=$5 shards=$6 data args=() store=() pids=() load_args=() url
     data=$(mktemp -d "$work/d.XXXX")
     store=(--data-dir "$data")
     if [ "$postgres" = 1 ]; then
-        as_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" postgres >/dev/null
-        args=(--database-url "postgres://postgres@127.0.0.1:$pg_port/bench")
-        store=("${args[@]}")
+        for k in $(seq 0 $((shards - 1))); do
+            PGOPTIONS="-c client_min_messages=warning" as_pg "$pg_bin/psql" -h 127.0.0.1 -p "${pg_ports[$k]}" -U postgres -qc "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" postgres >/dev/null
+            args+=(--shard-url "postgres://postgres@127.0.0.1:${pg_ports[$k]}/bench")
+        done
+        # --prepopulate fills shard 0's store (a single store holds them all when shards=1).
+        store=(--database-url "postgres://postgres@127.0.0.1:${pg_ports[0]}/bench")
     fi
     if [ "$inline" = on ]; then args+=(--inline-verify); fi
     if [ "$body" = cbor ]; then load_args+=(--cbor); fi
@@ -139,12 +154,12 @@ run_one() { # binary batch credentials body inline
         --ecdsa-seconds "$ecdsa" "${pids[@]}" "${load_args[@]}" > "$data/report.json"
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
     server_pid=
-    python3 - "$data/report.json" "$data/warmup.json" "$bin" "$creds" "$body" "$inline" "$(cut -d' ' -f1 /proc/loadavg)" <<'EOF'
+    python3 - "$data/report.json" "$data/warmup.json" "$bin" "$creds" "$body" "$inline" "$(cut -d' ' -f1 /proc/loadavg)" "$shards" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 w = json.load(open(sys.argv[2]))
-bin_, creds, body, inline, load = sys.argv[3:8]
-print(f"{bin_:<40} creds={creds:<7} batch={d['batch']:<3} body={body:<4} inline={inline:<3} "
+bin_, creds, body, inline, load, shards = sys.argv[3:9]
+print(f"{bin_:<40} shards={shards} creds={creds:<7} batch={d['batch']:<3} body={body:<4} inline={inline:<3} "
       f"payments/s={d['payments_per_sec']:7.0f} p50={d['p50_ms']:5.1f}ms p99={d['p99_ms']:5.1f}ms "
       f"server_us={d['server_cpu_us_per_payment']:4.0f} db_us={d['database_cpu_us_per_payment']:4.0f} "
       f"ring_us={d['ring_verify_us']:5.1f} server_ratio={d['server_ratio']:.3f} "
@@ -161,7 +176,9 @@ for _ in $(seq "$rounds"); do
             for batch in $batches; do
                 for body in $bodies; do
                     for inline in $inlines; do
-                        run_one "$bin" "$batch" "$creds" "$body" "$inline"
+                        for shards in $shard_counts; do
+                            run_one "$bin" "$batch" "$creds" "$body" "$inline" "$shards"
+                        done
                     done
                 done
             done
