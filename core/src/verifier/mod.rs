@@ -12,8 +12,9 @@
 //!
 //! One file per procedure: `registration` (R1–R16), `platform` (A1–A17),
 //! `app_attest` (K1–K13), `payment` (P1–P20, J1–J4), `deregistration`
-//! (D1–D9), `enrollment` (E1–E10), `issuance` (challenges); the checks they
-//! share are written once in `checks`.
+//! (D1–D9), `enrollment` (E1–E10), `issuance` (challenges), `stateless`
+//! (self-authenticating payment challenges); the checks they share are
+//! written once in `checks`.
 
 mod app_attest;
 mod checks;
@@ -23,6 +24,9 @@ mod issuance;
 mod payment;
 mod platform;
 mod registration;
+mod stateless;
+
+pub use stateless::{ChallengeKeys, DuplicateKeyId, CHALLENGE_MAC_LEN, CHALLENGE_NONCE_LEN};
 
 use crate::serde_hex::ser_hex;
 use crate::{
@@ -41,8 +45,8 @@ use crate::{
     },
     store::{
         AppAttestKey, ChallengeEntry, ChallengeLimit, CommitError, CredentialKind,
-        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
-        StoreError,
+        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge,
+        SpentChallenge, Store, StoreError,
     },
     x509::{self, TrustAnchor},
 };
@@ -269,6 +273,12 @@ pub struct Verifier<S, C, R> {
     store: S,
     clock: C,
     random: R,
+    /// With keys, payment challenges are self-authenticating and not stored
+    /// (docs/PROTOCOL.md §6.1.3); without, they are stored (§7.1).
+    challenge_keys: Option<ChallengeKeys>,
+    /// This process's outstanding self-authenticating payment challenges,
+    /// per account (the per-account limit, §6.1.3).
+    outstanding: stateless::Outstanding,
 }
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -292,7 +302,24 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             store,
             clock,
             random,
+            challenge_keys: None,
+            outstanding: stateless::Outstanding::default(),
         })
+    }
+
+    /// Issues self-authenticating payment challenges MACed with `keys`
+    /// (docs/PROTOCOL.md §6.1.3): issuing one writes nothing, and a payment
+    /// is verified with [`Self::verify_payment_for`], which is given the
+    /// transaction. Registration challenges are still stored.
+    pub fn with_challenge_keys(mut self, keys: ChallengeKeys) -> Self {
+        self.challenge_keys = Some(keys);
+        self
+    }
+
+    /// The payment challenge keys, if payment challenges are
+    /// self-authenticating.
+    pub fn challenge_keys(&self) -> Option<&ChallengeKeys> {
+        self.challenge_keys.as_ref()
     }
 
     /// Accepts Android Keystore credentials (docs/PROTOCOL.md §12) under

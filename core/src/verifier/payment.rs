@@ -20,6 +20,31 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         statement: &[u8],
         app_attest_assertion: Option<&[u8]>,
     ) -> Result<ApprovedPayment, Rejection> {
+        self.verify_payment_inner(statement, None, app_attest_assertion)
+    }
+
+    /// Verifies a payment assertion (§6.4) for `transaction`, the one the
+    /// relying party asked the challenge for, with an optional App Attest
+    /// assertion (§13.9). This is how a self-authenticating challenge
+    /// ([`Verifier::with_challenge_keys`], §6.1.3) is verified: `P9` checks
+    /// its MAC over this rp id, the statement's credential, the record's
+    /// account and `transaction`. For a stored challenge, `transaction` must
+    /// be the stored one (`P12 TransactionMismatch` otherwise).
+    pub fn verify_payment_for(
+        &self,
+        statement: &[u8],
+        transaction: &Transaction,
+        app_attest_assertion: Option<&[u8]>,
+    ) -> Result<ApprovedPayment, Rejection> {
+        self.verify_payment_inner(statement, Some(transaction), app_attest_assertion)
+    }
+
+    fn verify_payment_inner(
+        &self,
+        statement: &[u8],
+        transaction: Option<&Transaction>,
+        app_attest_assertion: Option<&[u8]>,
+    ) -> Result<ApprovedPayment, Rejection> {
         let now = self.clock.now();
         // P1–P5
         let (a, cred): (PaymentAssertion, _) = self.open_signed(
@@ -44,22 +69,17 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         self.check_still_trusted(&cred)?;
         // P8
         self.check_rp_id(Step::P8RpId, &a.rp_id_hash)?;
-        // P9
-        let (issued, counter_at_issue) =
-            match self.challenge_entry(Step::P9Challenge, &a.challenge)? {
-                ChallengeEntry {
-                    issued:
-                        IssuedChallenge::Payment {
-                            challenge,
-                            counter_at_issue,
-                        },
-                    ..
-                } => (challenge, counter_at_issue),
-                _ => return reject(Step::P9Challenge, Reason::WrongChallengeKind),
-            };
-        if issued.rp_id != self.rp_id {
-            return reject(Step::P9Challenge, Reason::WrongRp);
-        }
+        // P9: a self-authenticating challenge's MAC (nothing read), or the
+        // stored challenge.
+        let stateless = match (&self.challenge_keys, transaction) {
+            (Some(keys), Some(tx)) => Some(self.open_payment_challenge(keys, &a, &cred, tx)?),
+            _ => None,
+        };
+        let spends = stateless.is_some();
+        let (issued, counter_at_issue) = match stateless {
+            Some(opened) => opened,
+            None => self.stored_payment_challenge(&a.challenge)?,
+        };
         // P10
         check_expiry(Step::P10ChallengeExpiry, issued.expires_at, now)?;
         // P11
@@ -73,6 +93,13 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         let tx_hash = issued.transaction.transaction_hash();
         if !crypto::ct_eq(&tx_hash, &a.transaction_hash) {
             return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
+        }
+        // A stored challenge verified for a caller's transaction: it must be
+        // the stored one.
+        if let Some(tx) = transaction.filter(|_| !spends) {
+            if !crypto::ct_eq(&tx.transaction_hash(), &tx_hash) {
+                return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
+            }
         }
         // P13
         let display_hash =
@@ -114,6 +141,17 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // comes from a clone or a rolled-back device. Above it, a later
         // statement from the same device was simply accepted first.
         if a.counter <= cred.counter {
+            // A self-authenticating challenge already spent: a replay of an
+            // accepted statement (its counter is at most the stored one). Read
+            // only on this rejecting path (§6.4, P9).
+            if spends
+                && self
+                    .store
+                    .challenge_spent(&a.challenge)
+                    .at(Step::P9Challenge)?
+            {
+                return reject(Step::P9Challenge, Reason::ChallengeAlreadyUsed);
+            }
             if a.counter > counter_at_issue {
                 return reject(
                     Step::P19Counter,
@@ -162,33 +200,48 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // P20: the commit checks again, where no other process can change
         // them meanwhile, what P6, P7, P19 and J4 read before (§7.3).
         let decision = self.decision(DecisionKind::Payment, &cred.credential_id, statement, now);
-        self.store
-            .commit_payment(
+        let committed = if spends {
+            self.store.commit_payment_spending(
+                &SpentChallenge {
+                    challenge: a.challenge,
+                    expires_at: issued.expires_at,
+                },
+                &cred.credential_id,
+                a.counter,
+                app_attest_counter,
+                &decision,
+            )
+        } else {
+            self.store.commit_payment(
                 &a.challenge,
                 &cred.credential_id,
                 a.counter,
                 app_attest_counter,
                 &decision,
             )
-            .map_err(|e| match e {
-                CommitError::AppAttestCounterSuperseded { stored } => Rejection::new(
-                    Step::J4Counter,
-                    Reason::CounterSuperseded {
-                        stored: u64::from(stored),
-                        received: app_attest_counter.map_or(0, u64::from),
-                    },
-                ),
-                // P19 passed, so the counter exceeds `counter_at_issue`: a
-                // later statement was accepted since P4, as P19 would say.
-                CommitError::CounterSuperseded { stored } => Rejection::new(
-                    Step::P19Counter,
-                    Reason::CounterSuperseded {
-                        stored,
-                        received: a.counter,
-                    },
-                ),
-                e => commit_rejection(Step::P20Commit, e),
-            })?;
+        };
+        committed.map_err(|e| match e {
+            CommitError::AppAttestCounterSuperseded { stored } => Rejection::new(
+                Step::J4Counter,
+                Reason::CounterSuperseded {
+                    stored: u64::from(stored),
+                    received: app_attest_counter.map_or(0, u64::from),
+                },
+            ),
+            // P19 passed, so the counter exceeds `counter_at_issue`: a
+            // later statement was accepted since P4, as P19 would say.
+            CommitError::CounterSuperseded { stored } => Rejection::new(
+                Step::P19Counter,
+                Reason::CounterSuperseded {
+                    stored,
+                    received: a.counter,
+                },
+            ),
+            e => commit_rejection(Step::P20Commit, e),
+        })?;
+        if spends {
+            self.outstanding.release(&cred.account_handle, &a.challenge);
+        }
         Ok(ApprovedPayment {
             credential_id: cred.credential_id,
             account_handle: cred.account_handle,
@@ -199,6 +252,29 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             template_id: a.template_id,
             statement_hash: decision.statement_hash,
         })
+    }
+
+    /// P9 for a stored challenge: it is in the store, unconsumed, a payment
+    /// challenge of this rp. Returns it and the counter at issue.
+    fn stored_payment_challenge(
+        &self,
+        challenge: &Challenge,
+    ) -> Result<(PaymentChallenge, u64), Rejection> {
+        let (issued, counter_at_issue) = match self.challenge_entry(Step::P9Challenge, challenge)? {
+            ChallengeEntry {
+                issued:
+                    IssuedChallenge::Payment {
+                        challenge,
+                        counter_at_issue,
+                    },
+                ..
+            } => (challenge, counter_at_issue),
+            _ => return reject(Step::P9Challenge, Reason::WrongChallengeKind),
+        };
+        if issued.rp_id != self.rp_id {
+            return reject(Step::P9Challenge, Reason::WrongRp);
+        }
+        Ok((issued, counter_at_issue))
     }
 
     /// P7: a TEE credential's device model, or for a platform-keystore or
