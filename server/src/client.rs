@@ -1,8 +1,13 @@
 //! A small blocking HTTP client for the API, used by the tests, the load
 //! generator and the `demo-device` helper.
 
+use biopay_core::{cose, messages::Message, Challenge, PaymentAssertion, PaymentChallenge};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 pub use crate::b64::{b64, unb64};
 
@@ -22,12 +27,17 @@ impl Reply {
     }
 }
 
-/// A client bound to one server and one API key.
+/// A client bound to one server and one API key. Like a relying party's
+/// back end, it remembers the transaction of each payment challenge it
+/// obtained and sends it with the assertion that answers it (a server with
+/// self-authenticating challenges needs it, PROTOCOL.md §6.1.3); clones and
+/// [`Self::with_key`] share that memory.
 #[derive(Clone)]
 pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
     key: Option<String>,
+    orders: Arc<Mutex<HashMap<Challenge, Value>>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -48,6 +58,7 @@ impl ApiClient {
                 .build(),
             base: base.trim_end_matches('/').to_owned(),
             key: key.map(str::to_owned),
+            orders: Arc::default(),
         }
     }
 
@@ -57,6 +68,56 @@ impl ApiClient {
             agent: self.agent.clone(),
             base: self.base.clone(),
             key: key.map(str::to_owned),
+            orders: self.orders.clone(),
+        }
+    }
+
+    /// The same key and remembered transactions at another server (another
+    /// process of the same deployment).
+    pub fn at(&self, base: &str) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            base: base.trim_end_matches('/').to_owned(),
+            key: self.key.clone(),
+            orders: self.orders.clone(),
+        }
+    }
+
+    /// Remembers the transaction of an issued payment challenge (the
+    /// answer's base64url `challenge`), if it decodes.
+    fn remember(&self, challenge: &Value) {
+        let Some(c) = challenge
+            .as_str()
+            .and_then(|c| unb64(c).ok())
+            .and_then(|b| PaymentChallenge::from_cbor(&b).ok())
+        else {
+            return;
+        };
+        if let Ok(t) = serde_json::to_value(&c.transaction) {
+            self.orders
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(c.challenge, t);
+        }
+    }
+
+    /// The remembered transaction of the challenge `assertion` answers.
+    fn order_of(&self, assertion: &[u8]) -> Option<Value> {
+        let sign1 = cose::parse_sign1_any_form(assertion, false).ok()?;
+        let a = PaymentAssertion::from_cbor(&sign1.payload).ok()?;
+        self.orders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&a.challenge)
+            .cloned()
+    }
+
+    /// The body of a verification request for `assertion`: with the
+    /// remembered transaction, when there is one.
+    pub fn verify_body(&self, assertion: &[u8]) -> Value {
+        match self.order_of(assertion) {
+            Some(t) => json!({"assertion": b64(assertion), "transaction": t}),
+            None => json!({"assertion": b64(assertion)}),
         }
     }
 
@@ -119,15 +180,17 @@ impl ApiClient {
         order: &str,
         amount_minor: u64,
     ) -> Result<Reply, String> {
-        self.post(
+        let r = self.post(
             "/v1/payments/challenge",
             payment_challenge_body(credential, order, amount_minor),
-        )
+        )?;
+        self.remember(&r.body["challenge"]);
+        Ok(r)
     }
 
     /// Submits a payment assertion.
     pub fn verify_payment(&self, assertion: &[u8]) -> Result<Reply, String> {
-        self.post("/v1/payments/verify", json!({"assertion": b64(assertion)}))
+        self.post("/v1/payments/verify", self.verify_body(assertion))
     }
 
     /// Payment challenges for `(credential, order, amount_minor)` items in
@@ -137,15 +200,18 @@ impl ApiClient {
             .iter()
             .map(|(c, o, a)| payment_challenge_body(c, o, *a))
             .collect();
-        self.post("/v1/payments/challenge/batch", json!({ "items": items }))
+        let r = self.post("/v1/payments/challenge/batch", json!({ "items": items }))?;
+        if let Some(items) = r.body["items"].as_array() {
+            for item in items {
+                self.remember(&item["challenge"]["challenge"]);
+            }
+        }
+        Ok(r)
     }
 
     /// Submits payment assertions in one request (`/v1/payments/verify/batch`).
     pub fn verify_payment_batch(&self, assertions: &[Vec<u8>]) -> Result<Reply, String> {
-        let items: Vec<Value> = assertions
-            .iter()
-            .map(|a| json!({"assertion": b64(a)}))
-            .collect();
+        let items: Vec<Value> = assertions.iter().map(|a| self.verify_body(a)).collect();
         self.post("/v1/payments/verify/batch", json!({ "items": items }))
     }
 }

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod audit;
 pub mod b64;
+pub mod challenge_keys;
 pub mod client;
 pub mod config;
 pub mod demo;
@@ -120,6 +121,13 @@ impl AppState {
         let verifier = match config.apple_trust()? {
             Some(apple) => verifier.with_apple(apple),
             None => verifier,
+        };
+        let verifier = if config.stateless_payment_challenges {
+            verifier.with_challenge_keys(challenge_keys::load_or_create(
+                &config.challenge_key_path(),
+            )?)
+        } else {
+            verifier
         };
         let state = Self {
             verifier,

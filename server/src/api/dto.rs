@@ -188,6 +188,12 @@ pub struct VerifyPaymentRequest {
     /// (PROTOCOL.md §13.9, P17 and J1–J4).
     #[serde(default)]
     pub app_attest_assertion: Option<String>,
+    /// The transaction the challenge was requested for. Required when the
+    /// server issues self-authenticating payment challenges (PROTOCOL.md
+    /// §6.1.3): P9 checks the challenge's MAC over it. With a stored
+    /// challenge, if given, it must be the stored one (P12).
+    #[serde(default)]
+    pub transaction: Option<TransactionBody>,
 }
 
 /// Request: several payment challenges, one per item, issued independently.

@@ -27,8 +27,8 @@ use biopay_core::{
     messages::Message,
     store::{
         AppAttestKey, ChallengeEntry, ChallengeLimit, CommitError, CredentialKind,
-        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
-        StoreError,
+        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge,
+        SpentChallenge, Store, StoreError,
     },
     Challenge, CredentialId, Modality, ModelStatus, PaymentChallenge, RegistrationChallenge,
     SecurityLevel,
@@ -439,6 +439,22 @@ impl Store for AnyStore {
     }
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
         delegate!(self, s => s.purge_expired_challenges(now))
+    }
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.commit_payment_spending(spent, id, new_counter, app_attest_counter, decision))
+    }
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        delegate!(self, s => s.challenge_spent(challenge))
+    }
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        delegate!(self, s => s.purge_spent_challenges(before))
     }
 }
 

@@ -24,7 +24,7 @@ use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     store::{
         ChallengeEntry, ChallengeLimit, CommitError, CredentialRecord, CredentialStatus, Decision,
-        Flag, IssuedChallenge, Store, StoreError,
+        Flag, IssuedChallenge, SpentChallenge, Store, StoreError,
     },
     Challenge, CredentialId,
 };
@@ -141,6 +141,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
             counter BIGINT NOT NULL,
             receipt BYTEA NOT NULL
         );",
+    ),
+    (
+        6,
+        // Spent self-authenticating payment challenges (docs/PROTOCOL.md
+        // §7.1 rule 5): inserted by the payment's commit; the primary key
+        // makes a second spend a conflict. Purged after expiry and skew.
+        "CREATE TABLE spent_challenges (
+            challenge BYTEA PRIMARY KEY,
+            expires_at BIGINT NOT NULL
+        );
+        CREATE INDEX spent_challenges_expires ON spent_challenges (expires_at);",
     ),
 ];
 
@@ -432,6 +443,110 @@ fn consume(c: &mut Conn, challenge: &Challenge) -> Result<(), CommitError> {
     }
 }
 
+/// The payment commit's one round trip (PROTOCOL.md §7.3), its first
+/// step `consumed` given: `UPDATE challenges ...` for a stored challenge, or
+/// the spent-entry insert of a self-authenticating one (§7.1 rule 5).
+macro_rules! payment_sql {
+    ($consume:literal) => {
+        concat!("WITH consumed AS (", $consume, "), moved AS (
+                        UPDATE credentials SET counter = $2
+                        WHERE credential_id = $3 AND counter < $2 AND status = 'active'
+                          AND NOT EXISTS (SELECT 1 FROM model_status m
+                                          WHERE m.model = credentials.device_model
+                                            AND m.status <> 'active')
+                          AND EXISTS (SELECT 1 FROM consumed)
+                        RETURNING account_handle
+                    ), cleared AS (
+                        DELETE FROM failures
+                        WHERE EXISTS (SELECT 1 FROM moved)
+                          AND ((kind = 'credential' AND subject = $3)
+                            OR (kind = 'account' AND subject = (SELECT account_handle FROM moved)))
+                    ), audited AS (
+                        INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
+                            statement_hash, reason, prev_hash, hash)
+                        SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+                        WHERE EXISTS (SELECT 1 FROM moved)
+                        RETURNING 1
+                    )
+                    SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)")
+    };
+}
+
+/// A payment's commit: `sql` from [`payment_sql!`], `key` its `$1`,
+/// `expires_at` its `$14` when it inserts a spent entry.
+#[allow(clippy::too_many_arguments)]
+fn pay(
+    c: &mut Conn,
+    head: &mut Head,
+    sql: &'static str,
+    key: &[u8],
+    expires_at: Option<i64>,
+    id: &CredentialId,
+    new: i64,
+    app_attest_counter: Option<u32>,
+    audit: &AuditRecord,
+) -> Result<(), CommitError> {
+    // One round trip: consume the challenge, move the counter (only if
+    // the challenge was consumed, the credential is active, its device
+    // model not revoked as persisted by any process, and the stored
+    // counter below the new one), clear the credential's failure
+    // count and append the audit entry (only if the counter moved).
+    // The conditional updates lock their rows and are re-evaluated
+    // after a concurrent commit, as separate statements would be.
+    let e = head.next(audit)?;
+    let (id_bytes, at) = (id.as_bytes(), i64_of(audit.at)?);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &key,
+        &new,
+        &id_bytes,
+        &e.seq,
+        &at,
+        &audit.kind,
+        &audit.outcome,
+        &audit.step,
+        &audit.credential,
+        &audit.statement_hash,
+        &audit.reason,
+        &e.prev_hash,
+        &e.hash,
+    ];
+    if let Some(exp) = &expires_at {
+        params.push(exp);
+    }
+    let row = c
+        .query_opt(sql, &params)?
+        .ok_or_else(|| CommitError::Backend(StoreError("postgres: no result row".into())))?;
+    let consumed: i64 = row.try_get(0).map_err(ce)?;
+    let audited: i64 = row.try_get(1).map_err(ce)?;
+    if consumed != 1 {
+        return Err(CommitError::ChallengeUsed);
+    }
+    if audited != 1 {
+        return Err(payment_conflict(payment_row(c, id)?));
+    }
+    // The App Attest counter of the assertion (J4), in the same
+    // transaction (a failure rolls the operation back): only if the
+    // stored one is still below it.
+    if let Some(aa) = app_attest_counter {
+        let row = c.query_opt(
+            "WITH moved AS (
+                UPDATE app_attest_keys SET counter = $1
+                WHERE credential_id = $2 AND counter < $1 RETURNING 1
+            )
+            SELECT (SELECT COUNT(*) FROM moved),
+                   (SELECT counter FROM app_attest_keys WHERE credential_id = $2)",
+            &[&i64::from(aa), &id.as_bytes()],
+        )?;
+        let row =
+            row.ok_or_else(|| CommitError::Backend(StoreError("postgres: no result row".into())))?;
+        let moved: i64 = row.try_get(0).map_err(ce)?;
+        if moved != 1 {
+            return Err(app_attest_conflict(row.try_get(1).map_err(ce)?));
+        }
+    }
+    Ok(())
+}
+
 fn current(c: &mut Conn, id: &CredentialId) -> Result<Option<(i64, String)>, CommitError> {
     let row = c.query_opt(
         "SELECT counter, status FROM credentials WHERE credential_id = $1",
@@ -709,89 +824,20 @@ impl Store for PgStore {
         let new = i64_of(new_counter)?;
         let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
         self.write(true, move |c, head| {
-            // One round trip: consume the challenge, move the counter (only if
-            // the challenge was consumed, the credential is active, its device
-            // model not revoked as persisted by any process, and the stored
-            // counter below the new one), clear the credential's failure
-            // count and append the audit entry (only if the counter moved).
-            // The conditional updates lock their rows and are re-evaluated
-            // after a concurrent commit, as separate statements would be.
-            let e = head.next(&audit)?;
-            let row = c
-                .query_opt(
-                    "WITH consumed AS (
-                        UPDATE challenges SET consumed = true
-                        WHERE challenge = $1 AND NOT consumed RETURNING 1
-                    ), moved AS (
-                        UPDATE credentials SET counter = $2
-                        WHERE credential_id = $3 AND counter < $2 AND status = 'active'
-                          AND NOT EXISTS (SELECT 1 FROM model_status m
-                                          WHERE m.model = credentials.device_model
-                                            AND m.status <> 'active')
-                          AND EXISTS (SELECT 1 FROM consumed)
-                        RETURNING account_handle
-                    ), cleared AS (
-                        DELETE FROM failures
-                        WHERE EXISTS (SELECT 1 FROM moved)
-                          AND ((kind = 'credential' AND subject = $3)
-                            OR (kind = 'account' AND subject = (SELECT account_handle FROM moved)))
-                    ), audited AS (
-                        INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
-                            statement_hash, reason, prev_hash, hash)
-                        SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
-                        WHERE EXISTS (SELECT 1 FROM moved)
-                        RETURNING 1
-                    )
-                    SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)",
-                    &[
-                        &challenge_key(&challenge),
-                        &new,
-                        &id.as_bytes(),
-                        &e.seq,
-                        &i64_of(audit.at)?,
-                        &audit.kind,
-                        &audit.outcome,
-                        &audit.step,
-                        &audit.credential,
-                        &audit.statement_hash,
-                        &audit.reason,
-                        &e.prev_hash,
-                        &e.hash,
-                    ],
-                )?
-                .ok_or_else(|| {
-                    CommitError::Backend(StoreError("postgres: no result row".into()))
-                })?;
-            let consumed: i64 = row.try_get(0).map_err(ce)?;
-            let audited: i64 = row.try_get(1).map_err(ce)?;
-            if consumed != 1 {
-                return Err(CommitError::ChallengeUsed);
-            }
-            if audited != 1 {
-                return Err(payment_conflict(payment_row(c, &id)?));
-            }
-            // The App Attest counter of the assertion (J4), in the same
-            // transaction (a failure rolls the operation back): only if the
-            // stored one is still below it.
-            if let Some(aa) = app_attest_counter {
-                let row = c.query_opt(
-                    "WITH moved AS (
-                        UPDATE app_attest_keys SET counter = $1
-                        WHERE credential_id = $2 AND counter < $1 RETURNING 1
-                    )
-                    SELECT (SELECT COUNT(*) FROM moved),
-                           (SELECT counter FROM app_attest_keys WHERE credential_id = $2)",
-                    &[&i64::from(aa), &id.as_bytes()],
-                )?;
-                let row = row.ok_or_else(|| {
-                    CommitError::Backend(StoreError("postgres: no result row".into()))
-                })?;
-                let moved: i64 = row.try_get(0).map_err(ce)?;
-                if moved != 1 {
-                    return Err(app_attest_conflict(row.try_get(1).map_err(ce)?));
-                }
-            }
-            Ok(())
+            pay(
+                c,
+                head,
+                payment_sql!(
+                    "UPDATE challenges SET consumed = true
+                        WHERE challenge = $1 AND NOT consumed RETURNING 1"
+                ),
+                &challenge_key(&challenge),
+                None,
+                &id,
+                new,
+                app_attest_counter,
+                &audit,
+            )
         })
     }
 
@@ -858,6 +904,58 @@ impl Store for PgStore {
         let n = self
             .write(false, move |c, _| {
                 Ok(c.execute("DELETE FROM challenges WHERE expires_at < $1", &[&now])?)
+            })
+            .map_err(store_error)?;
+        usize::try_from(n).map_err(be)
+    }
+
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let (new, expires_at) = (i64_of(new_counter)?, i64_of(spent.expires_at)?);
+        let (challenge, id, audit) = (spent.challenge, id.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            pay(
+                c,
+                head,
+                payment_sql!(
+                    "INSERT INTO spent_challenges (challenge, expires_at) VALUES ($1, $14)
+                        ON CONFLICT (challenge) DO NOTHING RETURNING 1"
+                ),
+                &challenge_key(&challenge),
+                Some(expires_at),
+                &id,
+                new,
+                app_attest_counter,
+                &audit,
+            )
+        })
+    }
+
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        let key = challenge_key(challenge);
+        let row = self.read(|c| {
+            c.query_opt(
+                "SELECT 1 FROM spent_challenges WHERE challenge = $1",
+                &[&key],
+            )
+        })?;
+        Ok(row.is_some())
+    }
+
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        let before = i64_of(before)?;
+        let n = self
+            .write(false, move |c, _| {
+                Ok(c.execute(
+                    "DELETE FROM spent_challenges WHERE expires_at < $1",
+                    &[&before],
+                )?)
             })
             .map_err(store_error)?;
         usize::try_from(n).map_err(be)

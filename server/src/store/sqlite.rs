@@ -20,7 +20,7 @@ use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     store::{
         ChallengeEntry, ChallengeLimit, CommitError, CredentialRecord, CredentialStatus, Decision,
-        Flag, IssuedChallenge, Store, StoreError,
+        Flag, IssuedChallenge, SpentChallenge, Store, StoreError,
     },
     Challenge, CredentialId,
 };
@@ -138,6 +138,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
             counter INTEGER NOT NULL,
             receipt BLOB NOT NULL
         );",
+    ),
+    (
+        6,
+        // Spent self-authenticating payment challenges (docs/PROTOCOL.md
+        // §7.1 rule 5): inserted by the payment's commit; the primary key
+        // makes a second spend a conflict. Purged after expiry and skew.
+        "CREATE TABLE spent_challenges (
+            challenge BLOB PRIMARY KEY,
+            expires_at INTEGER NOT NULL
+        );
+        CREATE INDEX spent_challenges_expires ON spent_challenges (expires_at);",
     ),
 ];
 
@@ -402,6 +413,79 @@ fn consume(conn: &Connection, challenge: &Challenge) -> Result<(), CommitError> 
     }
 }
 
+/// The rest of a payment's commit, after its challenge was consumed or
+/// spent (PROTOCOL.md §7.3): counter, App Attest counter, failure counts and
+/// the audit entry, in the caller's transaction.
+fn apply_payment(
+    c: &Connection,
+    head: &mut Head,
+    id: &CredentialId,
+    new: i64,
+    app_attest_counter: Option<u32>,
+    audit: &AuditRecord,
+) -> Result<(), CommitError> {
+    // The credential still active, its device model not revoked (as
+    // persisted by any process) and the counter still below the new
+    // one, all inside the write transaction.
+    let n = exec(
+        c,
+        "UPDATE credentials SET counter = ?1
+         WHERE credential_id = ?2 AND counter < ?1 AND status = 'active'
+           AND NOT EXISTS (SELECT 1 FROM model_status m
+                           WHERE m.model = credentials.device_model
+                             AND m.status <> 'active')",
+        params![new, id.as_bytes()],
+    )?;
+    if n != 1 {
+        return Err(payment_conflict(payment_row(c, id)?));
+    }
+    // The App Attest counter of the assertion (J4), in the same
+    // transaction: only if the stored one is still below it.
+    if let Some(aa) = app_attest_counter {
+        let moved = exec(
+            c,
+            "UPDATE app_attest_keys SET counter = ?1
+             WHERE credential_id = ?2 AND counter < ?1",
+            params![i64::from(aa), id.as_bytes()],
+        )?;
+        if moved != 1 {
+            let stored: Option<i64> = c
+                .prepare_cached("SELECT counter FROM app_attest_keys WHERE credential_id = ?1")
+                .and_then(|mut s| s.query_row(params![id.as_bytes()], |r| r.get(0)).optional())
+                .map_err(ce)?;
+            return Err(app_attest_conflict(stored));
+        }
+    }
+    // A success clears the failure counts of the credential and of
+    // its account (rate limiting, PROTOCOL.md §9.2).
+    exec(
+        c,
+        "DELETE FROM failures
+         WHERE (kind = 'credential' AND subject = ?1)
+            OR (kind = 'account' AND subject =
+                (SELECT account_handle FROM credentials WHERE credential_id = ?1))",
+        params![id.as_bytes()],
+    )?;
+    append(c, head, audit)?;
+    Ok(())
+}
+
+/// Inserts the spent entry of a self-authenticating payment challenge
+/// (PROTOCOL.md §7.1 rule 5); one already present is `ChallengeUsed`.
+fn spend(conn: &Connection, spent: &SpentChallenge) -> Result<(), CommitError> {
+    let n = exec(
+        conn,
+        "INSERT INTO spent_challenges (challenge, expires_at) VALUES (?1, ?2)
+         ON CONFLICT (challenge) DO NOTHING",
+        params![challenge_key(&spent.challenge), i64_of(spent.expires_at)?],
+    )?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(CommitError::ChallengeUsed)
+    }
+}
+
 fn current(conn: &Connection, id: &CredentialId) -> Result<Option<(i64, String)>, CommitError> {
     conn.prepare_cached("SELECT counter, status FROM credentials WHERE credential_id = ?1")
         .and_then(|mut s| {
@@ -638,54 +722,7 @@ impl Store for SqliteStore {
         let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
         self.write(true, move |c, head| {
             consume(c, &challenge)?;
-            // The credential still active, its device model not revoked (as
-            // persisted by any process) and the counter still below the new
-            // one, all inside the write transaction.
-            let n = exec(
-                c,
-                "UPDATE credentials SET counter = ?1
-                 WHERE credential_id = ?2 AND counter < ?1 AND status = 'active'
-                   AND NOT EXISTS (SELECT 1 FROM model_status m
-                                   WHERE m.model = credentials.device_model
-                                     AND m.status <> 'active')",
-                params![new, id.as_bytes()],
-            )?;
-            if n != 1 {
-                return Err(payment_conflict(payment_row(c, &id)?));
-            }
-            // The App Attest counter of the assertion (J4), in the same
-            // transaction: only if the stored one is still below it.
-            if let Some(aa) = app_attest_counter {
-                let moved = exec(
-                    c,
-                    "UPDATE app_attest_keys SET counter = ?1
-                     WHERE credential_id = ?2 AND counter < ?1",
-                    params![i64::from(aa), id.as_bytes()],
-                )?;
-                if moved != 1 {
-                    let stored: Option<i64> = c
-                        .prepare_cached(
-                            "SELECT counter FROM app_attest_keys WHERE credential_id = ?1",
-                        )
-                        .and_then(|mut s| {
-                            s.query_row(params![id.as_bytes()], |r| r.get(0)).optional()
-                        })
-                        .map_err(ce)?;
-                    return Err(app_attest_conflict(stored));
-                }
-            }
-            // A success clears the failure counts of the credential and of
-            // its account (rate limiting, PROTOCOL.md §9.2).
-            exec(
-                c,
-                "DELETE FROM failures
-                 WHERE (kind = 'credential' AND subject = ?1)
-                    OR (kind = 'account' AND subject =
-                        (SELECT account_handle FROM credentials WHERE credential_id = ?1))",
-                params![id.as_bytes()],
-            )?;
-            append(c, head, &audit)?;
-            Ok(())
+            apply_payment(c, head, &id, new, app_attest_counter, &audit)
         })
     }
 
@@ -756,6 +793,43 @@ impl Store for SqliteStore {
                 c,
                 "DELETE FROM challenges WHERE expires_at < ?1",
                 params![now],
+            )?)
+        })
+        .map_err(store_error)
+    }
+
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let new = i64_of(new_counter)?;
+        let (spent, id, audit) = (*spent, id.clone(), accepted_record(decision));
+        self.write(true, move |c, head| {
+            spend(c, &spent)?;
+            apply_payment(c, head, &id, new, app_attest_counter, &audit)
+        })
+    }
+
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        let found: Option<i64> = self.read(
+            "SELECT 1 FROM spent_challenges WHERE challenge = ?1",
+            params![challenge_key(challenge)],
+            |r| r.get(0),
+        )?;
+        Ok(found.is_some())
+    }
+
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        let before = i64_of(before)?;
+        self.write(false, move |c, _| {
+            Ok(exec(
+                c,
+                "DELETE FROM spent_challenges WHERE expires_at < ?1",
+                params![before],
             )?)
         })
         .map_err(store_error)

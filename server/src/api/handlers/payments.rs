@@ -88,10 +88,17 @@ pub(crate) fn verify_one_payment(
         .as_deref()
         .map(|a| bytes_field("app_attest_assertion", a))
         .transpose()?;
-    match st
-        .verifier
-        .verify_payment_with_app_attest(&statement, app_attest.as_deref())
-    {
+    let verified = match &req.transaction {
+        Some(t) => st.verifier.verify_payment_for(
+            &statement,
+            &Transaction::from(t.clone()),
+            app_attest.as_deref(),
+        ),
+        None => st
+            .verifier
+            .verify_payment_with_app_attest(&statement, app_attest.as_deref()),
+    };
+    match verified {
         Ok(p) => {
             // The commit cleared the credential's failure count.
             st.metrics.decision(
