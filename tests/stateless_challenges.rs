@@ -538,3 +538,46 @@ fn spent_entries_are_pruned_only_after_expiry_and_skew() {
     w.server.purge_expired_challenges().unwrap();
     assert!(!w.store.challenge_spent(&c.challenge).unwrap());
 }
+
+#[test]
+fn challenge_bytes_are_the_layout_and_mac_the_spec_describes() {
+    // Recomputed here from PROTOCOL.md §6.1.3 with ring directly, not with
+    // the verifier's code: an implementation from the spec interoperates.
+    let w = World::new();
+    let c = w.challenge("o1");
+    let b = c.challenge;
+    assert_eq!(b[0], 1, "key id");
+    assert_eq!(
+        b[1..5],
+        u32::try_from(c.expires_at).unwrap().to_be_bytes(),
+        "expires_at"
+    );
+    assert_eq!(
+        b[5..13],
+        w.stored().counter.to_be_bytes(),
+        "counter_at_issue"
+    );
+    let len = |x: &[u8]| u32::try_from(x.len()).unwrap().to_be_bytes();
+    let rp = RP.as_bytes();
+    let cred = w.cred.credential_id.as_bytes();
+    let account = &w.cred.account_handle;
+    let display = crypto::sha256(render_transaction(RP, &c.transaction).as_bytes());
+    let mut msg = b"biopay v1 payment challenge\0".to_vec();
+    assert_eq!(msg.len(), 28);
+    for part in [
+        &b[..16],
+        &len(rp)[..],
+        rp,
+        &len(cred)[..],
+        cred,
+        &len(account)[..],
+        account,
+        &c.transaction.transaction_hash()[..],
+        &display[..],
+    ] {
+        msg.extend_from_slice(part);
+    }
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &KEY_1);
+    let tag = ring::hmac::sign(&key, &msg);
+    assert_eq!(b[16..], tag.as_ref()[..16], "MAC");
+}
