@@ -472,7 +472,7 @@ macro_rules! payment_sql {
     };
 }
 
-/// A payment's commit: `sql` from [`payment_sql!`], `key` its `$1`,
+/// A payment's commit: `sql` from `payment_sql!`, `key` its `$1`,
 /// `expires_at` its `$14` when it inserts a spent entry.
 #[allow(clippy::too_many_arguments)]
 fn pay(
