@@ -197,7 +197,7 @@ fn forged_challenge_with_any_bit_flipped_is_rejected_at_p9() {
     let before = w.stored();
     // Every byte: key id, expiry, counter at issue, nonce and the MAC itself.
     for i in 0..CHALLENGE_LEN {
-        for bit in [0x01u8, 0x80] {
+        for bit in (0..8).map(|b| 1u8 << b) {
             let forged = w.resign(&genuine, &id, |a| a.challenge[i] ^= bit);
             assert_eq!(
                 assert_step(
