@@ -581,3 +581,43 @@ fn challenge_bytes_are_the_layout_and_mac_the_spec_describes() {
     let tag = ring::hmac::sign(&key, &msg);
     assert_eq!(b[16..], tag.as_ref()[..16], "MAC");
 }
+
+#[test]
+fn a_record_read_by_the_caller_is_used_and_a_stale_one_cannot_accept() {
+    let mut w = World::new();
+    let c = w.challenge("o1");
+    let a = w.sign(&c);
+    let id = w.cred.credential_id.clone();
+    let stale = w.stored();
+    w.store
+        .set_credential_status(&id, CredentialStatus::Suspended)
+        .unwrap();
+    // The caller's record says active: P6 passes on it, the commit refuses.
+    assert_eq!(
+        assert_step(
+            w.server
+                .verify_payment_with_record(&a, Some(&c.transaction), None, stale.clone()),
+            Step::P20Commit
+        ),
+        Reason::CredentialNotActive(CredentialStatus::Suspended)
+    );
+    // Another credential's record is not used: P4 reads.
+    let mut other = stale;
+    other.credential_id = CredentialId::new(vec![9; 16]).unwrap();
+    assert_eq!(
+        assert_step(
+            w.server
+                .verify_payment_with_record(&a, Some(&c.transaction), None, other),
+            Step::P6CredentialStatus
+        ),
+        Reason::CredentialNotActive(CredentialStatus::Suspended)
+    );
+    assert!(!w.store.challenge_spent(&c.challenge).unwrap());
+    w.store
+        .set_credential_status(&id, CredentialStatus::Active)
+        .unwrap();
+    let fresh = w.stored();
+    w.server
+        .verify_payment_with_record(&a, Some(&c.transaction), None, fresh)
+        .unwrap();
+}

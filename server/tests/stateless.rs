@@ -8,7 +8,11 @@
 #[macro_use]
 mod common;
 
-use biopay_server::client::{b64, field_bytes};
+use biopay_core::{CredentialId, Store};
+use biopay_server::{
+    client::{b64, field_bytes},
+    store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore},
+};
 use common::*;
 use serde_json::json;
 
@@ -175,7 +179,54 @@ fn unanswered_payment_challenges_are_limited_per_account(b: &TestBackend) {
     s.stop();
 }
 
+/// The payment path's one read (the failure counts and the credential
+/// record in one query) answers what the two reads it replaces answer: for
+/// a credential with its own and its account's failures, for another
+/// credential of that account, and for an unknown credential.
+fn the_combined_read_is_the_two_reads(b: &TestBackend) {
+    let s = b.server(&[]);
+    let api = s.api();
+    let a = enroll(&api, b"combined-read");
+    let other = enroll(&api, b"combined-read");
+    s.stop();
+    let data = b.dir.path().join("server");
+    let store = match &b.backend {
+        Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open(&data.join("biopay.db")).unwrap()),
+        Backend::Postgres(url) => AnyStore::Postgres(PgStore::connect(url, 2).unwrap()),
+    };
+    let (a_id, other_id) = (
+        CredentialId::new(a.id.clone()).unwrap(),
+        CredentialId::new(other.id.clone()).unwrap(),
+    );
+    let unknown = CredentialId::new(vec![7; 32]).unwrap();
+    let now = biopay_server::now();
+    for at in [now - 100, now - 10, now - 5] {
+        store.append_rejection(None, Some(&a_id), at).unwrap();
+    }
+    store.append_rejection(None, Some(&unknown), now).unwrap();
+    for id in [&a_id, &other_id, &unknown] {
+        for since in [0, now - 50, now + 1] {
+            let two = (
+                store.recent_failures(id, since).unwrap(),
+                store.credential(id).unwrap(),
+            );
+            assert_eq!(store.failures_and_credential(id, since).unwrap(), two);
+        }
+    }
+    assert_eq!(store.failures_and_credential(&a_id, 0).unwrap().0, 3);
+    assert_eq!(
+        store.failures_and_credential(&other_id, 0).unwrap().0,
+        3,
+        "account count"
+    );
+    assert_eq!(
+        store.failures_and_credential(&unknown, 0).unwrap(),
+        (1, None)
+    );
+}
+
 suite!(
+    the_combined_read_is_the_two_reads,
     issuing_stores_nothing_and_a_replay_is_refused,
     forged_or_misdirected_challenges_are_refused_at_p9,
     challenge_issued_before_a_restart_pays_after_it_and_its_replay_after_another_is_refused,

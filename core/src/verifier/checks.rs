@@ -126,6 +126,19 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         steps: [Step; 5],
         credential_of: impl Fn(&M) -> &CredentialId,
     ) -> Result<(M, CredentialRecord), Rejection> {
+        self.open_signed_with(statement, steps, credential_of, None)
+    }
+
+    /// [`Self::open_signed`], with the credential record the caller read
+    /// from this verifier's store for this call: used at step 4 instead of a
+    /// read when its id is the statement's.
+    pub(super) fn open_signed_with<M: Message>(
+        &self,
+        statement: &[u8],
+        steps: [Step; 5],
+        credential_of: impl Fn(&M) -> &CredentialId,
+        read: Option<CredentialRecord>,
+    ) -> Result<(M, CredentialRecord), Rejection> {
         let [s_statement, s_header, s_payload, s_credential, s_signature] = steps;
         let sign1 = open_cose(
             cose::parse_sign1_any_form(statement, false),
@@ -133,11 +146,12 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             s_header,
         )?;
         let msg = M::from_cbor(&sign1.payload).at(s_payload)?;
-        let Some(cred) = self
-            .store
-            .credential(credential_of(&msg))
-            .at(s_credential)?
-        else {
+        let id = credential_of(&msg);
+        let cred = match read.filter(|r| r.credential_id == *id) {
+            Some(r) => Some(r),
+            None => self.store.credential(id).at(s_credential)?,
+        };
+        let Some(cred) = cred else {
             return reject(s_credential, Reason::UnknownCredential);
         };
         if cred.rp_id != self.rp_id {

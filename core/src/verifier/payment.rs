@@ -20,7 +20,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         statement: &[u8],
         app_attest_assertion: Option<&[u8]>,
     ) -> Result<ApprovedPayment, Rejection> {
-        self.verify_payment_inner(statement, None, app_attest_assertion)
+        self.verify_payment_inner(statement, None, app_attest_assertion, None)
     }
 
     /// Verifies a payment assertion (§6.4) for `transaction`, the one the
@@ -36,7 +36,25 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         transaction: &Transaction,
         app_attest_assertion: Option<&[u8]>,
     ) -> Result<ApprovedPayment, Rejection> {
-        self.verify_payment_inner(statement, Some(transaction), app_attest_assertion)
+        self.verify_payment_inner(statement, Some(transaction), app_attest_assertion, None)
+    }
+
+    /// [`Self::verify_payment_for`] (or, without `transaction`,
+    /// [`Self::verify_payment_with_app_attest`]) with the `P4` read done by
+    /// the caller: `record` is what this verifier's store held for the
+    /// statement's credential id, read for this call (a server reads it
+    /// together with its rate-limit counts: one read per payment). It is
+    /// used only when its id is the statement's; otherwise `P4` reads. A
+    /// record changed since is caught where it matters: the commit (`P20`)
+    /// checks status, counter and device model again (§7.3).
+    pub fn verify_payment_with_record(
+        &self,
+        statement: &[u8],
+        transaction: Option<&Transaction>,
+        app_attest_assertion: Option<&[u8]>,
+        record: CredentialRecord,
+    ) -> Result<ApprovedPayment, Rejection> {
+        self.verify_payment_inner(statement, transaction, app_attest_assertion, Some(record))
     }
 
     fn verify_payment_inner(
@@ -44,10 +62,11 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         statement: &[u8],
         transaction: Option<&Transaction>,
         app_attest_assertion: Option<&[u8]>,
+        record: Option<CredentialRecord>,
     ) -> Result<ApprovedPayment, Rejection> {
         let now = self.clock.now();
         // P1–P5
-        let (a, cred): (PaymentAssertion, _) = self.open_signed(
+        let (a, cred): (PaymentAssertion, _) = self.open_signed_with(
             statement,
             [
                 Step::P1Statement,
@@ -57,6 +76,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
                 Step::P5Signature,
             ],
             |a: &PaymentAssertion| &a.credential_id,
+            record,
         )?;
         // P6
         if cred.status != CredentialStatus::Active {

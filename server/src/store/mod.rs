@@ -52,6 +52,16 @@ pub trait ServerStore: Store {
     /// credential's count and its account's count. A success
     /// (`commit_payment`) clears the credential's count.
     fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError>;
+    /// [`Self::recent_failures`] and the credential record, read together
+    /// for a payment (one query where the backend can: the accepted path's
+    /// one read, issue #12). The default reads them one after the other.
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        Ok((self.recent_failures(id, since)?, self.credential(id)?))
+    }
     /// Forgets failures older than `before` (Unix seconds). Returns how many.
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError>;
     /// The audit log entries with `seq > after`, in order, at most `limit`.
@@ -472,6 +482,13 @@ impl ServerStore for AnyStore {
     }
     fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError> {
         delegate!(self, s => s.recent_failures(id, since))
+    }
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        delegate!(self, s => s.failures_and_credential(id, since))
     }
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
         delegate!(self, s => s.purge_failures(before))

@@ -1014,6 +1014,43 @@ impl ServerStore for PgStore {
         u64_of(n.unwrap_or(0))
     }
 
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        // recent_failures' count and credential()'s row in one query (an
+        // unknown credential has no row, and no account count).
+        let since_i = i64_of(since)?;
+        let row = self.read(|c| {
+            c.query_opt(
+                concat!(
+                    "SELECT ",
+                    credential_columns!(),
+                    ", GREATEST(
+                        (SELECT COUNT(*) FROM failures
+                         WHERE kind = 'credential' AND subject = $1 AND at >= $2),
+                        (SELECT COUNT(*) FROM failures
+                         WHERE kind = 'account' AND at >= $2
+                           AND subject = credentials.account_handle))
+                     FROM credentials WHERE credential_id = $1"
+                ),
+                &[&id.as_bytes(), &since_i],
+            )
+        })?;
+        match row {
+            None => Ok((self.recent_failures(id, since)?, None)),
+            Some(r) => {
+                let n: i64 = r.try_get(12).map_err(be)?;
+                let record = credential_row(&r)?.into_record()?;
+                Ok((
+                    u64_of(n)?,
+                    Some(with_app_attest(record, |id| self.app_attest(id))?),
+                ))
+            }
+        }
+    }
+
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
         let before = i64_of(before)?;
         let n = self

@@ -895,6 +895,36 @@ impl ServerStore for SqliteStore {
         u64_of(n.unwrap_or(0))
     }
 
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        // recent_failures' count and credential()'s row in one query (an
+        // unknown credential has no row, and no account count).
+        let row = self.read(
+            concat!(
+                "SELECT ",
+                credential_columns!(),
+                ", MAX(
+                    (SELECT COUNT(*) FROM failures
+                     WHERE kind = 'credential' AND subject = ?1 AND at >= ?2),
+                    (SELECT COUNT(*) FROM failures
+                     WHERE kind = 'account' AND at >= ?2 AND subject = account_handle))
+                 FROM credentials WHERE credential_id = ?1"
+            ),
+            params![id.as_bytes(), i64_of(since)?],
+            |r| Ok((credential_row(r)?, r.get::<_, i64>(12)?)),
+        )?;
+        match row {
+            None => Ok((self.recent_failures(id, since)?, None)),
+            Some((r, n)) => Ok((
+                u64_of(n)?,
+                Some(with_app_attest(r.into_record()?, |id| self.app_attest(id))?),
+            )),
+        }
+    }
+
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
         let before = i64_of(before)?;
         self.write(false, move |c, _| {

@@ -80,23 +80,32 @@ pub(crate) fn verify_one_payment(
 ) -> Result<PaymentAccepted, ApiError> {
     let statement = bytes_field("assertion", &req.assertion)?;
     let peeked = peek(&statement, false, |a: &PaymentAssertion| &a.credential_id);
-    if let Some(id) = &peeked {
-        st.check_limits(id)?;
-    }
+    // The rate-limit count and the credential record in one read (P4 uses it).
+    let record = match &peeked {
+        Some(id) => st.check_limits(id)?,
+        None => None,
+    };
     let app_attest = req
         .app_attest_assertion
         .as_deref()
         .map(|a| bytes_field("app_attest_assertion", a))
         .transpose()?;
-    let verified = match &req.transaction {
-        Some(t) => st.verifier.verify_payment_for(
+    let transaction = req.transaction.clone().map(Transaction::from);
+    let verified = match record {
+        Some(r) => st.verifier.verify_payment_with_record(
             &statement,
-            &Transaction::from(t.clone()),
+            transaction.as_ref(),
             app_attest.as_deref(),
+            r,
         ),
-        None => st
-            .verifier
-            .verify_payment_with_app_attest(&statement, app_attest.as_deref()),
+        None => match &transaction {
+            Some(t) => st
+                .verifier
+                .verify_payment_for(&statement, t, app_attest.as_deref()),
+            None => st
+                .verifier
+                .verify_payment_with_app_attest(&statement, app_attest.as_deref()),
+        },
     };
     match verified {
         Ok(p) => {
