@@ -621,3 +621,48 @@ fn a_record_read_by_the_caller_is_used_and_a_stale_one_cannot_accept() {
         .verify_payment_with_record(&a, Some(&c.transaction), None, fresh)
         .unwrap();
 }
+
+#[test]
+fn challenges_stored_before_the_switch_still_verify_once_after_it() {
+    let mut w = World::new();
+    // Before the switch: a process without keys stores its challenge.
+    let before = Verifier::new(
+        RP,
+        TrustConfig::new().with_model(w.pki.device_model(
+            MODEL,
+            &[Modality::Fingerprint, Modality::Face],
+            SecurityLevel::Tee,
+        )),
+        Policy::default(),
+        w.store.clone(),
+        w.clock.clone(),
+        SystemRandom::new(),
+    )
+    .unwrap();
+    let c = before
+        .payment_challenge(&w.cred.credential_id, tx("o1", 8800))
+        .unwrap();
+    assert!(w.store.challenge(&c.challenge).unwrap().is_some());
+    let a = w.sign(&c);
+    // After: the process with keys verifies it as the stored challenge it is,
+    // for the stored transaction only, and once.
+    let mut other = c.transaction.clone();
+    other.amount_minor += 1;
+    assert_eq!(
+        assert_step(
+            w.server.verify_payment_for(&a, &other, None),
+            Step::P9Challenge
+        ),
+        Reason::ChallengeNotAuthentic
+    );
+    w.server
+        .verify_payment_for(&a, &c.transaction, None)
+        .unwrap();
+    assert_eq!(
+        assert_step(
+            w.server.verify_payment_for(&a, &c.transaction, None),
+            Step::P9Challenge
+        ),
+        Reason::ChallengeAlreadyUsed
+    );
+}

@@ -293,8 +293,9 @@ pub enum Reason {
     /// A self-authenticating payment challenge's MAC does not verify with
     /// any key of the set for this rp id, credential, account and
     /// transaction: forged, altered, issued for another credential, rp or
-    /// transaction, or MACed with a key since dropped (docs/PROTOCOL.md
-    /// §6.1.3, `P9`).
+    /// transaction, or MACed with a key since dropped; or a stored payment
+    /// challenge was issued for another transaction than the one the
+    /// relying party supplies (docs/PROTOCOL.md §6.1.3, `P9`).
     #[error("challenge not issued by this verifier for this credential and transaction")]
     ChallengeNotAuthentic,
     /// The challenge was issued for another kind of ceremony.

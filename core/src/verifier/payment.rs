@@ -28,8 +28,9 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
     /// assertion (§13.9). This is how a self-authenticating challenge
     /// ([`Verifier::with_challenge_keys`], §6.1.3) is verified: `P9` checks
     /// its MAC over this rp id, the statement's credential, the record's
-    /// account and `transaction`. For a stored challenge, `transaction` must
-    /// be the stored one (`P12 TransactionMismatch` otherwise).
+    /// account and `transaction`. For a stored challenge (one stored before
+    /// the keys were configured, or any without keys), `transaction` must be
+    /// the stored one (`P9 ChallengeNotAuthentic` otherwise).
     pub fn verify_payment_for(
         &self,
         statement: &[u8],
@@ -92,7 +93,23 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         // P9: a self-authenticating challenge's MAC (nothing read), or the
         // stored challenge.
         let stateless = match (&self.challenge_keys, transaction) {
-            (Some(keys), Some(tx)) => Some(self.open_payment_challenge(keys, &a, &cred, tx)?),
+            (Some(keys), Some(tx)) => match self.open_payment_challenge(keys, &a, &cred, tx) {
+                Ok(opened) => Some(opened),
+                // A challenge stored before the keys were configured (a
+                // switch without downtime) is verified as stored; only
+                // this rejecting path reads.
+                Err(r)
+                    if r.reason == Reason::ChallengeNotAuthentic
+                        && self
+                            .store
+                            .challenge(&a.challenge)
+                            .at(Step::P9Challenge)?
+                            .is_some() =>
+                {
+                    None
+                }
+                Err(r) => return Err(r),
+            },
             _ => None,
         };
         let spends = stateless.is_some();
@@ -100,6 +117,13 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             Some(opened) => opened,
             None => self.stored_payment_challenge(&a.challenge)?,
         };
+        // A stored challenge verified for the caller's transaction: it must
+        // have been issued for it, as a self-authenticating one must.
+        if let Some(tx) = transaction.filter(|_| !spends) {
+            if tx != &issued.transaction {
+                return reject(Step::P9Challenge, Reason::ChallengeNotAuthentic);
+            }
+        }
         // P10
         check_expiry(Step::P10ChallengeExpiry, issued.expires_at, now)?;
         // P11
@@ -114,13 +138,7 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         if !crypto::ct_eq(&tx_hash, &a.transaction_hash) {
             return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
         }
-        // A stored challenge verified for a caller's transaction: it must be
-        // the stored one.
-        if let Some(tx) = transaction.filter(|_| !spends) {
-            if !crypto::ct_eq(&tx.transaction_hash(), &tx_hash) {
-                return reject(Step::P12TransactionHash, Reason::TransactionMismatch);
-            }
-        }
+
         // P13
         let display_hash =
             crypto::sha256(render_transaction(&self.rp_id, &issued.transaction).as_bytes());
