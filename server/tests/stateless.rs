@@ -225,7 +225,37 @@ fn the_combined_read_is_the_two_reads(b: &TestBackend) {
     );
 }
 
+/// A spent entry stays until its challenge's expiry has passed, then the
+/// purge deletes it (the purge task passes now minus the clock skew).
+fn spent_entries_are_kept_until_expiry_then_purged(b: &TestBackend) {
+    let s = b.server(&[STATELESS]);
+    let api = s.api();
+    let mut p = enroll(&api, b"stateless-6");
+    let a = assertion(&api, &mut p, "o-6", 8800);
+    let ok = api.verify_payment(&a).unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    s.stop();
+    let data = b.dir.path().join("server");
+    let store = match &b.backend {
+        Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open(&data.join("biopay.db")).unwrap()),
+        Backend::Postgres(url) => AnyStore::Postgres(PgStore::connect(url, 2).unwrap()),
+    };
+    let sign1 = biopay_core::cose::parse_sign1_any_form(&a, false).unwrap();
+    let challenge = <biopay_core::PaymentAssertion as biopay_core::messages::Message>::from_cbor(
+        &sign1.payload,
+    )
+    .unwrap()
+    .challenge;
+    assert!(store.challenge_spent(&challenge).unwrap());
+    let now = biopay_server::now();
+    assert_eq!(store.purge_spent_challenges(now).unwrap(), 0);
+    assert!(store.challenge_spent(&challenge).unwrap());
+    assert_eq!(store.purge_spent_challenges(now + 1_000).unwrap(), 1);
+    assert!(!store.challenge_spent(&challenge).unwrap());
+}
+
 suite!(
+    spent_entries_are_kept_until_expiry_then_purged,
     the_combined_read_is_the_two_reads,
     issuing_stores_nothing_and_a_replay_is_refused,
     forged_or_misdirected_challenges_are_refused_at_p9,
