@@ -13,6 +13,19 @@ use std::{
 
 pub use biopay_server::b64::{b64, unb64};
 
+/// Remembered transactions per generation: a client keeps the last one or
+/// two generations' (a long load run obtains millions of challenges, each
+/// answered right after it is issued).
+const ORDERS_KEPT: usize = 1 << 16;
+
+/// The remembered transactions by challenge: the current generation and the
+/// one before it.
+#[derive(Debug, Default)]
+struct Orders {
+    current: HashMap<Challenge, Transaction>,
+    previous: HashMap<Challenge, Transaction>,
+}
+
 /// A response: HTTP status and JSON body (`Value::Null` when the body is not JSON).
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -40,7 +53,9 @@ pub struct ApiClient {
     base: String,
     key: Option<String>,
     cbor: bool,
-    orders: Arc<Mutex<HashMap<Challenge, Transaction>>>,
+    /// The transaction of each payment challenge obtained (an RP back end's
+    /// order table), shared by the clones of this client.
+    orders: Arc<Mutex<Orders>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -106,20 +121,22 @@ impl ApiClient {
         else {
             return;
         };
-        self.orders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(c.challenge, c.transaction);
+        let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
+        if orders.current.len() >= ORDERS_KEPT {
+            orders.previous = std::mem::take(&mut orders.current);
+        }
+        orders.current.insert(c.challenge, c.transaction);
     }
 
     /// The remembered transaction of the challenge `assertion` answers.
     fn order_of(&self, assertion: &[u8]) -> Option<Transaction> {
         let sign1 = cose::parse_sign1_any_form(assertion, false).ok()?;
         let a = PaymentAssertion::from_cbor(&sign1.payload).ok()?;
-        self.orders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
+        orders
+            .current
             .get(&a.challenge)
+            .or_else(|| orders.previous.get(&a.challenge))
             .cloned()
     }
 
