@@ -318,6 +318,14 @@ pub fn cbor_verify_body(assertion: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `application/cbor` body of `/v1/payments/verify` with `transaction`:
+/// the deterministic CBOR map `{"assertion": bstr, "transaction": {...}}`.
+pub fn cbor_verify_body_for(assertion: &[u8], transaction: &Transaction) -> Vec<u8> {
+    let mut out = Vec::with_capacity(assertion.len() + 128);
+    write_item(&mut out, assertion, Some(transaction));
+    out
+}
+
 /// The `application/cbor` body of `/v1/payments/verify/batch`:
 /// `{"items": [{"assertion": bstr}, ...]}`.
 pub fn cbor_verify_batch_body(assertions: &[Vec<u8>]) -> Vec<u8> {

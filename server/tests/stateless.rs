@@ -8,9 +8,9 @@
 #[macro_use]
 mod common;
 
-use biopay_core::{CredentialId, Store};
+use biopay_core::{messages::Message, CredentialId, Store};
 use biopay_server::store::{postgres::PgStore, sqlite::SqliteStore, AnyStore, ServerStore};
-use biopay_server_tools::client::{b64, field_bytes};
+use biopay_server_tools::client::{b64, cbor_verify_body_for, field_bytes};
 use common::*;
 use serde_json::json;
 
@@ -82,6 +82,57 @@ fn forged_or_misdirected_challenges_are_refused_at_p9(b: &TestBackend) {
     assert_rejected(&r, 422, "P9", "challenge not issued");
     // The genuine one still pays.
     assert_eq!(api.verify_payment(&a).unwrap().status, 200);
+    s.stop();
+}
+
+/// The CBOR body carries the transaction too (`"transaction"`, a map as in
+/// a challenge request): an assertion sent with another transaction than
+/// its challenge's is P9 `ChallengeNotAuthentic`; a transaction map with a
+/// wrongly typed field is 400 and spends nothing; the genuine one, sent as
+/// CBOR by the client, pays once.
+fn cbor_verify_carries_the_transaction(b: &TestBackend) {
+    let s = b.server(&[STATELESS, "--lock-after-failures", "0"]);
+    let api = s.api().with_cbor(true);
+    let mut p = enroll(&api, b"stateless-cbor");
+    let c = field_bytes(
+        &api.payment_challenge(&p.id, "o-cbor", 8800).unwrap(),
+        "challenge",
+    )
+    .unwrap();
+    let a = p.device.authorize(&c).unwrap();
+    let issued = biopay_core::PaymentChallenge::from_cbor(&c).unwrap();
+    let mut other = issued.transaction.clone();
+    other.amount_minor += 1;
+    let r = api
+        .post_cbor("/v1/payments/verify", &cbor_verify_body_for(&a, &other))
+        .unwrap();
+    assert_rejected(&r, 422, "P9", "challenge not issued");
+    // `amount_minor` as a text string: the body is refused before core.
+    let mut bad = cbor_verify_body_for(&a, &issued.transaction);
+    let amount = b"lamount_minor\x19\x22\x60";
+    let at = bad
+        .windows(amount.len())
+        .position(|w| w == amount)
+        .expect("amount_minor 8800 in the body");
+    bad.splice(at + 13..at + 16, [0x64, b'8', b'8', b'0', b'0']);
+    let r = api.post_cbor("/v1/payments/verify", &bad).unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["error"]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("amount_minor")),
+        "{}",
+        r.body
+    );
+    let ok = api.verify_payment(&a).unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["transaction"]["order_id"], "o-cbor");
+    assert_rejected(
+        &api.verify_payment(&a).unwrap(),
+        409,
+        "P9",
+        "challenge already used",
+    );
     s.stop();
 }
 
@@ -253,6 +304,7 @@ fn spent_entries_are_kept_until_expiry_then_purged(b: &TestBackend) {
 }
 
 suite!(
+    cbor_verify_carries_the_transaction,
     spent_entries_are_kept_until_expiry_then_purged,
     the_combined_read_is_the_two_reads,
     issuing_stores_nothing_and_a_replay_is_refused,
