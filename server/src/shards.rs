@@ -9,7 +9,10 @@
 //! suspensions by credential id. A shard's verifier only ever sees its own
 //! store, so no operation can touch a second shard: there is no cross-shard
 //! transaction anywhere (docs/ARCHITECTURE.md, "Shards"). One database
-//! (SQLite, or `--database-url`) is the N = 1 case of the same code.
+//! (SQLite, or `--database-url`) is the N = 1 case of the same code. With
+//! `--stateless-payment-challenges` every shard's verifier holds the same
+//! challenge keys (one key file): a payment's spent entry is written by its
+//! commit on the credential's shard, like everything else it changes.
 //!
 //! A PostgreSQL shard that cannot be reached at startup is left down and
 //! retried in the background ([`Shards::connect_down`]); requests routed to
