@@ -28,6 +28,35 @@ pub fn sha256_parts(parts: &[&[u8]]) -> Digest {
     out
 }
 
+/// An HMAC-SHA-256 key (ring's `hmac::Key`; the raw bytes are not kept).
+/// Debug output never shows key material.
+#[derive(Clone)]
+pub struct HmacKey(ring::hmac::Key);
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacKey(..)")
+    }
+}
+
+impl HmacKey {
+    /// A key from its secret bytes. The caller keeps (and zeroizes) `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret))
+    }
+
+    /// HMAC-SHA-256 over the concatenation of `parts`.
+    pub fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = ring::hmac::Context::with_key(&self.0);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+}
+
 /// Constant-time equality for secrets and digests.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

@@ -45,6 +45,14 @@ pub enum Reason {
     /// No such challenge was issued (or it was collected after expiry).
     #[error("unknown challenge")]
     UnknownChallenge,
+    /// A self-authenticating payment challenge's MAC does not verify with
+    /// any key of the set for this rp id, credential, account and
+    /// transaction: forged, altered, issued for another credential, rp or
+    /// transaction, or MACed with a key since dropped; or a stored payment
+    /// challenge was issued for another transaction than the one the
+    /// relying party supplies (docs/PROTOCOL.md §6.1.3, `P9`).
+    #[error("challenge not issued by this verifier for this credential and transaction")]
+    ChallengeNotAuthentic,
     /// The challenge was issued for another kind of ceremony.
     #[error("challenge was issued for another ceremony")]
     WrongChallengeKind,
@@ -406,6 +414,7 @@ mod tests {
             (S::P8RpId, R::WrongRp, false),
             (S::P9Challenge, R::UnknownChallenge, false),
             (S::P9Challenge, R::WrongChallengeKind, false),
+            (S::P9Challenge, R::ChallengeNotAuthentic, false),
             (S::P9Challenge, R::ChallengeAlreadyUsed, false),
             (S::P9Challenge, R::WrongRp, false),
             (S::P9Challenge, store(), false),
@@ -696,6 +705,7 @@ mod tests {
             Reason::WrongRp => "WrongRp",
             Reason::UnknownChallenge => "UnknownChallenge",
             Reason::WrongChallengeKind => "WrongChallengeKind",
+            Reason::ChallengeNotAuthentic => "ChallengeNotAuthentic",
             Reason::ChallengeAlreadyUsed => "ChallengeAlreadyUsed",
             Reason::ChallengeExpired { .. } => "ChallengeExpired",
             Reason::AccountMismatch => "AccountMismatch",
@@ -731,7 +741,7 @@ mod tests {
         }
     }
 
-    const ALL_REASONS: usize = 43;
+    const ALL_REASONS: usize = 44;
 
     #[test]
     fn lockout_verdict_of_every_step_and_reason() {

@@ -224,6 +224,18 @@ pub struct ChallengeEntry {
     pub consumed: bool,
 }
 
+/// A self-authenticating payment challenge spent by an accepted payment
+/// (docs/PROTOCOL.md §7.1): the commit inserts it, a second insert of the
+/// same bytes is [`CommitError::ChallengeUsed`]; it may be deleted once
+/// `expires_at` plus the clock skew has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpentChallenge {
+    /// The challenge bytes.
+    pub challenge: Challenge,
+    /// The challenge's expiry, Unix seconds.
+    pub expires_at: u64,
+}
+
 /// The accepted decision recorded in the same atomic operation as the state
 /// change (servers append it to their audit log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -393,6 +405,40 @@ pub trait Store: Send + Sync {
         decision: &Decision,
     ) -> Result<(), CommitError>;
 
+    /// As [`Self::commit_payment`], for a self-authenticating challenge
+    /// (docs/PROTOCOL.md §6.1.3, §7.3): instead of marking a stored challenge
+    /// consumed, inserts `spent`, which must not be present
+    /// ([`CommitError::ChallengeUsed`] otherwise), in the same atomic
+    /// operation. The default fails closed: a store that does not implement
+    /// it cannot accept such payments.
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let _ = (spent, id, new_counter, app_attest_counter, decision);
+        Err(CommitError::Backend(StoreError(
+            "this store does not record spent payment challenges".into(),
+        )))
+    }
+
+    /// Whether a self-authenticating challenge is recorded as spent. Read
+    /// only to name a rejection (`P9 ChallengeAlreadyUsed`), never to accept.
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        let _ = challenge;
+        Ok(false)
+    }
+
+    /// Deletes the spent-challenge entries whose `expires_at` is before
+    /// `before`. Returns how many.
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        let _ = before;
+        Ok(0)
+    }
+
     /// Atomically: if the credential's counter is still `expected_counter` and
     /// its status still `expected_status`, moves the counter to `new_counter`,
     /// sets `status` and records `decision`.
@@ -426,6 +472,96 @@ pub trait Store: Send + Sync {
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError>;
 }
 
+/// A shared store: several verifiers (as several processes on one database
+/// would) use one store through `Arc`s. Every method forwards.
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    fn insert_challenge(
+        &self,
+        issued: IssuedChallenge,
+        limit: Option<ChallengeLimit>,
+    ) -> Result<bool, StoreError> {
+        (**self).insert_challenge(issued, limit)
+    }
+    fn challenge(&self, challenge: &Challenge) -> Result<Option<ChallengeEntry>, StoreError> {
+        (**self).challenge(challenge)
+    }
+    fn credential(&self, id: &CredentialId) -> Result<Option<CredentialRecord>, StoreError> {
+        (**self).credential(id)
+    }
+    fn credentials_for_account(
+        &self,
+        rp_id: &str,
+        account_handle: &[u8],
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        (**self).credentials_for_account(rp_id, account_handle)
+    }
+    fn commit_registration(
+        &self,
+        challenge: &Challenge,
+        record: &CredentialRecord,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        (**self).commit_registration(challenge, record, decision)
+    }
+    fn commit_payment(
+        &self,
+        challenge: &Challenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        (**self).commit_payment(challenge, id, new_counter, app_attest_counter, decision)
+    }
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        (**self).commit_payment_spending(spent, id, new_counter, app_attest_counter, decision)
+    }
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        (**self).challenge_spent(challenge)
+    }
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        (**self).purge_spent_challenges(before)
+    }
+    fn commit_status(
+        &self,
+        id: &CredentialId,
+        expected_counter: u64,
+        new_counter: u64,
+        expected_status: CredentialStatus,
+        status: CredentialStatus,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        (**self).commit_status(
+            id,
+            expected_counter,
+            new_counter,
+            expected_status,
+            status,
+            decision,
+        )
+    }
+    fn flag_credential(&self, flag: &Flag) -> Result<(), CommitError> {
+        (**self).flag_credential(flag)
+    }
+    fn set_credential_status(
+        &self,
+        id: &CredentialId,
+        status: CredentialStatus,
+    ) -> Result<(), CommitError> {
+        (**self).set_credential_status(id, status)
+    }
+    fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
+        (**self).purge_expired_challenges(now)
+    }
+}
+
 /// A [`Store`] in memory, behind one mutex. For tests, examples and
 /// single-process embedders that do not need durability.
 #[derive(Debug, Default)]
@@ -442,6 +578,8 @@ struct MemoryInner {
     /// the account's outstanding challenges, not every challenge stored.
     outstanding: HashMap<Vec<u8>, Vec<Challenge>>,
     credentials: HashMap<CredentialId, CredentialRecord>,
+    /// Spent self-authenticating challenges and their expiry.
+    spent: HashMap<Challenge, u64>,
     decisions: Vec<Decision>,
     flags: Vec<Flag>,
     models: HashMap<String, ModelStatus>,
@@ -484,6 +622,41 @@ fn check_model_in(models: &HashMap<String, ModelStatus>, model: &str) -> Result<
         Some(s) if *s != ModelStatus::Active => Err(CommitError::DeviceModelNotActive(*s)),
         _ => Ok(()),
     }
+}
+
+/// `commit_payment`'s credential conditions (§7.3), checked before any
+/// change; returns the change to apply once every other condition holds.
+fn check_payment_in<'a>(
+    credentials: &'a mut HashMap<CredentialId, CredentialRecord>,
+    models: &HashMap<String, ModelStatus>,
+    id: &CredentialId,
+    new_counter: u64,
+    app_attest_counter: Option<u32>,
+) -> Result<impl FnOnce() + 'a, CommitError> {
+    let cred = credentials
+        .get_mut(id)
+        .ok_or(CommitError::UnknownCredential)?;
+    if cred.status != CredentialStatus::Active {
+        return Err(CommitError::CredentialNotActive(cred.status));
+    }
+    check_model_in(models, &cred.device_model)?;
+    if cred.counter >= new_counter {
+        return Err(CommitError::CounterSuperseded {
+            stored: cred.counter,
+        });
+    }
+    if let Some(n) = app_attest_counter {
+        let stored = cred.app_attest.as_ref().map_or(u32::MAX, |k| k.counter);
+        if stored >= n {
+            return Err(CommitError::AppAttestCounterSuperseded { stored });
+        }
+    }
+    Ok(move || {
+        cred.counter = new_counter;
+        if let (Some(n), Some(k)) = (app_attest_counter, cred.app_attest.as_mut()) {
+            k.counter = n;
+        }
+    })
 }
 
 impl MemoryInner {
@@ -600,32 +773,54 @@ impl Store for MemoryStore {
             Some(e) if !e.consumed => e,
             _ => return Err(CommitError::ChallengeUsed),
         };
-        let cred = g
-            .credentials
-            .get_mut(id)
-            .ok_or(CommitError::UnknownCredential)?;
-        if cred.status != CredentialStatus::Active {
-            return Err(CommitError::CredentialNotActive(cred.status));
-        }
-        check_model_in(&g.models, &cred.device_model)?;
-        if cred.counter >= new_counter {
-            return Err(CommitError::CounterSuperseded {
-                stored: cred.counter,
-            });
-        }
-        if let Some(n) = app_attest_counter {
-            let stored = cred.app_attest.as_ref().map_or(u32::MAX, |k| k.counter);
-            if stored >= n {
-                return Err(CommitError::AppAttestCounterSuperseded { stored });
-            }
-        }
+        let advance = check_payment_in(
+            &mut g.credentials,
+            &g.models,
+            id,
+            new_counter,
+            app_attest_counter,
+        )?;
         entry.consumed = true;
-        cred.counter = new_counter;
-        if let (Some(n), Some(k)) = (app_attest_counter, cred.app_attest.as_mut()) {
-            k.counter = n;
-        }
+        advance();
         g.decisions.push(decision.clone());
         Ok(())
+    }
+
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let mut guard = self.lock();
+        let g = &mut *guard;
+        if g.spent.contains_key(&spent.challenge) {
+            return Err(CommitError::ChallengeUsed);
+        }
+        let advance = check_payment_in(
+            &mut g.credentials,
+            &g.models,
+            id,
+            new_counter,
+            app_attest_counter,
+        )?;
+        advance();
+        g.spent.insert(spent.challenge, spent.expires_at);
+        g.decisions.push(decision.clone());
+        Ok(())
+    }
+
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        Ok(self.lock().spent.contains_key(challenge))
+    }
+
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        let mut g = self.lock();
+        let n = g.spent.len();
+        g.spent.retain(|_, exp| *exp >= before);
+        Ok(n - g.spent.len())
     }
 
     fn commit_status(

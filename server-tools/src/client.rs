@@ -1,10 +1,30 @@
 //! A small blocking HTTP client for the API, used by the tests, the load
 //! generator and the `demo-device` helper.
 
+use biopay_core::{
+    cose, messages::Message, Challenge, PaymentAssertion, PaymentChallenge, Transaction,
+};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 pub use biopay_server::b64::{b64, unb64};
+
+/// Remembered transactions per generation: a client keeps the last one or
+/// two generations' (a long load run obtains millions of challenges, each
+/// answered right after it is issued).
+const ORDERS_KEPT: usize = 1 << 16;
+
+/// The remembered transactions by challenge: the current generation and the
+/// one before it.
+#[derive(Debug, Default)]
+struct Orders {
+    current: HashMap<Challenge, Transaction>,
+    previous: HashMap<Challenge, Transaction>,
+}
 
 /// A response: HTTP status and JSON body (`Value::Null` when the body is not JSON).
 #[derive(Debug, Clone)]
@@ -22,13 +42,20 @@ impl Reply {
     }
 }
 
-/// A client bound to one server and one API key.
+/// A client bound to one server and one API key. Like a relying party's
+/// back end, it remembers the transaction of each payment challenge it
+/// obtained and sends it with the assertion that answers it (a server with
+/// self-authenticating challenges needs it, PROTOCOL.md §6.1.3); clones and
+/// [`Self::with_key`] share that memory.
 #[derive(Clone)]
 pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
     key: Option<String>,
     cbor: bool,
+    /// The transaction of each payment challenge obtained (an RP back end's
+    /// order table), shared by the clones of this client.
+    orders: Arc<Mutex<Orders>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -50,6 +77,7 @@ impl ApiClient {
             base: base.trim_end_matches('/').to_owned(),
             key: key.map(str::to_owned),
             cbor: false,
+            orders: Arc::default(),
         }
     }
 
@@ -67,7 +95,71 @@ impl ApiClient {
             base: self.base.clone(),
             key: key.map(str::to_owned),
             cbor: self.cbor,
+            orders: self.orders.clone(),
         }
+    }
+
+    /// The same key and remembered transactions at another server (another
+    /// process of the same deployment).
+    pub fn at(&self, base: &str) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            base: base.trim_end_matches('/').to_owned(),
+            key: self.key.clone(),
+            cbor: self.cbor,
+            orders: self.orders.clone(),
+        }
+    }
+
+    /// Remembers the transaction of an issued payment challenge (the
+    /// answer's base64url `challenge`), if it decodes.
+    fn remember(&self, challenge: &Value) {
+        let Some(c) = challenge
+            .as_str()
+            .and_then(|c| unb64(c).ok())
+            .and_then(|b| PaymentChallenge::from_cbor(&b).ok())
+        else {
+            return;
+        };
+        let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
+        if orders.current.len() >= ORDERS_KEPT {
+            orders.previous = std::mem::take(&mut orders.current);
+        }
+        orders.current.insert(c.challenge, c.transaction);
+    }
+
+    /// The remembered transaction of the challenge `assertion` answers.
+    fn order_of(&self, assertion: &[u8]) -> Option<Transaction> {
+        let sign1 = cose::parse_sign1_any_form(assertion, false).ok()?;
+        let a = PaymentAssertion::from_cbor(&sign1.payload).ok()?;
+        let orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
+        orders
+            .current
+            .get(&a.challenge)
+            .or_else(|| orders.previous.get(&a.challenge))
+            .cloned()
+    }
+
+    /// The body of a verification request for `assertion`: with the
+    /// remembered transaction, when there is one.
+    pub fn verify_body(&self, assertion: &[u8]) -> Value {
+        match self.order_of(assertion) {
+            Some(t) => json!({"assertion": b64(assertion), "transaction": transaction_json(&t)}),
+            None => json!({"assertion": b64(assertion)}),
+        }
+    }
+
+    /// [`Self::verify_body`] as a deterministic CBOR map, appended to `out`.
+    fn write_verify_item(&self, out: &mut Vec<u8>, assertion: &[u8]) {
+        write_item(out, assertion, self.order_of(assertion).as_ref());
+    }
+
+    /// The `application/cbor` body of `/v1/payments/verify` for
+    /// `assertion`: with the remembered transaction, when there is one.
+    pub fn cbor_verify_body(&self, assertion: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(assertion.len() + 128);
+        self.write_verify_item(&mut out, assertion);
+        out
     }
 
     /// Sends a request; transport failures are `Err`, any HTTP status is `Ok`.
@@ -131,29 +223,32 @@ impl ApiClient {
         order: &str,
         amount_minor: u64,
     ) -> Result<Reply, String> {
-        if self.cbor {
+        let r = if self.cbor {
             let mut body = Vec::new();
             write_challenge(&mut body, credential, order, amount_minor);
-            return self.post_cbor("/v1/payments/challenge", &body);
-        }
-        self.post(
-            "/v1/payments/challenge",
-            payment_challenge_body(credential, order, amount_minor),
-        )
+            self.post_cbor("/v1/payments/challenge", &body)?
+        } else {
+            self.post(
+                "/v1/payments/challenge",
+                payment_challenge_body(credential, order, amount_minor),
+            )?
+        };
+        self.remember(&r.body["challenge"]);
+        Ok(r)
     }
 
     /// Submits a payment assertion (JSON, or CBOR [`Self::with_cbor`]).
     pub fn verify_payment(&self, assertion: &[u8]) -> Result<Reply, String> {
         if self.cbor {
-            return self.post_cbor("/v1/payments/verify", &cbor_verify_body(assertion));
+            return self.post_cbor("/v1/payments/verify", &self.cbor_verify_body(assertion));
         }
-        self.post("/v1/payments/verify", json!({"assertion": b64(assertion)}))
+        self.post("/v1/payments/verify", self.verify_body(assertion))
     }
 
     /// Payment challenges for `(credential, order, amount_minor)` items in
     /// one request (`/v1/payments/challenge/batch`).
     pub fn payment_challenge_batch(&self, items: &[(&[u8], &str, u64)]) -> Result<Reply, String> {
-        if self.cbor {
+        let r = if self.cbor {
             use biopay_core::cbor::{write_head, write_text};
             let mut body = Vec::new();
             write_head(&mut body, 5, 1);
@@ -162,27 +257,41 @@ impl ApiClient {
             for (c, o, a) in items {
                 write_challenge(&mut body, c, o, *a);
             }
-            return self.post_cbor("/v1/payments/challenge/batch", &body);
+            self.post_cbor("/v1/payments/challenge/batch", &body)?
+        } else {
+            let items: Vec<Value> = items
+                .iter()
+                .map(|(c, o, a)| payment_challenge_body(c, o, *a))
+                .collect();
+            self.post("/v1/payments/challenge/batch", json!({ "items": items }))?
+        };
+        if let Some(items) = r.body["items"].as_array() {
+            for item in items {
+                self.remember(&item["challenge"]["challenge"]);
+            }
         }
-        let items: Vec<Value> = items
-            .iter()
-            .map(|(c, o, a)| payment_challenge_body(c, o, *a))
-            .collect();
-        self.post("/v1/payments/challenge/batch", json!({ "items": items }))
+        Ok(r)
     }
 
     /// Submits payment assertions in one request (`/v1/payments/verify/batch`).
     pub fn verify_payment_batch(&self, assertions: &[Vec<u8>]) -> Result<Reply, String> {
         if self.cbor {
-            return self.post_cbor(
-                "/v1/payments/verify/batch",
-                &cbor_verify_batch_body(assertions),
+            use biopay_core::cbor::{write_head, write_text};
+            let mut body =
+                Vec::with_capacity(assertions.iter().map(|a| a.len() + 128).sum::<usize>() + 16);
+            write_head(&mut body, 5, 1);
+            write_text(&mut body, "items");
+            write_head(
+                &mut body,
+                4,
+                u64::try_from(assertions.len()).unwrap_or(u64::MAX),
             );
+            for a in assertions {
+                self.write_verify_item(&mut body, a);
+            }
+            return self.post_cbor("/v1/payments/verify/batch", &body);
         }
-        let items: Vec<Value> = assertions
-            .iter()
-            .map(|a| json!({"assertion": b64(a)}))
-            .collect();
+        let items: Vec<Value> = assertions.iter().map(|a| self.verify_body(a)).collect();
         self.post("/v1/payments/verify/batch", json!({ "items": items }))
     }
 }
@@ -205,7 +314,15 @@ fn reply(res: Result<ureq::Response, ureq::Error>) -> Result<Reply, String> {
 /// CBOR map `{"assertion": bstr}`.
 pub fn cbor_verify_body(assertion: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(assertion.len() + 16);
-    write_item(&mut out, assertion);
+    write_item(&mut out, assertion, None);
+    out
+}
+
+/// The `application/cbor` body of `/v1/payments/verify` with `transaction`:
+/// the deterministic CBOR map `{"assertion": bstr, "transaction": {...}}`.
+pub fn cbor_verify_body_for(assertion: &[u8], transaction: &Transaction) -> Vec<u8> {
+    let mut out = Vec::with_capacity(assertion.len() + 128);
+    write_item(&mut out, assertion, Some(transaction));
     out
 }
 
@@ -222,16 +339,59 @@ pub fn cbor_verify_batch_body(assertions: &[Vec<u8>]) -> Vec<u8> {
         u64::try_from(assertions.len()).unwrap_or(u64::MAX),
     );
     for a in assertions {
-        write_item(&mut out, a);
+        write_item(&mut out, a, None);
     }
     out
 }
 
-fn write_item(out: &mut Vec<u8>, assertion: &[u8]) {
+/// `{"assertion": bstr, ? "transaction": {...}}` as deterministic CBOR
+/// (keys in the bytewise order of their encodings: shorter first).
+fn write_item(out: &mut Vec<u8>, assertion: &[u8], transaction: Option<&Transaction>) {
     use biopay_core::cbor::{write_bytes, write_head, write_text};
-    write_head(out, 5, 1);
+    write_head(out, 5, if transaction.is_some() { 2 } else { 1 });
     write_text(out, "assertion");
     write_bytes(out, assertion);
+    if let Some(t) = transaction {
+        write_text(out, "transaction");
+        write_transaction(out, t);
+    }
+}
+
+/// A transaction map as deterministic CBOR: `memo` (when present),
+/// `currency`, `order_id`, `payee_id`, `payee_name`, `amount_minor`.
+fn write_transaction(out: &mut Vec<u8>, t: &Transaction) {
+    use biopay_core::cbor::{write_head, write_text};
+    write_head(out, 5, if t.memo.is_some() { 6 } else { 5 });
+    if let Some(m) = &t.memo {
+        write_text(out, "memo");
+        write_text(out, m);
+    }
+    for (k, v) in [
+        ("currency", &t.currency),
+        ("order_id", &t.order_id),
+        ("payee_id", &t.payee_id),
+        ("payee_name", &t.payee_name),
+    ] {
+        write_text(out, k);
+        write_text(out, v);
+    }
+    write_text(out, "amount_minor");
+    write_head(out, 0, t.amount_minor);
+}
+
+/// A transaction as the JSON body's `transaction` object.
+fn transaction_json(t: &Transaction) -> Value {
+    let mut v = json!({
+        "amount_minor": t.amount_minor,
+        "currency": t.currency,
+        "payee_id": t.payee_id,
+        "payee_name": t.payee_name,
+        "order_id": t.order_id,
+    });
+    if let Some(m) = &t.memo {
+        v["memo"] = json!(m);
+    }
+    v
 }
 
 /// A challenge request as deterministic CBOR (keys in the bytewise order of

@@ -30,6 +30,15 @@ pub struct Config {
     /// by the server at startup when missing; `data_dir/audit-signing-key.pk8`
     /// when absent. Keep it where whoever can write the database cannot.
     pub audit_key: Option<PathBuf>,
+    /// Issue self-authenticating payment challenges (PROTOCOL.md §6.1.3):
+    /// nothing is stored at issue, and `/v1/payments/verify` must be given
+    /// the transaction. Off: payment challenges are stored.
+    pub stateless_payment_challenges: bool,
+    /// The payment challenge MAC keys (mode 0600, see
+    /// [`crate::challenge_keys`]), created at startup when missing;
+    /// `data_dir/payment-challenge-keys` when absent. Every process on one
+    /// database must use the same file.
+    pub challenge_key: Option<PathBuf>,
     /// `postgres://...`: one PostgreSQL shard (the same as one `[[shards]]`
     /// entry). When neither this nor `shards` is set, SQLite in
     /// `data_dir/biopay.db`.
@@ -94,6 +103,11 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("audit_key", &self.audit_key)
+            .field(
+                "stateless_payment_challenges",
+                &self.stateless_payment_challenges,
+            )
+            .field("challenge_key", &self.challenge_key)
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_password),
@@ -172,6 +186,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("biopay-data"),
             audit_key: None,
+            stateless_payment_challenges: false,
+            challenge_key: None,
             database_url: None,
             shards: Vec::new(),
             pg_max_connections: 16,
@@ -438,6 +454,14 @@ impl Config {
                     .into(),
             ),
         }
+    }
+
+    /// Where the payment challenge keys are: `challenge_key`, or the key
+    /// file in the data directory.
+    pub fn challenge_key_path(&self) -> PathBuf {
+        self.challenge_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::challenge_keys::KEY_FILE))
     }
 
     /// Refuses settings the server cannot run with (checked at startup).

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod audit;
 pub mod b64;
+pub mod challenge_keys;
 pub mod config;
 pub mod demo_trust;
 pub mod metrics;

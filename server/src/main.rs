@@ -145,6 +145,14 @@ struct ServeArgs {
     /// Outstanding challenges allowed per account (0: no limit).
     #[arg(long)]
     max_challenges_per_account: Option<u32>,
+    /// Issue self-authenticating payment challenges (nothing stored at
+    /// issue; `/v1/payments/verify` must be given the transaction).
+    #[arg(long)]
+    stateless_payment_challenges: bool,
+    /// The payment challenge MAC key file (mode 0600, created when
+    /// missing); default: in the data directory.
+    #[arg(long, env = "BIOPAY_CHALLENGE_KEY")]
+    challenge_key: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -199,6 +207,10 @@ fn serve_config(a: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(n) = a.max_challenges_per_account {
         c.max_challenges_per_account = n;
+    }
+    c.stateless_payment_challenges |= a.stateless_payment_challenges;
+    if let Some(k) = &a.challenge_key {
+        c.challenge_key = Some(k.clone());
     }
     Ok(c)
 }

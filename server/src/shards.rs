@@ -9,7 +9,10 @@
 //! suspensions by credential id. A shard's verifier only ever sees its own
 //! store, so no operation can touch a second shard: there is no cross-shard
 //! transaction anywhere (docs/ARCHITECTURE.md, "Shards"). One database
-//! (SQLite, or `--database-url`) is the N = 1 case of the same code.
+//! (SQLite, or `--database-url`) is the N = 1 case of the same code. With
+//! `--stateless-payment-challenges` every shard's verifier holds the same
+//! challenge keys (one key file): a payment's spent entry is written by its
+//! commit on the credential's shard, like everything else it changes.
 //!
 //! A PostgreSQL shard that cannot be reached at startup is left down and
 //! retried in the background ([`Shards::connect_down`]); requests routed to
@@ -25,8 +28,9 @@ use biopay_core::{
     routing::{account_slot, credential_slot, shard_of},
     store::{
         ChallengeEntry, ChallengeLimit, CommitError, CredentialRecord, CredentialStatus, Decision,
-        Flag, IssuedChallenge, StoreError,
+        Flag, IssuedChallenge, SpentChallenge, StoreError,
     },
+    verifier::ChallengeKeys,
     AndroidTrust, Challenge, CredentialId, Policy, Store, SystemClock, SystemRandom, TrustConfig,
     Verifier,
 };
@@ -140,6 +144,23 @@ impl Store for ShardStore {
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
         self.counted().purge_expired_challenges(now)
     }
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        self.counted()
+            .commit_payment_spending(spent, id, new_counter, app_attest_counter, decision)
+    }
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        self.counted().challenge_spent(challenge)
+    }
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        self.counted().purge_spent_challenges(before)
+    }
 }
 
 impl ServerStore for ShardStore {
@@ -156,6 +177,13 @@ impl ServerStore for ShardStore {
     }
     fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError> {
         self.counted().recent_failures(id, since)
+    }
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        self.counted().failures_and_credential(id, since)
     }
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
         self.counted().purge_failures(before)
@@ -214,6 +242,10 @@ struct Template {
     policy: Policy,
     android: Option<AndroidTrust>,
     apple: Option<AppleTrust>,
+    /// The payment challenge MAC keys (`--stateless-payment-challenges`):
+    /// one key set for every shard, so any shard's verifier accepts what
+    /// any issued; a challenge is spent on its credential's shard.
+    challenge_keys: Option<ChallengeKeys>,
 }
 
 impl Template {
@@ -231,8 +263,12 @@ impl Template {
             Some(a) => v.with_android(a.clone()),
             None => v,
         };
-        Ok(match &self.apple {
+        let v = match &self.apple {
             Some(a) => v.with_apple(a.clone()),
+            None => v,
+        };
+        Ok(match &self.challenge_keys {
+            Some(k) => v.with_challenge_keys(k.clone()),
             None => v,
         })
     }
@@ -274,6 +310,13 @@ impl Shards {
             policy: config.policy()?,
             android: config.android_trust()?,
             apple: config.apple_trust()?,
+            challenge_keys: if config.stateless_payment_challenges {
+                Some(crate::challenge_keys::load_or_create(
+                    &config.challenge_key_path(),
+                )?)
+            } else {
+                None
+            },
         };
         // The relying party id is checked once, before any shard opens.
         biopay_core::messages::validate_rp_id(&template.rp_id).map_err(|e| e.to_string())?;

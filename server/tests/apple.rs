@@ -129,7 +129,7 @@ fn pay_statement(api: &ApiClient, app: &mut App, order: &str, amount: u64) -> Ve
 }
 
 fn verify(api: &ApiClient, statement: &[u8], assertion: Option<&[u8]>) -> Reply {
-    let mut body = json!({"assertion": b64(statement)});
+    let mut body = api.verify_body(statement);
     if let Some(a) = assertion {
         body["app_attest_assertion"] = json!(b64(a));
     }

@@ -572,7 +572,8 @@ fn checkpoint_export_over_http_matches_the_cli(b: &TestBackend) {
 fn database_from_before_the_chain_migrates_and_verifies(b: &TestBackend) {
     let mut log = populated(b);
     // Downgrade: re-sign the checkpoints in the version 1 format and drop
-    // what migrations 4 and later added (5: the App Attest keys).
+    // what migrations 4 and later added (5: the App Attest keys; 6: the
+    // spent payment challenges).
     let key =
         Ed25519KeyPair::from_pkcs8(&std::fs::read(log.data.join("audit-signing-key.pk8")).unwrap())
             .unwrap();
@@ -598,6 +599,7 @@ fn database_from_before_the_chain_migrates_and_verifies(b: &TestBackend) {
          ALTER TABLE audit_checkpoints DROP COLUMN version;
          ALTER TABLE audit_checkpoints DROP COLUMN prev_hash;
          DROP TABLE app_attest_keys;
+         DROP TABLE spent_challenges;
          DELETE FROM schema_migrations WHERE version >= 4;",
     );
     sql(b, &log, &s);

@@ -36,8 +36,11 @@ fn all_entries(store: &AnyStore) -> Vec<AuditEntry> {
     store.audit_entries(0, u64::MAX >> 2).unwrap()
 }
 
+/// Stored payment challenges consumed plus self-authenticating ones spent
+/// (`BIOPAY_TEST_STATELESS=1`): the payments' single-use records.
 fn consumed_payment_challenges(data: &std::path::Path, backend: &Backend) -> i64 {
-    const Q: &str = "SELECT COUNT(*) FROM challenges WHERE kind = 'payment' AND consumed";
+    const Q: &str = "SELECT (SELECT COUNT(*) FROM challenges WHERE kind = 'payment' AND consumed)
+        + (SELECT COUNT(*) FROM spent_challenges)";
     match backend {
         Backend::Sqlite => rusqlite::Connection::open(data.join("biopay.db"))
             .unwrap()
@@ -57,7 +60,8 @@ fn double_spend(b: &TestBackend) {
     let args = ["--lock-after-failures", "0"];
     let s1 = ServerProcess::start(&data, &b.backend, &args);
     let s2 = ServerProcess::start(&data, &b.backend, &args);
-    let (a1, a2) = (s1.api(), s2.api());
+    let a1 = s1.api();
+    let a2 = a1.at(&s2.url()); // one RP back end: both know its orders
     let phone = tempfile::tempdir().unwrap();
     let mut d = DemoDevice::provision(&phone.path().join("p"), RP).unwrap();
     let r = a1
@@ -774,7 +778,8 @@ fn batch_answers_as_the_items_sent_one_by_one(b: &TestBackend) {
 fn one_credentials_payments_raced_over_two_processes(b: &TestBackend) {
     let s1 = server_without_reload(b);
     let s2 = server_without_reload(b);
-    let (a1, a2) = (s1.api(), s2.api());
+    let a1 = s1.api();
+    let a2 = a1.at(&s2.url());
     let devices = tempfile::tempdir().unwrap();
     let mut d = register_fast(&a1, devices.path(), "raced");
     const RACED: usize = 16;

@@ -470,7 +470,7 @@ fn durable_across_restart_and_audited(b: &TestBackend) {
 
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let s = ServerProcess::start(&data, &backend, &extra);
-    let api = s.api();
+    let api = api.at(&s.url());
     // The counter and the consumed challenges survived.
     let list = api
         .get(&format!("/v1/credentials?account={}", b64(b"account-11")))

@@ -124,7 +124,31 @@ fn load_pays_through_the_cbor_body(b: &TestBackend) {
     s.stop();
 }
 
+/// Against a server with `--stateless-payment-challenges`, the load
+/// generator's payments carry the transaction each challenge was asked for
+/// (JSON and CBOR bodies, single and batched): every payment is accepted,
+/// none fails. A client that does not send it gets P9 for every payment.
+fn load_pays_with_stateless_payment_challenges(b: &TestBackend) {
+    let s = b.server(&["--stateless-payment-challenges"]);
+    for (cbor, batch) in [(false, 1), (false, 3), (true, 1), (true, 3)] {
+        let report = load(&s, |c| {
+            c.cbor = cbor;
+            c.batch = batch;
+        });
+        assert!(
+            report["accepted"].as_u64().unwrap() > 0,
+            "cbor {cbor}, batch {batch}: {report}"
+        );
+        assert_eq!(report["failed"], 0, "cbor {cbor}, batch {batch}: {report}");
+    }
+    let (data, backend) = (s.data_dir.clone(), s.backend.clone());
+    s.stop();
+    let (ok, out) = audit_verify(&data, &backend);
+    assert!(ok, "{out}");
+}
+
 suite!(
     prepopulate_fills_the_store_with_valid_credentials,
     load_pays_through_the_cbor_body,
+    load_pays_with_stateless_payment_challenges,
 );

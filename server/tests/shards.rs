@@ -885,3 +885,58 @@ fn load_runs_against_two_shards_and_reports_each() {
     s.stop();
     t.assert_audit_intact();
 }
+
+/// `--stateless-payment-challenges` over two shards, two processes: one
+/// key file for every shard, so a challenge issued by process A pays at
+/// process B; issuing stores nothing on any shard; the payment's spent
+/// entry lands on its credential's shard only (the verify touches that
+/// shard alone), and a second statement for the same challenge is refused
+/// there (P20, or P9 for the replay of the accepted one).
+#[test]
+#[cfg_attr(biopay_skip_postgres, ignore = "BIOPAY_SKIP_POSTGRES=1")]
+fn stateless_challenge_is_spent_on_its_credentials_shard_only() {
+    let t = TwoShards::start();
+    let config = t.config.to_str().unwrap().to_owned();
+    let args = ["--config", &config, "--stateless-payment-challenges"];
+    let s1 = ServerProcess::start(&t.data(), &Backend::Sqlite, &args);
+    let s2 = ServerProcess::start(&t.data(), &Backend::Sqlite, &args);
+    let a1 = s1.api();
+    let a2 = a1.at(&s2.url());
+    let dir = tempfile::tempdir().unwrap();
+    let count = |k: u32, sql: &str| -> i64 { t.client(k).query_one(sql, &[]).unwrap().get(0) };
+    for k in 0..SHARDS {
+        let mut d = fast_on(&a1, dir.path(), &format!("sl{k}"), k);
+        let id = d.credential_id().as_bytes().to_vec();
+        let c = challenge_of(&a1, &id, &format!("sl{k}"));
+        let first = d.authorize(&c).unwrap();
+        let second = d.authorize(&c).unwrap();
+        let r = touches_only(&a2, k, "stateless payment", || {
+            a2.verify_payment(&first).unwrap()
+        });
+        assert_eq!(r.status, 200, "shard {k}: {}", r.body);
+        for j in 0..SHARDS {
+            assert_eq!(
+                count(j, "SELECT COUNT(*) FROM challenges WHERE kind = 'payment'"),
+                0,
+                "shard {j} stored a payment challenge"
+            );
+            // Shard j holds the spent entries of its own credentials: one
+            // per credential paid on it so far.
+            let paid_on_j = i64::from(j <= k);
+            assert_eq!(
+                count(j, "SELECT COUNT(*) FROM spent_challenges"),
+                paid_on_j,
+                "after paying on shard {k}: spent entries on shard {j}"
+            );
+        }
+        let r = a1.verify_payment(&second).unwrap();
+        assert_eq!(r.status, 409, "shard {k}: {}", r.body);
+        assert_eq!(r.code(), Some("P20"), "shard {k}: {}", r.body);
+        let r = a1.verify_payment(&first).unwrap();
+        assert_eq!(r.status, 409, "shard {k}: {}", r.body);
+        assert_eq!(r.code(), Some("P9"), "shard {k}: {}", r.body);
+    }
+    s1.stop();
+    s2.stop();
+    t.assert_audit_intact();
+}

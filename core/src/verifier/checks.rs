@@ -153,9 +153,26 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
         &self,
         sign1: &cose::Sign1,
         credential_id: &CredentialId,
-        [s_header, s_credential, s_signature]: [Step; 3],
+        steps: [Step; 3],
     ) -> Result<CredentialRecord, Rejection> {
-        let Some(cred) = self.store.credential(credential_id).at(s_credential)? else {
+        self.check_signer_with(sign1, credential_id, steps, None)
+    }
+
+    /// [`Self::check_signer`], with the credential record the caller read
+    /// from this verifier's store for this call: used at step 4 instead of a
+    /// read when its id is the statement's.
+    pub(super) fn check_signer_with(
+        &self,
+        sign1: &cose::Sign1,
+        credential_id: &CredentialId,
+        [s_header, s_credential, s_signature]: [Step; 3],
+        read: Option<CredentialRecord>,
+    ) -> Result<CredentialRecord, Rejection> {
+        let cred = match read.filter(|r| r.credential_id == *credential_id) {
+            Some(r) => Some(r),
+            None => self.store.credential(credential_id).at(s_credential)?,
+        };
+        let Some(cred) = cred else {
             return reject(s_credential, Reason::UnknownCredential);
         };
         if cred.rp_id != self.rp_id {

@@ -12,10 +12,11 @@
 //!
 //! One file per procedure: `registration` (R1–R16), `platform` (A1–A17),
 //! `app_attest` (K1–K13), `payment` (P1–P20, J1–J4), `deregistration`
-//! (D1–D9), `enrollment` (E1–E10), `issuance` (challenges); the checks they
-//! share are written once in `checks`; `opened` gives a caller what core
-//! read from a statement before deciding (the credential it names), so the
-//! caller parses nothing itself.
+//! (D1–D9), `enrollment` (E1–E10), `issuance` (challenges), `stateless`
+//! (self-authenticating payment challenges); the checks they share are
+//! written once in `checks`; `opened` gives a caller what core read from a
+//! statement before deciding (the credential it names), so the caller
+//! parses nothing itself.
 
 mod app_attest;
 mod checks;
@@ -26,6 +27,9 @@ mod opened;
 mod payment;
 mod platform;
 mod registration;
+mod stateless;
+
+pub use stateless::{ChallengeKeys, DuplicateKeyId, CHALLENGE_MAC_LEN, CHALLENGE_NONCE_LEN};
 
 pub use crate::policy::{DeviceModel, HighValueRequirement, ModelStatus, Policy, TrustConfig};
 use crate::serde_hex::ser_hex;
@@ -45,8 +49,8 @@ use crate::{
     },
     store::{
         AppAttestKey, ChallengeEntry, ChallengeLimit, CommitError, CredentialKind,
-        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
-        StoreError,
+        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge,
+        SpentChallenge, Store, StoreError,
     },
     x509,
 };
@@ -135,6 +139,12 @@ pub struct Verifier<S, C, R> {
     store: S,
     clock: C,
     random: R,
+    /// With keys, payment challenges are self-authenticating and not stored
+    /// (docs/PROTOCOL.md §6.1.3); without, they are stored (§7.1).
+    challenge_keys: Option<ChallengeKeys>,
+    /// This process's outstanding self-authenticating payment challenges,
+    /// per account (the per-account limit, §6.1.3).
+    outstanding: stateless::Outstanding,
 }
 
 impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
@@ -158,7 +168,24 @@ impl<S: Store, C: Clock, R: Random> Verifier<S, C, R> {
             store,
             clock,
             random,
+            challenge_keys: None,
+            outstanding: stateless::Outstanding::default(),
         })
+    }
+
+    /// Issues self-authenticating payment challenges MACed with `keys`
+    /// (docs/PROTOCOL.md §6.1.3): issuing one writes nothing, and a payment
+    /// is verified with [`Self::verify_payment_for`], which is given the
+    /// transaction. Registration challenges are still stored.
+    pub fn with_challenge_keys(mut self, keys: ChallengeKeys) -> Self {
+        self.challenge_keys = Some(keys);
+        self
+    }
+
+    /// The payment challenge keys, if payment challenges are
+    /// self-authenticating.
+    pub fn challenge_keys(&self) -> Option<&ChallengeKeys> {
+        self.challenge_keys.as_ref()
     }
 
     /// Accepts Android Keystore credentials (docs/PROTOCOL.md §12) under

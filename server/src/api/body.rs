@@ -9,7 +9,8 @@
 //! body's text keys and byte strings for the binary fields:
 //!
 //! ```cddl
-//! VerifyPaymentRequest = { "assertion": bstr, ? "app_attest_assertion": bstr }
+//! VerifyPaymentRequest = { "assertion": bstr, ? "app_attest_assertion": bstr,
+//!                         ? "transaction": Transaction }
 //! VerifyPaymentBatchRequest = { "items": [+ VerifyPaymentRequest] }
 //! PaymentChallengeRequest = { "credential_id": bstr, "transaction": Transaction }
 //! Transaction = { "amount_minor": uint, "currency": tstr, "payee_id": tstr,
@@ -69,6 +70,9 @@ pub(crate) struct PaymentItem {
     pub assertion: Vec<u8>,
     /// The Apple App Attest assertion object, if sent.
     pub app_attest_assertion: Option<Vec<u8>>,
+    /// The transaction the challenge was requested for, if sent (required
+    /// with self-authenticating payment challenges, PROTOCOL.md §6.1.3).
+    pub transaction: Option<Transaction>,
 }
 
 impl TryFrom<VerifyPaymentRequest> for PaymentItem {
@@ -82,6 +86,7 @@ impl TryFrom<VerifyPaymentRequest> for PaymentItem {
                 .as_deref()
                 .map(|a| bytes_field("app_attest_assertion", a))
                 .transpose()?,
+            transaction: req.transaction.map(Transaction::from),
         })
     }
 }
@@ -131,7 +136,11 @@ fn decode(bytes: &[u8]) -> Result<Item<'_>, ApiError> {
 
 /// One `VerifyPaymentRequest` map.
 fn cbor_item(item: &Item<'_>, what: &str) -> Result<PaymentItem, ApiError> {
-    let fields = map_fields(item, what, &["assertion", "app_attest_assertion"])?;
+    let fields = map_fields(
+        item,
+        what,
+        &["assertion", "app_attest_assertion", "transaction"],
+    )?;
     let bytes = |i: usize, name: &str| -> Result<Option<Vec<u8>>, ApiError> {
         match fields.get(i).copied().flatten() {
             None => Ok(None),
@@ -146,6 +155,12 @@ fn cbor_item(item: &Item<'_>, what: &str) -> Result<PaymentItem, ApiError> {
             ApiError::bad_request(format!("invalid CBOR body: {what}: missing `assertion`"))
         })?,
         app_attest_assertion: bytes(1, "app_attest_assertion")?,
+        transaction: fields
+            .get(2)
+            .copied()
+            .flatten()
+            .map(|tx| cbor_transaction(tx, what))
+            .transpose()?,
     })
 }
 
@@ -267,6 +282,17 @@ fn cbor_challenge(item: &Item<'_>, what: &str) -> Result<ChallengeItem, ApiError
     let Some(tx) = fields.get(1).copied().flatten() else {
         return Err(bad("missing `transaction`".into()));
     };
+    Ok(ChallengeItem {
+        credential_id,
+        transaction: cbor_transaction(tx, what)?,
+    })
+}
+
+/// The `transaction` map of request `what`: `{"amount_minor": uint,
+/// "currency": tstr, "payee_id": tstr, "payee_name": tstr, "order_id": tstr,
+/// ? "memo": tstr}`.
+fn cbor_transaction(tx: &Item<'_>, what: &str) -> Result<Transaction, ApiError> {
+    let bad = |m: String| ApiError::bad_request(format!("invalid CBOR body: {what}: {m}"));
     const TX: [&str; 6] = [
         "amount_minor",
         "currency",
@@ -303,15 +329,12 @@ fn cbor_challenge(item: &Item<'_>, what: &str) -> Result<ChallengeItem, ApiError
         }
         None => return Err(bad("transaction: missing `amount_minor`".into())),
     };
-    Ok(ChallengeItem {
-        credential_id,
-        transaction: Transaction {
-            amount_minor,
-            currency: required(1)?,
-            payee_id: required(2)?,
-            payee_name: required(3)?,
-            order_id: required(4)?,
-            memo: text(5)?,
-        },
+    Ok(Transaction {
+        amount_minor,
+        currency: required(1)?,
+        payee_id: required(2)?,
+        payee_name: required(3)?,
+        order_id: required(4)?,
+        memo: text(5)?,
     })
 }

@@ -188,6 +188,12 @@ pub struct VerifyPaymentRequest {
     /// (PROTOCOL.md §13.9, P17 and J1–J4).
     #[serde(default)]
     pub app_attest_assertion: Option<String>,
+    /// The transaction the challenge was requested for. Required when the
+    /// server issues self-authenticating payment challenges (PROTOCOL.md
+    /// §6.1.3): P9 checks the challenge's MAC over it. With a stored
+    /// challenge, if given, it must be the stored one (P12).
+    #[serde(default)]
+    pub transaction: Option<TransactionBody>,
 }
 
 /// Request (`Content-Type: application/cbor`): a payment challenge, as one
@@ -217,8 +223,9 @@ pub struct PaymentChallengeBatchCbor {
 /// Request (`Content-Type: application/cbor`): a payment assertion to
 /// verify, as one deterministic CBOR map (RFC 8949 §4.2.1; shortest forms,
 /// definite lengths, keys in bytewise order, nothing after it) with these
-/// text keys and byte-string values: `{"assertion": bstr, ?
-/// "app_attest_assertion": bstr}`. Any other key, type or encoding is 400
+/// text keys: `{"assertion": bstr, ? "app_attest_assertion": bstr, ?
+/// "transaction": Transaction}` (the transaction as in
+/// [`PaymentChallengeCbor`]). Any other key, type or encoding is 400
 /// `BAD_REQUEST`. The answer is JSON.
 #[derive(Debug, ToSchema)]
 pub struct VerifyPaymentCbor {
@@ -229,6 +236,10 @@ pub struct VerifyPaymentCbor {
     /// `app_attest_assertion` of the JSON body).
     #[schema(value_type = Option<String>, format = Binary)]
     pub app_attest_assertion: Option<Vec<u8>>,
+    /// The transaction the challenge was requested for (a CBOR map, as
+    /// `transaction` of the JSON body): required by a server that issues
+    /// self-authenticating payment challenges (PROTOCOL.md §6.1.3).
+    pub transaction: Option<TransactionBody>,
 }
 
 /// Request: several payment challenges, one per item, issued independently.

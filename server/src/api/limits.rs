@@ -52,20 +52,29 @@ impl AppState {
 
     /// Refuses statements for a locked credential or account: one that had
     /// `lock_after_failures` counted failures within the window, in any
-    /// process on the credential's shard. Fails closed when the store cannot tell.
+    /// process on the credential's shard (429 `RATE_LIMITED`). Fails closed
+    /// when the store cannot tell. When limits are on, the credential record
+    /// is read in the same query as the counts and returned for `P4`, so the
+    /// accepted payment path reads once.
     pub(crate) fn check_limits(
         &self,
         shard: &ShardVerifier,
         id: &CredentialId,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<biopay_core::CredentialRecord>, ApiError> {
         if self.lock_after_failures == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let since = crate::now().saturating_sub(self.failure_window_secs);
-        let failures = shard
+        let (failures, record) = shard
             .store()
-            .recent_failures(id, since)
+            .failures_and_credential(id, since)
             .map_err(|e| ApiError::unavailable(format!("rate limit state: {e}")))?;
+        self.refuse_if_limited(failures)?;
+        Ok(record)
+    }
+
+    /// 429 `RATE_LIMITED` when `failures` reached the limit.
+    fn refuse_if_limited(&self, failures: u64) -> Result<(), ApiError> {
         if failures >= u64::from(self.lock_after_failures) {
             self.metrics.decision("any", "refused", "RATE_LIMITED");
             return Err(ApiError::new(

@@ -34,8 +34,8 @@ use biopay_core::{
     messages::Message,
     store::{
         AppAttestKey, ChallengeEntry, ChallengeLimit, CommitError, CredentialKind,
-        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge, Store,
-        StoreError,
+        CredentialRecord, CredentialStatus, Decision, DecisionKind, Flag, IssuedChallenge,
+        SpentChallenge, Store, StoreError,
     },
     Challenge, CredentialId, Modality, ModelStatus, PaymentChallenge, RegistrationChallenge,
     SecurityLevel,
@@ -59,6 +59,16 @@ pub trait ServerStore: Store {
     /// credential's count and its account's count. A success
     /// (`commit_payment`) clears the credential's count.
     fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError>;
+    /// [`Self::recent_failures`] and the credential record, read together
+    /// for a payment (one query where the backend can: the accepted path's
+    /// one read, issue #12). The default reads them one after the other.
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        Ok((self.recent_failures(id, since)?, self.credential(id)?))
+    }
     /// Forgets failures older than `before` (Unix seconds). Returns how many.
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError>;
     /// The audit log entries with `seq > after`, in order, at most `limit`.
@@ -483,6 +493,22 @@ impl Store for AnyStore {
     fn purge_expired_challenges(&self, now: u64) -> Result<usize, StoreError> {
         delegate!(self, s => s.purge_expired_challenges(now))
     }
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        delegate!(self, s => s.commit_payment_spending(spent, id, new_counter, app_attest_counter, decision))
+    }
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        delegate!(self, s => s.challenge_spent(challenge))
+    }
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        delegate!(self, s => s.purge_spent_challenges(before))
+    }
 }
 
 impl ServerStore for AnyStore {
@@ -499,6 +525,13 @@ impl ServerStore for AnyStore {
     }
     fn recent_failures(&self, id: &CredentialId, since: u64) -> Result<u64, StoreError> {
         delegate!(self, s => s.recent_failures(id, since))
+    }
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        delegate!(self, s => s.failures_and_credential(id, since))
     }
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {
         delegate!(self, s => s.purge_failures(before))

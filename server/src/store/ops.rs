@@ -20,7 +20,7 @@ use crate::audit::{AuditEntry, AuditRecord, Checkpoint};
 use biopay_core::{
     store::{
         ChallengeEntry, ChallengeLimit, CommitError, CredentialRecord, CredentialStatus, Decision,
-        Flag, IssuedChallenge, Store, StoreError,
+        Flag, IssuedChallenge, SpentChallenge, Store, StoreError,
     },
     Challenge, CredentialId,
 };
@@ -43,6 +43,63 @@ impl<B: Backend> SqlStore<B> {
             .read(|c| c.query_opt(APP_ATTEST_SELECT, &[Blob(id.as_bytes())]))?
             .map(|r| app_attest_row(&r))
             .transpose()
+    }
+
+    /// An accepted payment's commit (`commit_payment`, or with `spend` its
+    /// self-authenticating form `commit_payment_spending`): [`Db::pay`], then
+    /// the App Attest counter, in one transaction.
+    fn pay(
+        &self,
+        challenge: &Challenge,
+        spend: Option<i64>,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let new = i64_of(new_counter)?;
+        let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
+        self.backend.write(true, move |c, head| {
+            let payment = Payment {
+                challenge: &challenge_key(&challenge),
+                spend,
+                id: id.as_bytes(),
+                new,
+                audit: &audit,
+            };
+            let paid = c.pay(head, &payment)?;
+            if !paid.consumed {
+                return Err(CommitError::ChallengeUsed);
+            }
+            if !paid.moved {
+                return Err(payment_conflict(payment_row(c, &id)?));
+            }
+            // The App Attest counter of the assertion (J4), in the same
+            // transaction (a failure rolls the operation back): only if the
+            // stored one is still below it.
+            if let Some(aa) = app_attest_counter {
+                let moved = c.execute(
+                    Sql::same(
+                        "UPDATE app_attest_keys SET counter = ?1
+                     WHERE credential_id = ?2 AND counter < ?1",
+                    ),
+                    &[Int(i64::from(aa)), Blob(id.as_bytes())],
+                )?;
+                if moved != 1 {
+                    let stored = c
+                        .query_opt(
+                            Sql::same(
+                                "SELECT counter FROM app_attest_keys WHERE credential_id = ?1",
+                            ),
+                            &[Blob(id.as_bytes())],
+                        )?
+                        .map(|r| r.int(0))
+                        .transpose()?;
+                    return Err(app_attest_conflict(stored));
+                }
+            }
+            Ok(())
+        })
     }
 
     /// A write that cannot fail a conditional check: only backend errors.
@@ -77,6 +134,13 @@ macro_rules! credential_columns {
 const APP_ATTEST_SELECT: Sql = Sql::same(
     "SELECT key_id, public_key, app_id, environment, counter, receipt
      FROM app_attest_keys WHERE credential_id = ?1",
+);
+
+/// Inserts a self-authenticating challenge's spent entry (docs/PROTOCOL.md
+/// §7.1 rule 5): one row if it was not spent, none if it was.
+const SPEND: Sql = Sql::same(
+    "INSERT INTO spent_challenges (challenge, expires_at) VALUES (?1, ?2)
+     ON CONFLICT (challenge) DO NOTHING",
 );
 
 const LAST_CHECKPOINT: Sql = Sql::same(
@@ -162,14 +226,20 @@ pub(crate) fn pay_in_steps<D: Db + ?Sized>(
 ) -> Result<Paid, CommitError> {
     let Payment {
         challenge,
+        spend,
         id,
         new,
         audit,
     } = *p;
-    let consumed = c.execute(
-        Sql::same("UPDATE challenges SET consumed = TRUE WHERE challenge = ?1 AND NOT consumed"),
-        &[Blob(challenge)],
-    )? == 1;
+    let consumed = match spend {
+        None => c.execute(
+            Sql::same(
+                "UPDATE challenges SET consumed = TRUE WHERE challenge = ?1 AND NOT consumed",
+            ),
+            &[Blob(challenge)],
+        )?,
+        Some(expires_at) => c.execute(SPEND, &[Blob(challenge), Int(expires_at)])?,
+    } == 1;
     if !consumed {
         return Ok(Paid {
             consumed,
@@ -444,48 +514,54 @@ impl<B: Backend> Store for SqlStore<B> {
         app_attest_counter: Option<u32>,
         decision: &Decision,
     ) -> Result<(), CommitError> {
-        let new = i64_of(new_counter)?;
-        let (challenge, id, audit) = (*challenge, id.clone(), accepted_record(decision));
-        self.backend.write(true, move |c, head| {
-            let payment = Payment {
-                challenge: &challenge_key(&challenge),
-                id: id.as_bytes(),
-                new,
-                audit: &audit,
-            };
-            let paid = c.pay(head, &payment)?;
-            if !paid.consumed {
-                return Err(CommitError::ChallengeUsed);
-            }
-            if !paid.moved {
-                return Err(payment_conflict(payment_row(c, &id)?));
-            }
-            // The App Attest counter of the assertion (J4), in the same
-            // transaction (a failure rolls the operation back): only if the
-            // stored one is still below it.
-            if let Some(aa) = app_attest_counter {
-                let moved = c.execute(
-                    Sql::same(
-                        "UPDATE app_attest_keys SET counter = ?1
-                     WHERE credential_id = ?2 AND counter < ?1",
-                    ),
-                    &[Int(i64::from(aa)), Blob(id.as_bytes())],
-                )?;
-                if moved != 1 {
-                    let stored = c
-                        .query_opt(
-                            Sql::same(
-                                "SELECT counter FROM app_attest_keys WHERE credential_id = ?1",
-                            ),
-                            &[Blob(id.as_bytes())],
-                        )?
-                        .map(|r| r.int(0))
-                        .transpose()?;
-                    return Err(app_attest_conflict(stored));
-                }
-            }
-            Ok(())
-        })
+        self.pay(
+            challenge,
+            None,
+            id,
+            new_counter,
+            app_attest_counter,
+            decision,
+        )
+    }
+
+    fn commit_payment_spending(
+        &self,
+        spent: &SpentChallenge,
+        id: &CredentialId,
+        new_counter: u64,
+        app_attest_counter: Option<u32>,
+        decision: &Decision,
+    ) -> Result<(), CommitError> {
+        let expires_at = i64_of(spent.expires_at)?;
+        self.pay(
+            &spent.challenge,
+            Some(expires_at),
+            id,
+            new_counter,
+            app_attest_counter,
+            decision,
+        )
+    }
+
+    fn challenge_spent(&self, challenge: &Challenge) -> Result<bool, StoreError> {
+        let row = self.backend.read(|c| {
+            c.query_opt(
+                Sql::same("SELECT 1 FROM spent_challenges WHERE challenge = ?1"),
+                &[Blob(&challenge_key(challenge))],
+            )
+        })?;
+        Ok(row.is_some())
+    }
+
+    fn purge_spent_challenges(&self, before: u64) -> Result<usize, StoreError> {
+        let before = i64_of(before)?;
+        let n = self.write_plain(false, move |c, _| {
+            Ok(c.execute(
+                Sql::same("DELETE FROM spent_challenges WHERE expires_at < ?1"),
+                &[Int(before)],
+            )?)
+        })?;
+        count(n)
     }
 
     fn commit_status(
@@ -624,6 +700,52 @@ impl<B: Backend> ServerStore for SqlStore<B> {
         })?;
         let n = row.map(|r| r.opt_int(0)).transpose()?.flatten();
         u64_of(n.unwrap_or(0))
+    }
+
+    fn failures_and_credential(
+        &self,
+        id: &CredentialId,
+        since: u64,
+    ) -> Result<(u64, Option<CredentialRecord>), StoreError> {
+        // recent_failures' count and credential()'s row in one query (an
+        // unknown credential has no row, and no account count).
+        let row = self.backend.read(|c| {
+            c.query_opt(
+                Sql::each(
+                    concat!(
+                        "SELECT ",
+                        credential_columns!(),
+                        ", MAX(
+                        (SELECT COUNT(*) FROM failures
+                         WHERE kind = 'credential' AND subject = ?1 AND at >= ?2),
+                        (SELECT COUNT(*) FROM failures
+                         WHERE kind = 'account' AND at >= ?2 AND subject = account_handle))
+                     FROM credentials WHERE credential_id = ?1"
+                    ),
+                    concat!(
+                        "SELECT ",
+                        credential_columns!(),
+                        ", GREATEST(
+                        (SELECT COUNT(*) FROM failures
+                         WHERE kind = 'credential' AND subject = ?1 AND at >= ?2),
+                        (SELECT COUNT(*) FROM failures
+                         WHERE kind = 'account' AND at >= ?2
+                           AND subject = credentials.account_handle))
+                     FROM credentials WHERE credential_id = ?1"
+                    ),
+                ),
+                &[Blob(id.as_bytes()), Int(i64_of(since)?)],
+            )
+        })?;
+        match row {
+            None => Ok((self.recent_failures(id, since)?, None)),
+            Some(r) => Ok((
+                u64_of(r.int(12)?)?,
+                Some(with_app_attest(credential_row(&r)?.into_record()?, |id| {
+                    self.app_attest(id)
+                })?),
+            )),
+        }
     }
 
     fn purge_failures(&self, before: u64) -> Result<usize, StoreError> {

@@ -114,6 +114,39 @@ fn row(r: &postgres::Row) -> Result<Row, StoreError> {
         .map(Row)
 }
 
+/// The payment commit's one round trip (docs/PROTOCOL.md §7.3), its first
+/// step `consumed` given: `UPDATE challenges ...` for a stored challenge, or
+/// the spent-entry insert of a self-authenticating one (§7.1 rule 5).
+macro_rules! payment_sql {
+    ($consume:literal) => {
+        concat!(
+            "WITH consumed AS (",
+            $consume,
+            "), moved AS (
+                        UPDATE credentials SET counter = ?2
+                        WHERE credential_id = ?3 AND counter < ?2 AND status = 'active'
+                          AND NOT EXISTS (SELECT 1 FROM model_status m
+                                          WHERE m.model = credentials.device_model
+                                            AND m.status <> 'active')
+                          AND EXISTS (SELECT 1 FROM consumed)
+                        RETURNING account_handle
+                    ), cleared AS (
+                        DELETE FROM failures
+                        WHERE EXISTS (SELECT 1 FROM moved)
+                          AND ((kind = 'credential' AND subject = ?3)
+                            OR (kind = 'account' AND subject = (SELECT account_handle FROM moved)))
+                    ), audited AS (
+                        INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
+                            statement_hash, reason, prev_hash, hash)
+                        SELECT ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
+                        WHERE EXISTS (SELECT 1 FROM moved)
+                        RETURNING 1
+                    )
+                    SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)"
+        )
+    };
+}
+
 impl Db for Conn {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -144,51 +177,40 @@ impl Db for Conn {
         // count and append the audit entry (only if the counter moved).
         // The conditional updates lock their rows and are re-evaluated
         // after a concurrent commit, as separate statements would be.
+        // A self-authenticating challenge's first step is its spent entry's
+        // insert instead (docs/PROTOCOL.md §7.1 rule 5), `?14` its expiry.
         let e = head.next(audit)?;
+        let sql = match p.spend {
+            None => Sql::same(payment_sql!(
+                "UPDATE challenges SET consumed = true
+                        WHERE challenge = ?1 AND NOT consumed RETURNING 1"
+            )),
+            Some(_) => Sql::same(payment_sql!(
+                "INSERT INTO spent_challenges (challenge, expires_at) VALUES (?1, ?14)
+                        ON CONFLICT (challenge) DO NOTHING RETURNING 1"
+            )),
+        };
+        let at = i64_of(audit.at)?;
+        let mut params = vec![
+            Param::Blob(p.challenge),
+            Param::Int(p.new),
+            Param::Blob(p.id),
+            Param::Int(e.seq),
+            Param::Int(at),
+            Param::Text(&audit.kind),
+            Param::Text(&audit.outcome),
+            Param::Text(&audit.step),
+            Param::Text(&audit.credential),
+            Param::Text(&audit.statement_hash),
+            Param::Text(&audit.reason),
+            Param::Text(&e.prev_hash),
+            Param::Text(&e.hash),
+        ];
+        if let Some(expires_at) = p.spend {
+            params.push(Param::Int(expires_at));
+        }
         let r = self
-            .query_opt(
-                Sql::same(
-                    "WITH consumed AS (
-                        UPDATE challenges SET consumed = true
-                        WHERE challenge = ?1 AND NOT consumed RETURNING 1
-                    ), moved AS (
-                        UPDATE credentials SET counter = ?2
-                        WHERE credential_id = ?3 AND counter < ?2 AND status = 'active'
-                          AND NOT EXISTS (SELECT 1 FROM model_status m
-                                          WHERE m.model = credentials.device_model
-                                            AND m.status <> 'active')
-                          AND EXISTS (SELECT 1 FROM consumed)
-                        RETURNING account_handle
-                    ), cleared AS (
-                        DELETE FROM failures
-                        WHERE EXISTS (SELECT 1 FROM moved)
-                          AND ((kind = 'credential' AND subject = ?3)
-                            OR (kind = 'account' AND subject = (SELECT account_handle FROM moved)))
-                    ), audited AS (
-                        INSERT INTO audit_log (seq, at, kind, outcome, step, credential,
-                            statement_hash, reason, prev_hash, hash)
-                        SELECT ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
-                        WHERE EXISTS (SELECT 1 FROM moved)
-                        RETURNING 1
-                    )
-                    SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)",
-                ),
-                &[
-                    Param::Blob(p.challenge),
-                    Param::Int(p.new),
-                    Param::Blob(p.id),
-                    Param::Int(e.seq),
-                    Param::Int(i64_of(audit.at)?),
-                    Param::Text(&audit.kind),
-                    Param::Text(&audit.outcome),
-                    Param::Text(&audit.step),
-                    Param::Text(&audit.credential),
-                    Param::Text(&audit.statement_hash),
-                    Param::Text(&audit.reason),
-                    Param::Text(&e.prev_hash),
-                    Param::Text(&e.hash),
-                ],
-            )?
+            .query_opt(sql, &params)?
             .ok_or_else(|| StoreError("postgres: no result row".into()))?;
         Ok(Paid {
             consumed: r.int(0)? == 1,

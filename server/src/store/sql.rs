@@ -151,6 +151,10 @@ impl Row {
 pub struct Payment<'a> {
     /// The challenge bytes as stored.
     pub challenge: &'a [u8],
+    /// `Some(expires_at)` for a self-authenticating challenge
+    /// (docs/PROTOCOL.md §6.1.3): its spent entry is inserted (a present one
+    /// is a second spend) instead of a stored challenge being consumed.
+    pub spend: Option<i64>,
     /// The credential id.
     pub id: &'a [u8],
     /// The new counter.
@@ -164,7 +168,8 @@ pub struct Payment<'a> {
 /// with it).
 #[derive(Debug, Clone, Copy)]
 pub struct Paid {
-    /// The challenge was unconsumed and is now consumed.
+    /// The challenge was unconsumed and is now consumed (or, for a
+    /// self-authenticating one, was not spent and now is).
     pub consumed: bool,
     /// The counter moved (and the rest of the payment was written).
     pub moved: bool,
@@ -186,7 +191,8 @@ pub trait Db {
         Ok(self.query(sql, params)?.into_iter().next())
     }
     /// The writes of an accepted payment (see [`super::ops`]), each only if
-    /// the one before it happened: consume the challenge, move the counter
+    /// the one before it happened: consume the challenge (or insert its spent
+    /// entry, [`Payment::spend`]), move the counter
     /// (credential active, device model not revoked, stored counter below
     /// `new`), clear the failure counts of the credential and its account,
     /// append `audit`. A dialect may override this to save round trips.
@@ -346,6 +352,17 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
             counter {int} NOT NULL,
             receipt {blob} NOT NULL
         );",
+    ),
+    (
+        6,
+        // Spent self-authenticating payment challenges (docs/PROTOCOL.md
+        // §7.1 rule 5): inserted by the payment's commit; the primary key
+        // makes a second spend a conflict. Purged after expiry and skew.
+        "CREATE TABLE spent_challenges (
+            challenge {blob} PRIMARY KEY,
+            expires_at {int} NOT NULL
+        );
+        CREATE INDEX spent_challenges_expires ON spent_challenges (expires_at);",
     ),
 ];
 

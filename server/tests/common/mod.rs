@@ -93,6 +93,13 @@ impl ServerProcess {
         if let Backend::Postgres(url) = backend {
             cmd.args(["--database-url", url]);
         }
+        // BIOPAY_TEST_STATELESS=1 runs every suite's servers with
+        // self-authenticating payment challenges (PROTOCOL.md §6.1.3).
+        if std::env::var_os("BIOPAY_TEST_STATELESS").is_some()
+            && !extra.contains(&"--stateless-payment-challenges")
+        {
+            cmd.arg("--stateless-payment-challenges");
+        }
         let mut child = cmd.spawn().expect("spawn biopay-server");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();

@@ -136,11 +136,20 @@ pub(crate) fn verify_one_payment(
     // The credential's shard; an assertion naming no readable credential
     // goes to shard 0, which audits its rejection.
     let shard = st.shard(named.as_ref().map_or(0, |id| st.shards.of_credential(id)))?;
-    if let Some(id) = &named {
-        st.check_limits(&shard, id)?;
-    }
-    match opened.and_then(|o| shard.verify_opened_payment(o, item.app_attest_assertion.as_deref()))
-    {
+    // The rate-limit count and the credential record in one read (P4 uses it).
+    let record = match &named {
+        Some(id) => st.check_limits(&shard, id)?,
+        None => None,
+    };
+    let verified = opened.and_then(|o| {
+        shard.verify_opened_payment_with(
+            o,
+            item.transaction.as_ref(),
+            item.app_attest_assertion.as_deref(),
+            record,
+        )
+    });
+    match verified {
         Ok(p) => {
             // The commit cleared the credential's failure count.
             st.metrics.decision(
