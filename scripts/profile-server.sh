@@ -5,6 +5,7 @@
 # SQLite store, drives it with `LOADER load` (16 clients, one payment per request, 9 s), records
 # `perf record -F 1999` on the server over 5 s of that load, and prints payments/s, the server's
 # CPU µs per payment and the samples grouped by what they are (ring, kernel, SQLite, HTTP, ...).
+# BATCH=N (default 1) pays N per request through the batch endpoints.
 # Needs perf (Debian: linux-perf). Loopback only.
 set -euo pipefail
 bin=$1 loader=$2; shift 2
@@ -12,7 +13,7 @@ d=$(mktemp -d); port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("12
 "$bin" --danger-demo-trust --danger-demo-keys --listen 127.0.0.1:"$port" --data-dir "$d" "$@" > "$d/log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:"$port"/healthz >/dev/null && break; sleep 0.1; done
-"$loader" load --url http://127.0.0.1:"$port" --clients 16 --seconds 9 --ecdsa-seconds 0 --server-pid "$pid" > "$d/r.json" &
+"$loader" load --url http://127.0.0.1:"$port" --clients 16 --batch "${BATCH:-1}" --seconds 9 --ecdsa-seconds 0 --server-pid "$pid" > "$d/r.json" &
 lp=$!
 sleep 2
 perf record -F 1999 -o "$d/perf.data" -p "$pid" -- sleep 5 2>/dev/null >/dev/null
