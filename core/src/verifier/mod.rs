@@ -25,6 +25,7 @@ mod enrollment;
 mod issuance;
 mod opened;
 mod payment;
+mod payment_checks;
 mod platform;
 mod registration;
 mod stateless;
