@@ -26,7 +26,8 @@ pub fn load_or_create(path: &Path) -> Result<ChallengeKeys, String> {
         let mut secret = Zeroizing::new([0u8; 32]);
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret[..])
             .map_err(|_| "random key generation failed".to_owned())?;
-        let line = Zeroizing::new(format!("1 {}\n", hex::encode(&secret[..])));
+        let hex_secret = Zeroizing::new(hex::encode(&secret[..]));
+        let line = Zeroizing::new(format!("1 {}\n", hex_secret.as_str()));
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
