@@ -96,13 +96,7 @@ pub(crate) fn parse_verify(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<PaymentItem, ApiError> {
-    match body_type(headers) {
-        Some(BodyType::Cbor) => {
-            let bytes = body_bytes(body)?;
-            cbor_item(&decode(&bytes)?, "the body")
-        }
-        _ => parse_json::<VerifyPaymentRequest>(body)?.try_into(),
-    }
+    parse_one::<VerifyPaymentRequest, _>(headers, body, cbor_item)
 }
 
 /// The body of `/v1/payments/verify/batch`, JSON or CBOR. A JSON item whose
@@ -112,6 +106,42 @@ pub(crate) fn parse_verify_batch(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Vec<Result<PaymentItem, ApiError>>, ApiError> {
+    parse_batch(headers, body, cbor_item, |b: VerifyPaymentBatchRequest| {
+        b.items
+    })
+}
+
+/// One item's body: the CBOR map read by `cbor`, or the JSON body `J`.
+fn parse_one<J, T>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    cbor: fn(&Item<'_>, &str) -> Result<T, ApiError>,
+) -> Result<T, ApiError>
+where
+    J: serde::de::DeserializeOwned + TryInto<T, Error = ApiError>,
+{
+    match body_type(headers) {
+        Some(BodyType::Cbor) => {
+            let bytes = body_bytes(body)?;
+            cbor(&decode(&bytes)?, "the body")
+        }
+        _ => parse_json::<J>(body)?.try_into(),
+    }
+}
+
+/// A batch body `{"items": [...]}`: each CBOR item read by `cbor`, or the
+/// JSON batch `B` whose `items` convert one by one (a JSON item that does
+/// not convert is that item's error).
+fn parse_batch<B, J, T>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    cbor: fn(&Item<'_>, &str) -> Result<T, ApiError>,
+    items: fn(B) -> Vec<J>,
+) -> Result<Vec<Result<T, ApiError>>, ApiError>
+where
+    B: serde::de::DeserializeOwned,
+    J: TryInto<T, Error = ApiError>,
+{
     match body_type(headers) {
         Some(BodyType::Cbor) => {
             let bytes = body_bytes(body)?;
@@ -119,13 +149,12 @@ pub(crate) fn parse_verify_batch(
             cbor_items(&root)?
                 .iter()
                 .enumerate()
-                .map(|(i, item)| cbor_item(item, &format!("items[{i}]")).map(Ok))
+                .map(|(i, item)| cbor(item, &format!("items[{i}]")).map(Ok))
                 .collect()
         }
-        _ => Ok(parse_json::<VerifyPaymentBatchRequest>(body)?
-            .items
+        _ => Ok(items(parse_json::<B>(body)?)
             .into_iter()
-            .map(PaymentItem::try_from)
+            .map(J::try_into)
             .collect()),
     }
 }
@@ -223,13 +252,7 @@ pub(crate) fn parse_challenge(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<ChallengeItem, ApiError> {
-    match body_type(headers) {
-        Some(BodyType::Cbor) => {
-            let bytes = body_bytes(body)?;
-            cbor_challenge(&decode(&bytes)?, "the body")
-        }
-        _ => parse_json::<PaymentChallengeRequest>(body)?.try_into(),
-    }
+    parse_one::<PaymentChallengeRequest, _>(headers, body, cbor_challenge)
 }
 
 /// The body of `/v1/payments/challenge/batch`, JSON or CBOR; as
@@ -238,22 +261,12 @@ pub(crate) fn parse_challenge_batch(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Vec<Result<ChallengeItem, ApiError>>, ApiError> {
-    match body_type(headers) {
-        Some(BodyType::Cbor) => {
-            let bytes = body_bytes(body)?;
-            let root = decode(&bytes)?;
-            cbor_items(&root)?
-                .iter()
-                .enumerate()
-                .map(|(i, item)| cbor_challenge(item, &format!("items[{i}]")).map(Ok))
-                .collect()
-        }
-        _ => Ok(parse_json::<PaymentChallengeBatchRequest>(body)?
-            .items
-            .into_iter()
-            .map(ChallengeItem::try_from)
-            .collect()),
-    }
+    parse_batch(
+        headers,
+        body,
+        cbor_challenge,
+        |b: PaymentChallengeBatchRequest| b.items,
+    )
 }
 
 /// The `items` array of a batch body `{"items": [...]}`.
